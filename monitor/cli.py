@@ -1,0 +1,225 @@
+"""The command line: ``feed-monitor check|once|run|status|test-notify``.
+
+This is the one place where errors become messages and exit codes: 0 success, 1 a run
+that could not happen (unusable database, failed test alert), 2 a bad config or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from monitor import __version__
+from monitor.alert import Notifier
+from monitor.config import Config, format_duration, load_config, resolve_config_path
+from monitor.errors import ConfigError, MonitorError
+from monitor.fetch import Fetcher
+from monitor.models import AlertMessage
+from monitor.pipeline import Poller, feed_display_name
+from monitor.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo("error: invalid configuration", err=True)
+            for problem in exc.problems:
+                click.echo(f"  {problem}", err=True)
+            ctx.exit(2)
+        except MonitorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file. Default: $FEED_MONITOR_CONFIG, then config/monitor.yaml.",
+    )(func)
+
+
+def _load(config_path: Path | None) -> tuple[Path, Config]:
+    path = resolve_config_path(config_path)
+    return path, load_config(path)
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    # journald stamps every line itself; a terminal wants the time.
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    # httpx logs every request URL at INFO (private feed URLs can carry tokens);
+    # apprise is chatty. Their warnings still show.
+    for noisy in ("httpx", "httpcore", "apprise", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="feed-monitor")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Poll RSS/Atom feeds, match keyword watchlists, send alerts."""
+    configure_logging(verbose)
+
+
+@cli.command()
+@config_option
+def check(config_path: Path | None) -> None:
+    """Validate the config and print a summary."""
+    path, config = _load(config_path)
+    click.echo(f"{path}: OK")
+    click.echo(f"database:   {config.database}")
+    d = config.defaults
+    click.echo(
+        f"defaults:   every {format_duration(d.interval)}, timeout {format_duration(d.timeout)}, "
+        f"alert on stories newer than {format_duration(d.max_age)}"
+    )
+    click.echo(f"feeds:      {len(config.feeds)}")
+    for feed in config.feeds:
+        click.echo(
+            f"  - {feed_display_name(feed)}  {feed.url}  "
+            f"(every {format_duration(config.feed_interval(feed))})"
+        )
+    click.echo(f"watchlists: {len(config.watchlists)}")
+    for watchlist in config.watchlists:
+        route = ", ".join(watchlist.notify) if watchlist.notify else "all targets"
+        click.echo(f"  - {watchlist.name}: {', '.join(watchlist.keywords)}  -> {route}")
+        if watchlist.require:
+            click.echo(f"      require: {', '.join(watchlist.require)}")
+        if watchlist.exclude:
+            click.echo(f"      exclude: {', '.join(watchlist.exclude)}")
+    targets = Notifier(config.notify).describe()
+    label = "" if config.notify else " (no targets configured: alerts go to the console)"
+    click.echo(f"notify:     {len(targets)}{label}")
+    for target in targets:
+        click.echo(f"  - {target}")
+
+
+@cli.command()
+@config_option
+def once(config_path: Path | None) -> None:
+    """Poll every feed once, deliver alerts, and exit."""
+    _, config = _load(config_path)
+    asyncio.run(_once(config))
+
+
+async def _once(config: Config) -> None:
+    store = Store.open(config.database)
+    try:
+        async with Fetcher() as fetcher:
+            poller = Poller(config, store, fetcher, Notifier(config.notify))
+            outcomes = await poller.poll_all()
+            delivered = await poller.deliver_pending(ignore_backoff=True)
+    finally:
+        store.close()
+    failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
+    click.echo(
+        f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed), "
+        f"{sum(o.new_stories for o in outcomes)} new stories, "
+        f"{sum(o.alerts_queued for o in outcomes)} alerts queued, "
+        f"{delivered.sent} sent, {delivered.failed} failed deliveries"
+    )
+
+
+@cli.command()
+@config_option
+def run(config_path: Path | None) -> None:
+    """Run the daemon: poll feeds on their schedules until stopped."""
+    from monitor.daemon import Daemon  # APScheduler is only needed here
+
+    path, config = _load(config_path)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        configure_logging(1)  # a service says what it does
+    asyncio.run(Daemon(path, config).run())
+
+
+@cli.command("test-notify")
+@config_option
+@click.option("--tag", "tags", multiple=True, help="Only targets with this tag (repeatable).")
+def test_notify(config_path: Path | None, tags: tuple[str, ...]) -> None:
+    """Send a test alert and report each target's result."""
+    _, config = _load(config_path)
+    notifier = Notifier(config.notify)
+    message = AlertMessage(
+        title="feed-monitor test alert",
+        body=f"This is a test alert from feed-monitor {__version__}. Delivery works.",
+        tags=tags,
+    )
+    outcome = notifier.send(message)
+    click.echo(outcome.detail)
+    if not outcome.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _ago(stamp: float | None, now: float) -> str:
+    if stamp is None:
+        return "never"
+    delta = now - stamp
+    seconds = abs(delta)
+    if seconds < 1:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 1.5 * size:
+            text = f"{seconds / size:.0f}{unit}"
+            break
+    else:
+        text = f"{seconds:.0f}s"
+    return f"{text} ago" if delta > 0 else f"in {text}"
+
+
+@cli.command()
+@config_option
+def status(config_path: Path | None) -> None:
+    """Show each feed's last poll, HTTP status, stories, last error and next poll."""
+    _, config = _load(config_path)
+    store = Store.open(config.database)
+    try:
+        configured = {feed.url for feed in config.feeds}
+        feeds = [feed for feed in store.feed_status() if feed.url in configured]
+        counts = store.alert_counts()
+    finally:
+        store.close()
+    now = time.time()
+    rows = [("FEED", "LAST POLL", "HTTP", "STORIES", "NEXT POLL", "LAST ERROR")]
+    for feed in feeds:
+        rows.append(
+            (
+                feed.name,
+                _ago(feed.last_polled_at, now),
+                str(feed.last_status or "-"),
+                str(feed.stories),
+                _ago(feed.next_poll_at, now) if feed.last_polled_at else "-",
+                (feed.last_error or "")[:80],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    click.echo(
+        f"\nalerts: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
+        f"{counts.get('failed', 0)} failed"
+    )
+
+
+def main() -> None:
+    cli(prog_name="feed-monitor")

@@ -1,0 +1,187 @@
+"""The daemon: APScheduler runs each feed's poll on its interval, plus the outbox.
+
+Scheduling rules (APScheduler 3.11 traps in ../shared/notes/libraries.md): every job has
+``misfire_grace_time=None`` and ``coalesce=True`` so a poll that came due while others ran
+is late, never dropped, and ``max_instances=1`` so one feed is never polled twice at
+once; the ``Poller``'s semaphore bounds concurrency. Feed state lives in SQLite, so jobs
+are rebuilt at start, resuming each feed's schedule where the last run left it.
+
+SIGTERM/SIGINT pause the scheduler, let in-flight polls and deliveries finish (with a
+deadline) and exit; SIGHUP reloads the config and keeps the old one if the new is bad.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.alert import Notifier
+from monitor.config import Config, FeedConfig, load_config
+from monitor.errors import ConfigError
+from monitor.fetch import Fetcher
+from monitor.pipeline import Clock, Poller
+from monitor.store import Store
+
+log = logging.getLogger(__name__)
+
+DELIVERY_JOB_ID = "deliver-outbox"
+DELIVERY_INTERVAL = 30.0
+SHUTDOWN_DEADLINE = 30.0
+START_SPREAD = 10.0  # feeds due at start-up are spread over this many seconds
+
+
+def first_poll_at(
+    next_poll_at: float | None, now: float, spread: float, rng: random.Random
+) -> float:
+    """When a feed is first polled after start: its stored schedule, or soon if overdue."""
+    if next_poll_at is not None and next_poll_at > now:
+        return next_poll_at
+    return now + rng.uniform(0, spread)
+
+
+class Daemon:
+    """One running feed-monitor service for the config at ``config_path``."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        config: Config,
+        *,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._stop = asyncio.Event()
+        self._inflight: set[asyncio.Task[object]] = set()
+
+    async def run(self) -> None:
+        store = Store.open(self.config.database)
+        scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+        try:
+            async with Fetcher() as fetcher:
+                self.poller = Poller(
+                    self.config, store, fetcher, Notifier(self.config.notify), clock=self.clock
+                )
+                self.scheduler = scheduler
+                self._schedule_feeds(self.config.feeds)
+                scheduler.add_job(
+                    self._tracked,
+                    "interval",
+                    args=[self.poller.deliver_pending],
+                    seconds=DELIVERY_INTERVAL,
+                    id=DELIVERY_JOB_ID,
+                    next_run_time=datetime.now(UTC),
+                )
+                scheduler.start()
+                self._install_signal_handlers()
+                log.info(
+                    "feed-monitor running: %d feeds, %d watchlists, database %s",
+                    len(self.config.feeds),
+                    len(self.config.watchlists),
+                    self.config.database,
+                )
+                await self._stop.wait()
+                log.info("stopping: waiting for in-flight polls and deliveries")
+                scheduler.pause()
+                if self._inflight:
+                    _, pending = await asyncio.wait(self._inflight, timeout=SHUTDOWN_DEADLINE)
+                    for task in pending:
+                        task.cancel()
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            store.close()
+        log.info("stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Load the config file again; keep running on the old one if it is invalid."""
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running config:\n%s", exc)
+            return
+        if new.database != self.config.database:
+            log.warning(
+                "database path changes need a restart; still using %s", self.config.database
+            )
+            new = new.model_copy(update={"database": self.config.database})
+        old = self.config
+        old_feeds = {feed.url: feed for feed in old.feeds}
+        self.config = new
+        self.poller.apply_config(new, Notifier(new.notify))
+        new_urls = {feed.url for feed in new.feeds}
+        for url in old_feeds.keys() - new_urls:
+            self.scheduler.remove_job(url)
+        changed = [
+            feed
+            for feed in new.feeds
+            if feed.url not in old_feeds
+            or new.feed_interval(feed) != old.feed_interval(old_feeds[feed.url])
+        ]
+        for feed in changed:
+            if self.scheduler.get_job(feed.url):
+                self.scheduler.remove_job(feed.url)
+        self._schedule_feeds(changed)
+        log.info("config reloaded: %d feeds, %d watchlists", len(new.feeds), len(new.watchlists))
+
+    def _schedule_feeds(self, feeds: list[FeedConfig]) -> None:
+        now = self.clock()
+        for feed in feeds:
+            state = self.poller.feed_states[feed.url]
+            start = first_poll_at(state.next_poll_at, now, START_SPREAD, self.rng)
+            self.scheduler.add_job(
+                self._tracked,
+                IntervalTrigger(
+                    seconds=self.config.feed_interval(feed),
+                    jitter=self.config.defaults.jitter,
+                    timezone=UTC,
+                ),
+                args=[self._poll_and_deliver, feed.url],
+                id=feed.url,
+                name=feed.url,
+                next_run_time=datetime.fromtimestamp(start, UTC),
+            )
+
+    async def _poll_and_deliver(self, url: str) -> None:
+        feed = next((feed for feed in self.config.feeds if feed.url == url), None)
+        if feed is None:  # removed by a reload while this run was queued
+            return
+        outcome = await self.poller.poll(feed)
+        if outcome.alerts_queued:
+            await self.poller.deliver_pending()
+
+    async def _tracked(self, job: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run a job, remembering it so shutdown can wait for it; never let it crash."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await job(*args)
+        except Exception:
+            log.exception("unexpected error in a scheduled job; the daemon carries on")
+        finally:
+            self._inflight.discard(task)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)

@@ -1,0 +1,57 @@
+"""The one exception tree of feed-monitor.
+
+Errors from outside (httpx, feedparser, sqlite3, YAML, pydantic) are wrapped once,
+at the module that talks to them, into one of these; the CLI is the only place
+they turn into messages and exit codes::
+
+    MonitorError
+    ├── ConfigError          the config file cannot be used (names file, line, key)
+    ├── StoreError           the SQLite database cannot be opened or written
+    ├── FeedError            one feed could not be polled; affects that feed only
+    │   ├── FetchError       network trouble: DNS, refused, timeout, too large, redirects
+    │   │   └── HTTPStatusError   the server answered with a 4xx/5xx status
+    │   └── ParseError       the body is not a usable RSS/Atom feed
+    └── DeliveryError        a notification target did not accept an alert
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Root of every error feed-monitor raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """The configuration is invalid; the message lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class StoreError(MonitorError):
+    """The database could not be opened, migrated or written."""
+
+
+class FeedError(MonitorError):
+    """A single feed failed; the run goes on with the others."""
+
+
+class FetchError(FeedError):
+    """The feed's bytes could not be fetched."""
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ParseError(FeedError):
+    """The fetched bytes are not a usable feed."""
+
+
+class DeliveryError(MonitorError):
+    """An alert could not be delivered to a notification target."""

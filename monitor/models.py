@@ -1,0 +1,75 @@
+"""Plain typed objects that flow forward through the pipeline.
+
+fetch → ``FetchResult`` → parse → ``ParsedFeed`` of ``Entry`` → store → ``NewStory``
+→ match → ``Match`` → alert (an outbox row, delivered as ``AlertMessage``).
+They are plain data (picklable, no behaviour beyond small derived properties) so a
+stage can run in another thread or process and be tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one HTTP poll of a feed brought back."""
+
+    url: str  # the final URL, after redirects
+    status: int  # 200, or 304 when the server says nothing changed
+    body: bytes = b""
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One feed entry, already normalized to plain text."""
+
+    key: str  # identity within its feed: guid, else link, else a hash of title and date
+    title: str
+    link: str | None  # only http(s) links survive parsing
+    summary: str = ""
+    content: str = ""
+    published: float | None = None  # Unix time (UTC); None when the feed gives no sane date
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    title: str | None
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewStory:
+    """A story stored for the first time, ready to be matched."""
+
+    id: int
+    feed_name: str
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class Match:
+    """A story that satisfied a watchlist: which keywords, and how the story spells them."""
+
+    watchlist: str
+    keywords: tuple[str, ...]  # as written in the watchlist
+    terms: tuple[str, ...]  # as spelled in the story
+    snippet: str  # text around the first match
+    highlight: tuple[int, int]  # where that first match sits in the snippet
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """An alert as delivered: a title and a plain-text body, sent to targets with ``tags``."""
+
+    title: str
+    body: str
+    tags: tuple[str, ...] = ()

@@ -1,0 +1,138 @@
+"""Parsing fetched bytes into entries with feedparser, then normalizing them.
+
+``parse_feed`` is pure (bytes in, ``ParsedFeed`` out) so it can run in a worker thread
+or process. It never hands feedparser anything that could be a file path or URL, removes
+internal DTD subsets before parsing (feedparser's lenient fallback parser would expand a
+large entity thousands of times), keeps only http(s) links, and turns every text field
+into plain NFKC text.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import io
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import feedparser
+
+from monitor.errors import ParseError
+from monitor.models import Entry, ParsedFeed
+from monitor.text import html_to_text, normalize_text
+
+# A DOCTYPE with an internal subset ("[...]") is the only place entities can be defined.
+_DOCTYPE_SUBSET_RE = re.compile(rb"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.DOTALL | re.IGNORECASE)
+# Dates before this are nonsense in a news feed (feedparser turns a bare epoch number
+# into the year 1777); treat them as "no date".
+_EARLIEST_SANE = calendar.timegm((1990, 1, 1, 0, 0, 0))
+
+
+def strip_internal_dtd(body: bytes) -> bytes:
+    """Remove a DOCTYPE's internal subset, where entity bombs and external entities live."""
+    head = body[:65536]
+    if b"<!DOCTYPE" not in head.upper() and b"<!doctype" not in head:
+        return body
+    return _DOCTYPE_SUBSET_RE.sub(b"", body, count=1)
+
+
+def safe_link(url: object) -> str | None:
+    """``url`` if it is an absolute http(s) URL, else None (no javascript:, file:, data:)."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return url
+    return None
+
+
+def sane_timestamp(parsed: Any, now: float) -> float | None:
+    """Unix time of a feedparser date, or None when it is missing or absurd.
+
+    Dates in the future (a publisher's wrong clock or time zone) count as now.
+    """
+    if not parsed:
+        return None
+    try:
+        stamp = float(calendar.timegm(parsed))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if stamp < _EARLIEST_SANE:
+        return None
+    return min(stamp, now)
+
+
+def entry_key(guid: str | None, link: str | None, title: str, published: float | None) -> str:
+    """Identity of an entry within its feed: its guid, else its link, else title and date."""
+    if guid and guid.strip():
+        return "id:" + guid.strip()
+    if link:
+        return "link:" + link
+    digest = hashlib.sha256(f"{title}\x00{published or ''}".encode()).hexdigest()[:32]
+    return "hash:" + digest
+
+
+def parse_feed(
+    body: bytes, *, url: str, content_type: str | None = None, now: float | None = None
+) -> ParsedFeed:
+    """Parse a feed document fetched from ``url``; raise ``ParseError`` if it is not one."""
+    now = time.time() if now is None else now
+    if not body.strip():
+        raise ParseError("the response body is empty")
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    try:
+        parsed = feedparser.parse(
+            io.BytesIO(strip_internal_dtd(body)),
+            response_headers=headers,
+            sanitize_html=False,  # everything becomes plain text below; markup is never rendered
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # feedparser should not raise, but feeds are adversarial
+        raise ParseError(f"feedparser failed: {type(exc).__name__}: {exc}") from None
+
+    if parsed.get("bozo") and not parsed.entries:
+        reason = parsed.get("bozo_exception")
+        version = parsed.get("version")
+        if not version:
+            raise ParseError(f"not an RSS or Atom feed ({_describe(reason)})")
+        raise ParseError(f"broken feed: {_describe(reason)}")
+
+    entries = [_entry(raw, now) for raw in parsed.entries]
+    title = html_to_text(parsed.feed.get("title", "")) or None
+    return ParsedFeed(title=title, entries=entries)
+
+
+def _describe(reason: object) -> str:
+    text = normalize_text(str(reason)) if reason else "no entries"
+    return text[:200]
+
+
+def _entry(raw: Any, now: float) -> Entry:
+    title = html_to_text(raw.get("title", ""))
+    link = safe_link(raw.get("link"))
+    summary = html_to_text(raw.get("summary", ""))
+    content = " ".join(
+        html_to_text(part.get("value", "")) for part in raw.get("content", []) or []
+    ).strip()
+    if content == summary:
+        content = ""
+    published = sane_timestamp(raw.get("published_parsed") or raw.get("updated_parsed"), now)
+    guid = raw.get("id")
+    author = html_to_text(raw.get("author", "")) or None
+    return Entry(
+        key=entry_key(guid if isinstance(guid, str) else None, link, title, published),
+        title=title,
+        link=link,
+        summary=summary,
+        content=content,
+        published=published,
+        author=author,
+    )

@@ -1,0 +1,242 @@
+"""The poll pipeline: fetch → parse → decide → store, then deliver the outbox.
+
+``plan_stories`` is the pure decider: given a poll's entries and what the store already
+knows, it returns which stories are new, which watchlists they match and which of those
+matches become alerts. ``Poller`` carries the plan out: it does the I/O around it (HTTP,
+parsing off the event loop, one SQLite transaction per poll, Apprise delivery in a
+worker thread) and turns each feed's failure into a recorded error for that feed only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from urllib.parse import urlsplit
+
+from monitor.alert import Notifier, render_alert, retry_after
+from monitor.config import Config, FeedConfig
+from monitor.errors import FeedError, HTTPStatusError
+from monitor.fetch import Fetcher
+from monitor.match import Matcher
+from monitor.models import Entry, ParsedFeed
+from monitor.parse import parse_feed
+from monitor.store import FeedState, PollRecord, Store, StoryToSave
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+def is_alertable(entry: Entry, now: float, max_age: float) -> bool:
+    """Old stories (a new feed's archive) are stored but not alerted; undated ones count as new."""
+    return entry.published is None or now - entry.published <= max_age
+
+
+def plan_stories(
+    entries: Iterable[Entry],
+    known_keys: set[str],
+    matcher: Matcher,
+    *,
+    feed_name: str,
+    now: float,
+    max_age: float,
+) -> list[StoryToSave]:
+    """Decide what a poll's entries mean: new stories, their matches, and their alerts."""
+    seen = set(known_keys)
+    stories = []
+    tags = {watchlist.name: watchlist.tags for watchlist in matcher.watchlists}
+    for entry in entries:
+        if entry.key in seen:
+            continue
+        seen.add(entry.key)
+        alertable = is_alertable(entry, now, max_age)
+        matches = [
+            (
+                match,
+                render_alert(feed_name, entry, match, tags[match.watchlist]) if alertable else None,
+            )
+            for match in matcher.match(entry)
+        ]
+        stories.append(StoryToSave(entry, matches))
+    return stories
+
+
+def feed_display_name(feed: FeedConfig, title: str | None = None) -> str:
+    """What a feed is called in alerts and status: its configured name, title, or host."""
+    return feed.name or title or urlsplit(feed.url).hostname or feed.url
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    url: str
+    name: str
+    ok: bool
+    status: int | None = None
+    entries: int = 0
+    new_stories: int = 0
+    alerts_queued: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    sent: int = 0
+    failed: int = 0
+
+
+class Poller:
+    """Polls feeds and delivers alerts for one loaded config."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        fetcher: Fetcher,
+        notifier: Notifier,
+        *,
+        clock: Clock = time.time,
+        parse_executor: Executor | None = None,
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.clock = clock
+        self.parse_executor = parse_executor
+        self._delivery_lock = asyncio.Lock()
+        self.apply_config(config, notifier)
+
+    def apply_config(self, config: Config, notifier: Notifier) -> None:
+        """Start using a (re)loaded config: feeds rows, matcher and targets."""
+        self.config = config
+        self.notifier = notifier
+        self.matcher = Matcher(config.watchlists)
+        self._limit = asyncio.Semaphore(config.concurrency)
+        self.feed_states: dict[str, FeedState] = self.store.sync_feeds(
+            ((feed.url, feed_display_name(feed)) for feed in config.feeds), self.clock()
+        )
+
+    async def poll_all(self) -> list[PollOutcome]:
+        """Poll every configured feed once, concurrently."""
+        return list(await asyncio.gather(*(self.poll(feed) for feed in self.config.feeds)))
+
+    async def poll(self, feed: FeedConfig) -> PollOutcome:
+        """Poll one feed. A failure is logged and recorded against the feed, never raised."""
+        state = self.feed_states[feed.url]
+        name = feed_display_name(feed)
+        async with self._limit:
+            started = self.clock()
+            next_poll_at = started + self.config.feed_interval(feed)
+            try:
+                result = await self.fetcher.fetch(
+                    feed.url,
+                    timeout=self.config.feed_timeout(feed),
+                    etag=state.etag,
+                    last_modified=state.last_modified,
+                )
+                if result.not_modified:
+                    record = PollRecord(started, next_poll_at, status=result.status)
+                    self.store.save_poll(state.id, record, [])
+                    return PollOutcome(feed.url, name, ok=True, status=result.status)
+                parsed = await self._parse(result.body, result.url, result.content_type)
+            except FeedError as exc:
+                status = exc.status if isinstance(exc, HTTPStatusError) else None
+                log.warning("feed %s (%s): %s", name, feed.url, exc)
+                record = PollRecord(started, next_poll_at, status=status, error=str(exc))
+                self.store.record_failure(state.id, record)
+                return PollOutcome(feed.url, name, ok=False, status=status, error=str(exc))
+
+            now = self.clock()
+            name = feed_display_name(feed, parsed.title)
+            known = self.store.known_keys(state.id, (entry.key for entry in parsed.entries))
+            stories = plan_stories(
+                parsed.entries,
+                known,
+                self.matcher,
+                feed_name=name,
+                now=now,
+                max_age=self.config.defaults.max_age,
+            )
+            record = PollRecord(
+                started,
+                next_poll_at,
+                status=result.status,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                title=parsed.title,
+            )
+            queued = self.store.save_poll(state.id, record, stories)
+            # Keep the validators for the next conditional GET of this feed.
+            self.feed_states[feed.url] = FeedState(
+                state.id,
+                state.url,
+                state.name,
+                result.etag or state.etag,
+                result.last_modified or state.last_modified,
+                next_poll_at,
+            )
+            log.info(
+                "feed %s: %d entries, %d new, %d alerts queued",
+                name,
+                len(parsed.entries),
+                len(stories),
+                queued,
+            )
+            return PollOutcome(
+                feed.url,
+                name,
+                ok=True,
+                status=result.status,
+                entries=len(parsed.entries),
+                new_stories=len(stories),
+                alerts_queued=queued,
+            )
+
+    async def _parse(self, body: bytes, url: str, content_type: str | None) -> ParsedFeed:
+        loop = asyncio.get_running_loop()
+        job = partial(parse_feed, body, url=url, content_type=content_type, now=self.clock())
+        return await loop.run_in_executor(self.parse_executor, job)
+
+    async def deliver_pending(self, *, ignore_backoff: bool = False) -> DeliverySummary:
+        """Deliver every due alert in the outbox; failures are rescheduled with backoff."""
+        sent = failed = 0
+        last_id = 0
+        async with self._delivery_lock:
+            while due := self.store.due_alerts(
+                math.inf if ignore_backoff else self.clock(), after_id=last_id
+            ):
+                for alert in due:
+                    last_id = alert.id
+                    try:
+                        outcome = await asyncio.to_thread(self.notifier.send, alert.message)
+                        ok, detail = outcome.ok, outcome.detail
+                    except Exception as exc:  # a target plugin bug must not stop the outbox
+                        ok, detail = False, f"{type(exc).__name__}: {exc}"
+                    now = self.clock()
+                    if ok:
+                        self.store.mark_sent(alert.id, now)
+                        sent += 1
+                        continue
+                    failed += 1
+                    delay = retry_after(alert.attempts + 1)
+                    retry_at = None if delay is None else now + delay
+                    self.store.mark_failed_attempt(alert.id, detail, retry_at)
+                    if retry_at is None:
+                        log.error(
+                            "alert %d: giving up after %d attempts: %s",
+                            alert.id,
+                            alert.attempts + 1,
+                            detail,
+                        )
+                    else:
+                        log.warning(
+                            "alert %d: delivery failed, retrying in %ds: %s",
+                            alert.id,
+                            delay,
+                            detail,
+                        )
+        return DeliverySummary(sent, failed)

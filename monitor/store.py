@@ -1,0 +1,360 @@
+"""Storage: the SQLite database, through sqlite-utils.
+
+Owns the schema (versioned migrations applied at open), the feeds' poll state, the
+stories (each kept once per feed identity), the matches, and the alert outbox. A poll's
+new stories, their matches and their alerts are written in one transaction, so a crash
+at any moment leaves either all of them or none, and no alert without its story.
+
+A ``Store`` is used from the thread that opened it only (SQLite's rule); the pipeline
+keeps all writes on the event-loop thread and runs network and parsing work elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from monitor.errors import StoreError
+from monitor.models import AlertMessage, Entry, Match
+
+migrations = Migrations("feed-monitor")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE feeds (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL UNIQUE,
+            name TEXT,
+            title TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            added_at REAL NOT NULL,
+            last_polled_at REAL,
+            last_success_at REAL,
+            last_status INTEGER,
+            last_error TEXT,
+            error_count INTEGER NOT NULL DEFAULT 0,
+            next_poll_at REAL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE stories (
+            id INTEGER PRIMARY KEY,
+            feed_id INTEGER NOT NULL REFERENCES feeds(id),
+            key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            link TEXT,
+            summary TEXT NOT NULL DEFAULT '',
+            content TEXT NOT NULL DEFAULT '',
+            author TEXT,
+            published REAL,
+            first_seen REAL NOT NULL,
+            UNIQUE (feed_id, key)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE matches (
+            id INTEGER PRIMARY KEY,
+            story_id INTEGER NOT NULL REFERENCES stories(id),
+            watchlist TEXT NOT NULL,
+            keywords TEXT NOT NULL,
+            terms TEXT NOT NULL,
+            snippet TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (story_id, watchlist)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            match_id INTEGER NOT NULL UNIQUE REFERENCES matches(id),
+            tags TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL
+        )"""
+    )
+    db.execute("CREATE INDEX alerts_due ON alerts (status, next_attempt_at)")
+    db.execute("CREATE INDEX stories_feed ON stories (feed_id, first_seen)")
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the store remembers about a feed between polls."""
+
+    id: int
+    url: str
+    name: str
+    etag: str | None
+    last_modified: str | None
+    next_poll_at: float | None
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    url: str
+    name: str
+    title: str | None
+    last_polled_at: float | None
+    last_success_at: float | None
+    last_status: int | None
+    last_error: str | None
+    error_count: int
+    next_poll_at: float | None
+    stories: int
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """The outcome of one poll, to be remembered against its feed."""
+
+    polled_at: float
+    next_poll_at: float
+    status: int | None = None
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class StoryToSave:
+    """A new story with what the pipeline decided about it: its matches and alerts."""
+
+    entry: Entry
+    matches: list[tuple[Match, AlertMessage | None]]  # None: matched, but too old to alert
+
+
+@dataclass(frozen=True)
+class PendingAlert:
+    id: int
+    attempts: int
+    message: AlertMessage
+
+
+class Store:
+    """The feed-monitor database. Open with ``Store.open(path)``."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=30)
+            db = sqlite_utils.Database(conn)
+            db.execute("PRAGMA busy_timeout = 30000")
+            if db.journal_mode != "wal":
+                db.enable_wal()
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(db)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # Feeds -----------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Iterable[tuple[str, str]], now: float) -> dict[str, FeedState]:
+        """Make sure every configured (url, name) has a row; return their states by URL."""
+        with self._writing():
+            for url, name in feeds:
+                self.db.execute(
+                    "INSERT INTO feeds (url, name, added_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (url) DO UPDATE SET name = excluded.name",
+                    [url, name, now],
+                )
+        states = {}
+        for row in self.db.query(
+            "SELECT id, url, name, etag, last_modified, next_poll_at FROM feeds"
+        ):
+            states[row["url"]] = FeedState(**row)
+        return states
+
+    def feed_status(self) -> list[FeedStatus]:
+        rows = self.db.query(
+            """
+            SELECT f.url, f.name, f.title, f.last_polled_at, f.last_success_at, f.last_status,
+                   f.last_error, f.error_count, f.next_poll_at,
+                   (SELECT count(*) FROM stories s WHERE s.feed_id = f.id) AS stories
+            FROM feeds f ORDER BY f.name, f.url"""
+        )
+        return [FeedStatus(**row) for row in rows]
+
+    # Stories ---------------------------------------------------------------
+
+    def known_keys(self, feed_id: int, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` this feed already has stories for."""
+        wanted = list(dict.fromkeys(keys))
+        known: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT key FROM stories WHERE feed_id = ? AND key IN ({marks})",
+                [feed_id, *chunk],
+            )
+            known.update(row[0] for row in rows)
+        return known
+
+    def save_poll(self, feed_id: int, record: PollRecord, stories: list[StoryToSave]) -> int:
+        """Write a poll's outcome, its new stories, matches and alerts in one transaction.
+
+        Returns how many alerts were queued.
+        """
+        queued = 0
+        with self._writing():
+            self._record_poll(feed_id, record)
+            for story in stories:
+                story_id = self._insert_story(feed_id, story.entry, record.polled_at)
+                if story_id is None:
+                    continue  # another run stored it meanwhile
+                for match, message in story.matches:
+                    match_id = self._insert_match(story_id, match, record.polled_at)
+                    if message is not None:
+                        self._queue_alert(match_id, message, record.polled_at)
+                        queued += 1
+        return queued
+
+    def record_failure(self, feed_id: int, record: PollRecord) -> None:
+        with self._writing():
+            self._record_poll(feed_id, record)
+
+    def _record_poll(self, feed_id: int, record: PollRecord) -> None:
+        if record.error is None:
+            self.db.execute(
+                """UPDATE feeds SET last_polled_at = ?, last_success_at = ?, last_status = ?,
+                       last_error = NULL, error_count = 0, next_poll_at = ?,
+                       etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
+                       title = coalesce(?, title)
+                   WHERE id = ?""",
+                [
+                    record.polled_at,
+                    record.polled_at,
+                    record.status,
+                    record.next_poll_at,
+                    record.etag,
+                    record.last_modified,
+                    record.title,
+                    feed_id,
+                ],
+            )
+        else:
+            self.db.execute(
+                """UPDATE feeds SET last_polled_at = ?, last_status = ?, last_error = ?,
+                       error_count = error_count + 1, next_poll_at = ?
+                   WHERE id = ?""",
+                [record.polled_at, record.status, record.error, record.next_poll_at, feed_id],
+            )
+
+    def _insert_story(self, feed_id: int, entry: Entry, now: float) -> int | None:
+        row = self.db.execute(
+            """INSERT INTO stories
+                   (feed_id, key, title, link, summary, content, author, published, first_seen)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (feed_id, key) DO NOTHING RETURNING id""",
+            [
+                feed_id,
+                entry.key,
+                entry.title,
+                entry.link,
+                entry.summary,
+                entry.content,
+                entry.author,
+                entry.published,
+                now,
+            ],
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def _insert_match(self, story_id: int, match: Match, now: float) -> int:
+        row = self.db.execute(
+            """INSERT INTO matches (story_id, watchlist, keywords, terms, snippet, created_at)
+               VALUES (?, ?, ?, ?, ?, ?) RETURNING id""",
+            [
+                story_id,
+                match.watchlist,
+                json.dumps(match.keywords),
+                json.dumps(match.terms),
+                match.snippet,
+                now,
+            ],
+        ).fetchone()
+        return int(row[0])
+
+    def _queue_alert(self, match_id: int, message: AlertMessage, now: float) -> None:
+        self.db.execute(
+            """INSERT INTO alerts (match_id, tags, title, body, status, next_attempt_at, created_at)
+               VALUES (?, ?, ?, ?, 'pending', ?, ?)""",
+            [match_id, json.dumps(message.tags), message.title, message.body, now, now],
+        )
+
+    # Outbox ----------------------------------------------------------------
+
+    def due_alerts(self, now: float, *, after_id: int = 0, limit: int = 100) -> list[PendingAlert]:
+        """Pending alerts due by ``now`` with an id above ``after_id``, oldest first."""
+        rows = self.db.execute(
+            """SELECT id, attempts, tags, title, body FROM alerts
+               WHERE status = 'pending' AND next_attempt_at <= ? AND id > ?
+               ORDER BY id LIMIT ?""",
+            [now, after_id, limit],
+        ).fetchall()
+        return [
+            PendingAlert(id, attempts, AlertMessage(title, body, tuple(json.loads(tags))))
+            for id, attempts, tags, title, body in rows
+        ]
+
+    def mark_sent(self, alert_id: int, now: float) -> None:
+        with self._writing():
+            self.db.execute(
+                "UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+                "last_error = NULL WHERE id = ?",
+                [now, alert_id],
+            )
+
+    def mark_failed_attempt(self, alert_id: int, error: str, retry_at: float | None) -> None:
+        """Record a failed attempt; ``retry_at`` None means no more retries."""
+        with self._writing():
+            self.db.execute(
+                """UPDATE alerts SET attempts = attempts + 1, last_error = ?,
+                       status = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END,
+                       next_attempt_at = coalesce(?, next_attempt_at)
+                   WHERE id = ?""",
+                [error, retry_at, retry_at, alert_id],
+            )
+
+    def alert_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, count(*) FROM alerts GROUP BY status").fetchall()
+        return {status: count for status, count in rows}
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction; any SQLite failure becomes a ``StoreError``."""
+        try:
+            with self.db.atomic():
+                yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"database write failed: {exc}") from None

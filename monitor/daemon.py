@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DELIVERY_JOB_ID = "deliver-outbox"
 DELIVERY_INTERVAL = 30.0
 SHUTDOWN_DEADLINE = 30.0
-START_SPREAD = 10.0  # feeds due at start-up are spread over this many seconds
+START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds
 
 
 def first_poll_at(
@@ -146,7 +146,8 @@ class Daemon:
         now = self.clock()
         for feed in feeds:
             state = self.poller.feed_states[feed.url]
-            start = first_poll_at(state.next_poll_at, now, START_SPREAD, self.rng)
+            spread = min(self.config.defaults.jitter, START_SPREAD)
+            start = first_poll_at(state.next_poll_at, now, spread, self.rng)
             self.scheduler.add_job(
                 self._tracked,
                 IntervalTrigger(

@@ -1,0 +1,148 @@
+"""Real servers on 127.0.0.1 for the tests: a feed server and an alert receiver.
+
+Both run ``http.server`` in a background thread on an ephemeral port. Nothing here is
+a mock: feed-monitor talks to them over real sockets, through httpx and Apprise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Route:
+    body: bytes
+    content_type: str = "application/rss+xml; charset=utf-8"
+    status: int = 200
+    etag: bool = True  # answer If-None-Match with 304
+
+
+@dataclass
+class FeedServer:
+    """Serves feed documents by path, with ETags, and records every request."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def serve(self, path: str, body: bytes | str, **kwargs: Any) -> str:
+        data = body.encode() if isinstance(body, str) else body
+        self.routes[path] = Route(data, **kwargs)
+        return self.url(path)
+
+    def hits(self, path: str) -> list[dict[str, str]]:
+        return [headers for requested, headers in self.requests if requested == path]
+
+
+@contextmanager
+def feed_server() -> Iterator[FeedServer]:
+    state = FeedServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            route = state.routes.get(self.path)
+            if route is None:
+                self.send_error(404)
+                return
+            etag = '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"'
+            if route.etag and route.status == 200 and self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
+            self.send_response(route.status)
+            self.send_header("Content-Type", route.content_type)
+            self.send_header("Content-Length", str(len(route.body)))
+            if route.etag:
+                self.send_header("ETag", etag)
+            self.send_header("Last-Modified", formatdate(usegmt=True))
+            self.end_headers()
+            self.wfile.write(route.body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with _running(Handler) as port:
+        state.port = port
+        yield state
+
+
+@dataclass
+class AlertSink:
+    """Receives Apprise ``json://`` notifications; can be told to fail."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    fail_with: int | None = None  # answer every POST with this status instead of 200
+    port: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/alerts"
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Block until ``count`` alerts have arrived (or fail the test at the deadline)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.received) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"expected {count} alerts within {timeout}s, got {len(self.received)}"
+                    )
+                self._cond.wait(left)
+            return list(self.received)
+
+
+@contextmanager
+def alert_sink() -> Iterator[AlertSink]:
+    state = AlertSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            payload = json.loads(self.rfile.read(length) or b"{}")
+            if state.fail_with is not None:
+                self.send_response(state.fail_with)
+                self.end_headers()
+                return
+            with state._cond:
+                state.received.append(payload)
+                state._cond.notify_all()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with _running(Handler) as port:
+        state.port = port
+        yield state
+
+
+@contextmanager
+def _running(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

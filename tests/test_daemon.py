@@ -1,0 +1,112 @@
+"""The daemon as a real process: scheduled polls, SIGHUP reload, SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, rss, seed_article_item, write_config
+from tests.servers import AlertSink, FeedServer
+
+
+class DaemonProcess:
+    """``feed-monitor run`` in a subprocess, with its log collected as it is written."""
+
+    def __init__(self, config: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "-v", "run", "--config", str(config)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for_log(self, text: str, timeout: float = 15.0, after: int = 0) -> int:
+        """Index of the first log line after ``after`` containing ``text``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i in range(after, len(self.lines)):
+                    if text in self.lines[i]:
+                        return i
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no log line with {text!r}:\n{''.join(self.lines)}")
+                self._cond.wait(min(left, 0.5))
+
+
+@pytest.fixture
+def daemon_factory() -> Iterator[type[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    class Factory(DaemonProcess):
+        def __init__(self, config: Path) -> None:
+            super().__init__(config)
+            started.append(self)
+
+    yield Factory
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+
+
+def test_daemon_polls_reloads_and_stops_cleanly(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
+) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    defaults = "{interval: 1s, timeout: 5s, max_age: 7d, jitter: 0.1s}"
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url], defaults=defaults)
+    daemon = daemon_factory(config)
+
+    [first] = sink.wait_for(1)
+    assert "S-400" in first["title"]
+    # It keeps polling on its interval, conditionally, without alerting again.
+    deadline = time.monotonic() + 15
+    while len(feeds.hits("/f.xml")) < 3:
+        assert time.monotonic() < deadline, "the daemon stopped polling"
+        time.sleep(0.05)
+    assert feeds.hits("/f.xml")[-1].get("if-none-match")
+    assert len(sink.received) == 1
+
+    # A broken edit is refused and the daemon runs on.
+    good_text = config.read_text()
+    config.write_text(good_text.replace("keywords:", "keywordz:"))
+    mark = len(daemon.lines)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_log("config reload refused", after=mark)
+    daemon.wait_for_log("keywordz", after=mark)
+    assert daemon.proc.poll() is None
+
+    # A good edit takes effect without a restart: a new keyword alerts on a new story.
+    config.write_text(good_text.replace("keywords: [", "keywords: [Patriot, "))
+    mark = len(daemon.lines)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_log("config reloaded", after=mark)
+    feeds.serve("/f.xml", rss([
+        seed_article_item(),
+        {"title": "Patriot batteries arrive", "link": "https://example.org/p", "guid": "p1"},
+    ]))
+    alerts = sink.wait_for(2)
+    assert "Patriot batteries arrive" in alerts[1]["title"]
+
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0
+    daemon.wait_for_log("stopped")
+    assert not any("Traceback" in line for line in daemon.lines)

@@ -1,0 +1,140 @@
+"""The whole pipeline through the CLI: local feed server → feed-monitor → local alert sink."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.servers import AlertSink, FeedServer
+
+
+def test_sample_article_alerts_once_naming_its_terms(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    url = feeds.serve("/bm.xml", rss([seed_article_item()], title="BulgarianMilitary"))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+
+    first = cli("once", "--config", config)
+    assert first.returncode == 0, first.stderr
+    assert "1 alerts queued, 1 sent" in first.stdout
+
+    [alert] = sink.wait_for(1)
+    assert "S-400 missile system to Turkey" in alert["title"]
+    assert "turkey-air-defense" in alert["title"]
+    matched_line = next(line for line in alert["message"].splitlines() if "Matched" in line)
+    assert "S-400" in matched_line and "F-35" in matched_line and "CAATSA" not in matched_line
+    assert "https://bulgarianmilitary.com/2020/08/s400-turkey/" in alert["message"]
+    assert "»S-400«" in alert["message"]  # the snippet marks the first match
+
+    second = cli("once", "--config", config)
+    assert second.returncode == 0, second.stderr
+    assert "0 new stories, 0 alerts queued" in second.stdout
+    assert len(sink.received) == 1
+    # The second poll was conditional, and the server's 304 was understood.
+    assert feeds.hits("/bm.xml")[-1].get("if-none-match")
+
+
+def test_a_story_seen_again_with_new_content_does_not_alert_again(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    item = {"title": "S-400 deliveries", "link": "https://example.org/a", "guid": "a-1"}
+    url = feeds.serve("/f.xml", rss([item]))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    assert cli("once", "--config", config).returncode == 0
+    sink.wait_for(1)
+
+    edited = {**item, "description": "Updated: more on the F-35 as well."}
+    other = {"title": "CAATSA sanctions widen", "link": "https://example.org/b", "guid": "b-1"}
+    feeds.serve("/f.xml", rss([other, edited]))
+    result = cli("once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    alerts = sink.wait_for(2)
+    assert len(alerts) == 2
+    assert "CAATSA sanctions widen" in alerts[1]["title"]
+
+
+def test_broken_feeds_affect_only_themselves(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    good = feeds.serve("/good.xml", rss([seed_article_item()]))
+    html = feeds.serve("/page.html", "<html><body><p>Not a feed</p></body></html>",
+                       content_type="text/html")
+    gone = feeds.url("/missing.xml")  # 404
+    refused = "http://127.0.0.1:9/feed.xml"  # nothing listens on the discard port
+    config = write_config(tmp_path, feeds=[html, gone, refused, good], notify=[sink.url])
+
+    result = cli("once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "(1 ok, 3 failed)" in result.stdout
+    assert "Traceback" not in result.stderr
+    [alert] = sink.wait_for(1)
+    assert "S-400" in alert["title"]
+
+    status = cli("status", "--config", config)
+    assert status.returncode == 0, status.stderr
+    assert "HTTP 404" in status.stdout
+    assert "cannot connect" in status.stdout
+    assert "not an RSS or Atom feed" in status.stdout
+
+
+def test_old_stories_are_stored_but_not_alerted(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    old = {"title": "S-400 archive story", "link": "https://example.org/old",
+           "published": time.time() - 30 * 86400}
+    undated = {"title": "F-35 story without a date", "link": "https://example.org/undated"}
+    url = feeds.serve("/f.xml", rss([old, undated]))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+
+    result = cli("once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "2 new stories, 1 alerts queued" in result.stdout
+    [alert] = sink.wait_for(1)
+    assert "F-35 story without a date" in alert["title"]
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        assert db.execute("SELECT count(*) FROM stories").fetchone()[0] == 2
+
+
+def test_failed_delivery_is_kept_and_retried_by_the_next_run(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+
+    sink.fail_with = 503
+    first = cli("once", "--config", config)
+    assert first.returncode == 0, first.stderr
+    assert "0 sent, 1 failed deliveries" in first.stdout
+    assert sink.received == []
+    status = cli("status", "--config", config)
+    assert "0 sent, 1 pending, 0 failed" in status.stdout
+
+    sink.fail_with = None
+    second = cli("once", "--config", config)
+    assert second.returncode == 0, second.stderr
+    assert "1 sent" in second.stdout
+    assert len(sink.wait_for(1)) == 1
+    third = cli("once", "--config", config)
+    assert "0 sent" in third.stdout
+    assert len(sink.received) == 1
+
+
+def test_console_is_the_default_target(tmp_path: Path, feeds: FeedServer) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url])
+    result = cli("once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "=== [turkey-air-defense] Russia announced the sale" in result.stdout
+    assert "Matched:   S-400, F-35" in result.stdout
+
+
+def test_unusable_database_is_a_clear_error(tmp_path: Path, feeds: FeedServer) -> None:
+    url = feeds.serve("/f.xml", rss([]))
+    (tmp_path / "monitor.db").write_bytes(b"this is not a database" * 100)
+    config = write_config(tmp_path, feeds=[url])
+    result = cli("once", "--config", config)
+    assert result.returncode == 1
+    assert "cannot open database" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -111,7 +111,7 @@ class Notifier:
         """Each target as a redacted URL with its tags, safe to print or log."""
         out = []
         for server in self._apprise:
-            tags = sorted(server.tags)
+            tags = sorted(str(tag) for tag in server.tags)
             suffix = f"  [tags: {', '.join(tags)}]" if tags else ""
             redacted: str = server.url(privacy=True)  # type: ignore[no-untyped-call]
             out.append(f"{redacted}{suffix}")

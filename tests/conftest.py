@@ -50,7 +50,9 @@ def rss(items: Sequence[dict[str, Any]], title: str = "Test Feed") -> str:
     )
 
 
-def seed_article_item(link: str = "https://bulgarianmilitary.com/2020/08/s400-turkey/") -> dict[str, Any]:
+def seed_article_item(
+    link: str = "https://bulgarianmilitary.com/2020/08/s400-turkey/",
+) -> dict[str, Any]:
     """The sample article (tests/data/seed-article.txt) as a feed item published just now."""
     text = (DATA / "seed-article.txt").read_text(encoding="utf-8")
     headline, _, rest = text.partition("\n")

@@ -24,7 +24,11 @@ class DaemonProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "-v", "run", "--config", str(config)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -99,10 +103,19 @@ def test_daemon_polls_reloads_and_stops_cleanly(
     mark = len(daemon.lines)
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for_log("config reloaded", after=mark)
-    feeds.serve("/f.xml", rss([
-        seed_article_item(),
-        {"title": "Patriot batteries arrive", "link": "https://example.org/p", "guid": "p1"},
-    ]))
+    feeds.serve(
+        "/f.xml",
+        rss(
+            [
+                seed_article_item(),
+                {
+                    "title": "Patriot batteries arrive",
+                    "link": "https://example.org/p",
+                    "guid": "p1",
+                },
+            ]
+        ),
+    )
     alerts = sink.wait_for(2)
     assert "Patriot batteries arrive" in alerts[1]["title"]
 

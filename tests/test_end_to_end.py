@@ -59,8 +59,9 @@ def test_broken_feeds_affect_only_themselves(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink
 ) -> None:
     good = feeds.serve("/good.xml", rss([seed_article_item()]))
-    html = feeds.serve("/page.html", "<html><body><p>Not a feed</p></body></html>",
-                       content_type="text/html")
+    html = feeds.serve(
+        "/page.html", "<html><body><p>Not a feed</p></body></html>", content_type="text/html"
+    )
     gone = feeds.url("/missing.xml")  # 404
     refused = "http://127.0.0.1:9/feed.xml"  # nothing listens on the discard port
     config = write_config(tmp_path, feeds=[html, gone, refused, good], notify=[sink.url])
@@ -82,8 +83,11 @@ def test_broken_feeds_affect_only_themselves(
 def test_old_stories_are_stored_but_not_alerted(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink
 ) -> None:
-    old = {"title": "S-400 archive story", "link": "https://example.org/old",
-           "published": time.time() - 30 * 86400}
+    old = {
+        "title": "S-400 archive story",
+        "link": "https://example.org/old",
+        "published": time.time() - 30 * 86400,
+    }
     undated = {"title": "F-35 story without a date", "link": "https://example.org/undated"}
     url = feeds.serve("/f.xml", rss([old, undated]))
     config = write_config(tmp_path, feeds=[url], notify=[sink.url])

@@ -1,0 +1,186 @@
+"""Config loading: the contract, env expansion, and errors that name file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.config import format_duration, load_config, parse_duration, resolve_config_path
+from monitor.errors import ConfigError
+from tests.conftest import REPO, cli
+
+VALID = """\
+database: data/monitor.db
+defaults: {interval: 15m, timeout: 20s, max_age: 7d}
+feeds:
+  - url: https://example.org/feed/
+    name: Example
+    interval: 10m
+  - url: https://example.net/rss
+watchlists:
+  - name: turkey-air-defense
+    keywords: [S-400, CAATSA, F-35]
+    require: [Turkey]
+    exclude: [video game]
+    notify: [analysts]
+notify:
+  - url: mailto://user:${SMTP_PASSWORD}@smtp.example.org?to=desk@example.org
+    tags: [analysts]
+  - "tgram://${TG_TOKEN}/${TG_CHAT}"
+"""
+ENV = {
+    "SMTP_PASSWORD": "hunter2",
+    "TG_TOKEN": "123456789:abcdefghijklmnopqrstuvwxyz",
+    "TG_CHAT": "42",
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=ENV if environ is None else environ)
+    return info.value.problems
+
+
+def test_the_contract_example_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), environ=ENV)
+    assert config.database == tmp_path / "data" / "monitor.db"
+    assert config.defaults.interval == 900
+    assert [config.feed_interval(feed) for feed in config.feeds] == [600, 900]
+    assert config.feeds[0].name == "Example"
+    watchlist = config.watchlists[0]
+    assert watchlist.keywords == ["S-400", "CAATSA", "F-35"]
+    assert watchlist.require == ["Turkey"] and watchlist.exclude == ["video game"]
+    assert config.notify[0].url.startswith("mailto://user:hunter2@")
+    assert config.notify[0].tags == ["analysts"]
+    assert config.notify[1].url == "tgram://123456789:abcdefghijklmnopqrstuvwxyz/42"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("1h", 3600),
+        ("1d", 86400),
+        ("2w", 1209600),
+        (30, 30),
+        ("45", 45),
+        ("0.5s", 0.5),
+    ],
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["15 minutes", "-1m", "0", "m", True, None, "1y"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_format_duration_round_trips() -> None:
+    for seconds in (1, 90, 900, 3600, 5400, 86400, 7 * 86400):
+        assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_mistyped_key_is_refused_by_name_and_line(tmp_path: Path) -> None:
+    text = VALID.replace("    interval: 10m", "    intervall: 10m")
+    [problem] = problems(tmp_path, text)
+    assert problem == (
+        f"{tmp_path / 'monitor.yaml'}:6: feeds[0].intervall: unknown key; did you mean 'interval'?"
+    )
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = (
+        VALID.replace("interval: 15m", "interval: soon")
+        .replace("https://example.net/rss", "ftp://example.net/rss")
+        .replace("keywords: [S-400, CAATSA, F-35]", "keywords: []")
+    )
+    found = problems(tmp_path, text)
+    assert any(":2: defaults.interval: 'soon' is not a duration" in p for p in found)
+    assert any(":7: feeds[1].url: must be an http:// or https:// URL" in p for p in found)
+    assert any(":10: watchlists[0].keywords:" in p for p in found)
+    assert len(found) == 3
+
+
+def test_missing_environment_variable_names_key_and_line(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, VALID, environ={"TG_TOKEN": "x", "TG_CHAT": "1"})
+    assert problem.endswith(":15: notify[0].url: environment variable SMTP_PASSWORD is not set")
+
+
+def test_bad_notify_url_does_not_echo_secrets(tmp_path: Path) -> None:
+    text = VALID.replace('"tgram://${TG_TOKEN}/${TG_CHAT}"', '"nosuch://secret-token@host"')
+    [problem] = problems(tmp_path, text)
+    assert ":17: notify[1].url: not a notification URL that Apprise can use" in problem
+    assert "secret-token" not in problem
+
+
+def test_unknown_tag_is_refused(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, VALID.replace("notify: [analysts]", "notify: [analyst]"))
+    assert ":13: watchlists[0].notify: unknown tag 'analyst'" in problem
+    assert "known tags: analysts" in problem
+
+
+def test_wrong_type_and_missing_key(tmp_path: Path) -> None:
+    text = VALID.replace("  - name: turkey-air-defense\n", "  - nam: turkey-air-defense\n")
+    found = problems(tmp_path, text.replace("database: data/monitor.db", "database: [1, 2]"))
+    assert any(":1: database:" in p for p in found)
+    assert any(":9: watchlists[0].nam: unknown key; did you mean 'name'?" in p for p in found)
+    assert any(":9: watchlists[0].name: this key is required" in p for p in found)
+
+
+def test_duplicate_feed_and_yaml_syntax_errors(tmp_path: Path) -> None:
+    text = VALID.replace("https://example.net/rss", "https://example.org/feed/")
+    [problem] = problems(tmp_path, text)
+    assert ":7: feeds[1].url: this feed is listed twice" in problem
+    [problem] = problems(tmp_path, VALID.replace("[S-400, CAATSA, F-35]", "[S-400, CAATSA"))
+    assert "invalid YAML" in problem and ":11:" in problem
+
+
+def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEED_MONITOR_CONFIG", raising=False)
+    assert resolve_config_path(None) == Path("config/monitor.yaml")
+    monkeypatch.setenv("FEED_MONITOR_CONFIG", "/etc/feed-monitor/monitor.yaml")
+    assert resolve_config_path(None) == Path("/etc/feed-monitor/monitor.yaml")
+    assert resolve_config_path("mine.yaml") == Path("mine.yaml")
+
+
+def test_check_refuses_a_mistyped_key_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("keywords:", "keywrods:"))
+    result = cli("check", "--config", path, env=ENV)
+    assert result.returncode == 2
+    assert "watchlists[0].keywrods: unknown key; did you mean 'keywords'?" in result.stderr
+    assert f"{path}:10:" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_check_summarizes_and_redacts_secrets(tmp_path: Path) -> None:
+    result = cli("check", "--config", write(tmp_path, VALID), env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert "feeds:      2" in result.stdout
+    assert "turkey-air-defense: S-400, CAATSA, F-35  -> analysts" in result.stdout
+    assert "hunter2" not in result.stdout
+    assert "abcdefghijklmnopqrstuvwxyz" not in result.stdout
+
+
+def test_shipped_config_is_valid_and_uses_the_console() -> None:
+    result = cli("check", "--config", REPO / "config" / "monitor.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "alerts go to the console" in result.stdout
+    config = load_config(REPO / "config" / "monitor.yaml", environ={})
+    assert len(config.feeds) >= 5
+    assert config.watchlists[0].keywords == ["S-400", "CAATSA", "F-35"]
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = cli("check", "--config", tmp_path / "nope.yaml")
+    assert result.returncode == 2
+    assert "config file not found" in result.stderr

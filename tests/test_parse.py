@@ -1,0 +1,188 @@
+"""Parsing and normalizing feeds, including hostile ones. Pure: bytes in, entries out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import ParseError
+from monitor.parse import parse_feed, safe_link, sane_timestamp, strip_internal_dtd
+from monitor.text import html_to_text, normalize_text
+from tests.conftest import rss
+from tests.servers import FeedServer
+
+NOW = 1_790_000_000.0  # a fixed "now" in 2026
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Atom &amp; Co</title>
+  <entry>
+    <id>urn:uuid:1</id>
+    <title type="html">&lt;b&gt;F-35&lt;/b&gt; deliveries</title>
+    <link href="/news/f35"/>
+    <updated>2026-09-01T10:00:00Z</updated>
+    <content type="html">&lt;p&gt;Lockheed&amp;nbsp;Martin &lt;a href="https://x.test/S-400"&gt;said&lt;/a&gt;&lt;/p&gt;</content>
+  </entry>
+</feed>"""
+
+
+def test_rss_entries_become_plain_text() -> None:
+    body = rss(
+        [
+            {
+                "title": "S-400 &amp; <b>Turkey</b>",
+                "link": "https://example.org/s400",
+                "guid": "g1",
+                "description": "<p>First&nbsp;para</p><p>Second <script>alert(1)</script>para</p>",
+                "published": NOW - 60,
+            }
+        ]
+    )
+    parsed = parse_feed(body.encode(), url="https://example.org/feed", now=NOW)
+    [entry] = parsed.entries
+    assert parsed.title == "Test Feed"
+    # feedparser resolves a permalink guid against the feed URL.
+    assert entry.key == "id:https://example.org/g1"
+    assert entry.title == "S-400 & Turkey"
+    assert entry.summary == "First para Second para"
+    assert entry.link == "https://example.org/s400"
+    assert entry.published == NOW - 60
+
+
+def test_atom_relative_links_resolve_against_the_final_url() -> None:
+    parsed = parse_feed(ATOM.encode(), url="https://news.example.org/atom.xml", now=NOW)
+    [entry] = parsed.entries
+    assert parsed.title == "Atom & Co"
+    assert entry.title == "F-35 deliveries"
+    assert entry.link == "https://news.example.org/news/f35"
+    # Link targets inside markup are not text: S-400 must not appear.
+    assert entry.content == "Lockheed Martin said" or entry.summary == "Lockheed Martin said"
+
+
+def test_only_http_links_survive() -> None:
+    body = rss(
+        [
+            {"title": "a", "link": "javascript:alert(document.cookie)"},
+            {"title": "b", "link": "file:///etc/passwd"},
+            {"title": "c", "link": "data:text/html,<script>x</script>"},
+        ]
+    )
+    parsed = parse_feed(body.encode(), url="https://example.org/feed", now=NOW)
+    assert [entry.link for entry in parsed.entries] == [None, None, None]
+    assert safe_link("HTTPS://Example.org/x") == "HTTPS://Example.org/x"
+    assert safe_link("//example.org/x") is None
+
+
+def test_identity_falls_back_from_guid_to_link_to_title_and_date() -> None:
+    body = rss(
+        [
+            {"title": "with guid", "guid": "g", "link": "https://e.org/1"},
+            {"title": "with link", "link": "https://e.org/2"},
+            {"title": "bare", "published": NOW - 10},
+            {"title": "bare", "published": NOW - 20},
+        ]
+    )
+    entries = parse_feed(body.encode(), url="https://e.org/feed", now=NOW).entries
+    keys = [entry.key for entry in entries]
+    assert keys[0] == "id:https://e.org/g" and keys[1] == "link:https://e.org/2"
+    assert keys[2].startswith("hash:") and keys[3].startswith("hash:") and keys[2] != keys[3]
+
+
+def test_absurd_dates_are_unknown_and_future_dates_are_now() -> None:
+    assert sane_timestamp(time.gmtime(-5_000_000_000), NOW) is None
+    assert sane_timestamp(time.gmtime(NOW + 86400 * 30), NOW) == NOW
+    assert sane_timestamp(None, NOW) is None
+    assert sane_timestamp(time.gmtime(NOW - 5), NOW) == NOW - 5
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (
+            b"<html><head><title>Hi</title></head><body><p>a web page</p></body></html>",
+            "not an RSS or Atom feed",
+        ),
+        (b"\x00\x01\x02\xff\xfe garbage", "not an RSS or Atom feed"),
+        (b"/etc/passwd", "not an RSS or Atom feed"),
+    ],
+)
+def test_non_feeds_are_refused(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_feed(body, url="https://example.org/feed", now=NOW)
+
+
+def test_a_path_like_body_is_never_opened(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.xml"
+    secret.write_text(rss([{"title": "LOCAL SECRET", "link": "https://e.org/s"}]))
+    with pytest.raises(ParseError):
+        parse_feed(str(secret).encode(), url="https://example.org/feed", now=NOW)
+
+
+def test_external_entities_read_no_file_and_request_nothing(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    feeds.serve("/dtd", '<!ENTITY remote "REMOTE-CONTENT">')
+    body = f"""<?xml version="1.0"?>
+<!DOCTYPE rss [
+  <!ENTITY local SYSTEM "file://{secret}">
+  <!ENTITY http SYSTEM "{feeds.url("/entity")}">
+  <!ENTITY % param SYSTEM "{feeds.url("/dtd")}">
+  %param;
+]>
+<rss version="2.0"><channel><title>t</title>
+<item><title>S-400 &local; &http; &remote;</title><link>https://e.org/1</link></item>
+</channel></rss>"""
+    parsed = parse_feed(body.encode(), url="https://example.org/feed", now=NOW)
+    text = repr(parsed)
+    assert "TOP-SECRET-CONTENT" not in text
+    assert "REMOTE-CONTENT" not in text
+    assert feeds.requests == []
+
+
+def _entity_feed(definition: str, uses: str) -> bytes:
+    return f"""<?xml version="1.0"?>
+<!DOCTYPE rss [{definition}]>
+<rss version="2.0"><channel><title>t</title>
+<item><title>boom</title><description>{uses}</description></item>
+</channel></rss>""".encode()
+
+
+def test_billion_laughs_is_not_expanded() -> None:
+    levels = ['<!ENTITY lol0 "lol">'] + [
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
+    ]
+    body = _entity_feed("".join(levels), "&lol9;")
+    started = time.perf_counter()
+    parsed = parse_feed(body, url="https://example.org/feed", now=NOW)
+    assert time.perf_counter() - started < 5
+    assert all(len(entry.summary) < 10_000 for entry in parsed.entries)
+
+
+def test_one_large_entity_referenced_many_times_is_not_expanded() -> None:
+    # feedparser's lenient fallback parser expands this one: 49 s and 3.9 GB unprotected.
+    body = _entity_feed(f'<!ENTITY big "{"x" * 8000}">', "&big;" * 20_000)
+    started = time.perf_counter()
+    parsed = parse_feed(body, url="https://example.org/feed", now=NOW)
+    assert time.perf_counter() - started < 5
+    assert all(len(entry.summary) < 1_000_000 for entry in parsed.entries)
+
+
+def test_strip_internal_dtd_keeps_plain_doctypes() -> None:
+    plain = b'<!DOCTYPE rss PUBLIC "-//Netscape//DTD RSS 0.91//EN" "x.dtd"><rss/>'
+    assert strip_internal_dtd(plain) == plain
+    assert strip_internal_dtd(b'<!DOCTYPE rss [<!ENTITY a "b">]><rss/>') == b"<rss/>"
+
+
+def test_html_to_text() -> None:
+    # NFKC turns the non-breaking hyphen U+2011 into the hyphen U+2010.
+    assert html_to_text("<p>S&#8209;400</p><p>deal</p>") == "S\u2010400 deal"
+    assert html_to_text('<a href="https://x/F-35">link</a> text') == "link text"
+    assert html_to_text("<style>p{}</style>Body &amp; soul") == "Body & soul"
+    assert html_to_text("plain   text\n with\tspaces") == "plain text with spaces"
+    assert normalize_text("ＦＵＬＬ\u00a0width") == "FULL width"

@@ -95,7 +95,7 @@ def check(config_path: Path | None) -> None:
     click.echo(f"feeds:      {len(config.feeds)}")
     for feed in config.feeds:
         click.echo(
-            f"  - {feed_display_name(feed)}  {feed.url}  "
+            f"  - {feed_display_name(feed.url, feed.name)}  {feed.url}  "
             f"(every {format_duration(config.feed_interval(feed))})"
         )
     click.echo(f"watchlists: {len(config.watchlists)}")
@@ -202,7 +202,7 @@ def status(config_path: Path | None) -> None:
     for feed in feeds:
         rows.append(
             (
-                feed.name,
+                feed_display_name(feed.url, feed.name, feed.title),
                 _ago(feed.last_polled_at, now),
                 str(feed.last_status or "-"),
                 str(feed.stories),

@@ -103,7 +103,9 @@ class Matcher:
                 )
             )
             spellings = tuple(dict.fromkeys(m.group(0) for m in found))
-            snippet, highlight = make_snippet(text, found[0].start(), found[0].end())
+            # The title is in the alert already: show the body's context when it has a match.
+            shown = next((m for m in found if m.start() > len(entry.title)), found[0])
+            snippet, highlight = make_snippet(text, shown.start(), shown.end())
             matches.append(Match(watchlist.name, keywords, spellings, snippet, highlight))
         return matches
 

@@ -67,9 +67,9 @@ def plan_stories(
     return stories
 
 
-def feed_display_name(feed: FeedConfig, title: str | None = None) -> str:
+def feed_display_name(url: str, name: str | None, title: str | None = None) -> str:
     """What a feed is called in alerts and status: its configured name, title, or host."""
-    return feed.name or title or urlsplit(feed.url).hostname or feed.url
+    return name or title or urlsplit(url).hostname or url
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class Poller:
         self.matcher = Matcher(config.watchlists)
         self._limit = asyncio.Semaphore(config.concurrency)
         self.feed_states: dict[str, FeedState] = self.store.sync_feeds(
-            ((feed.url, feed_display_name(feed)) for feed in config.feeds), self.clock()
+            ((feed.url, feed.name) for feed in config.feeds), self.clock()
         )
 
     async def poll_all(self) -> list[PollOutcome]:
@@ -127,7 +127,7 @@ class Poller:
     async def poll(self, feed: FeedConfig) -> PollOutcome:
         """Poll one feed. A failure is logged and recorded against the feed, never raised."""
         state = self.feed_states[feed.url]
-        name = feed_display_name(feed)
+        name = feed_display_name(feed.url, feed.name)
         async with self._limit:
             started = self.clock()
             next_poll_at = started + self.config.feed_interval(feed)
@@ -151,7 +151,7 @@ class Poller:
                 return PollOutcome(feed.url, name, ok=False, status=status, error=str(exc))
 
             now = self.clock()
-            name = feed_display_name(feed, parsed.title)
+            name = feed_display_name(feed.url, feed.name, parsed.title)
             known = self.store.known_keys(state.id, (entry.key for entry in parsed.entries))
             stories = plan_stories(
                 parsed.entries,

@@ -102,7 +102,7 @@ class FeedState:
 
     id: int
     url: str
-    name: str
+    name: str | None
     etag: str | None
     last_modified: str | None
     next_poll_at: float | None
@@ -111,7 +111,7 @@ class FeedState:
 @dataclass(frozen=True)
 class FeedStatus:
     url: str
-    name: str
+    name: str | None
     title: str | None
     last_polled_at: float | None
     last_success_at: float | None
@@ -178,7 +178,9 @@ class Store:
 
     # Feeds -----------------------------------------------------------------
 
-    def sync_feeds(self, feeds: Iterable[tuple[str, str]], now: float) -> dict[str, FeedState]:
+    def sync_feeds(
+        self, feeds: Iterable[tuple[str, str | None]], now: float
+    ) -> dict[str, FeedState]:
         """Make sure every configured (url, name) has a row; return their states by URL."""
         with self._writing():
             for url, name in feeds:

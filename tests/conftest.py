@@ -78,7 +78,7 @@ def write_config(
     lines = [
         "database: monitor.db",
         f"defaults: {defaults}",
-        "feeds:",
+        "feeds:" + ("" if feeds else " []"),
         *(f"  - url: {url}" for url in feeds),
         "watchlists:",
         "  - name: turkey-air-defense",

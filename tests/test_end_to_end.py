@@ -142,3 +142,17 @@ def test_unusable_database_is_a_clear_error(tmp_path: Path, feeds: FeedServer) -
     assert result.returncode == 1
     assert "cannot open database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_test_notify_reports_each_target(tmp_path: Path, sink: AlertSink) -> None:
+    config = write_config(tmp_path, feeds=[], notify=[sink.url])
+    ok = cli("test-notify", "--config", config)
+    assert ok.returncode == 0, ok.stderr
+    assert "JSON success" in ok.stdout
+    [alert] = sink.wait_for(1)
+    assert alert["title"] == "feed-monitor test alert"
+
+    sink.fail_with = 500
+    failed = cli("test-notify", "--config", config)
+    assert failed.returncode == 1
+    assert "JSON failure" in failed.stdout

@@ -1,0 +1,137 @@
+"""HTTP fetching against a real local server that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from monitor.errors import FetchError, HTTPStatusError
+from monitor.fetch import Fetcher
+
+FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+BOMB = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB inflated, ~64 KiB on the wire
+
+
+class Handler(BaseHTTPRequestHandler):
+    stop = threading.Event()
+
+    def do_GET(self) -> None:
+        path = self.path
+        if path == "/gzip":
+            self._send(200, gzip.compress(FEED), {"Content-Encoding": "gzip", "ETag": '"v1"'})
+        elif path == "/etag":
+            if self.headers.get("If-None-Match") == '"v1"':
+                self._send(304, b"", {"ETag": '"v1"'})
+            else:
+                self._send(
+                    200, FEED, {"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 10:00:00 GMT"}
+                )
+        elif path == "/bomb":
+            self._send(200, BOMB, {"Content-Encoding": "gzip"})
+        elif path == "/huge":
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: the cap must hold while streaming
+            try:
+                for _ in range(64):
+                    self.wfile.write(b"x" * 1024 * 1024)
+            except OSError:
+                pass
+        elif path == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            try:
+                while not self.stop.wait(0.1):  # a byte every 0.1 s keeps read timeouts happy
+                    self.wfile.write(b"<")
+                    self.wfile.flush()
+            except OSError:
+                pass
+        elif path == "/loop":
+            self._send(302, b"", {"Location": "/loop"})
+        elif path == "/moved":
+            self._send(301, b"", {"Location": "/gzip"})
+        elif path == "/error":
+            self._send(503, b"busy", {})
+        else:
+            self._send(404, b"no", {})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    Handler.stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(url: str, **kwargs: Any) -> Any:
+    async def go() -> Any:
+        async with Fetcher(max_bytes=1024 * 1024) as fetcher:
+            return await fetcher.fetch(url, timeout=kwargs.pop("timeout", 5), **kwargs)
+
+    return asyncio.run(go())
+
+
+def test_gzip_is_decoded(base: str) -> None:
+    result = fetch(base + "/gzip")
+    assert result.status == 200 and result.body == FEED and result.etag == '"v1"'
+
+
+def test_conditional_get_gives_304(base: str) -> None:
+    first = fetch(base + "/etag")
+    assert first.last_modified == "Tue, 24 Nov 2026 10:00:00 GMT"
+    again = fetch(base + "/etag", etag=first.etag, last_modified=first.last_modified)
+    assert again.not_modified and again.body == b""
+
+
+def test_redirects_are_followed_and_loops_reported(base: str) -> None:
+    assert fetch(base + "/moved").url == base + "/gzip"
+    with pytest.raises(FetchError, match="too many redirects"):
+        fetch(base + "/loop")
+
+
+def test_body_and_inflated_size_are_capped(base: str) -> None:
+    with pytest.raises(FetchError, match="larger than 1024 KiB"):
+        fetch(base + "/huge")
+    with pytest.raises(FetchError, match="larger than 1024 KiB"):
+        fetch(base + "/bomb")
+
+
+def test_a_trickling_server_hits_the_total_deadline(base: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out after 1s"):
+        fetch(base + "/trickle", timeout=1)
+    assert time.monotonic() - started < 5
+
+
+def test_http_errors_carry_their_status(base: str) -> None:
+    with pytest.raises(HTTPStatusError) as info:
+        fetch(base + "/error")
+    assert info.value.status == 503 and "HTTP 503" in str(info.value)
+
+
+def test_unresolvable_host_is_a_fetch_error() -> None:
+    with pytest.raises(FetchError, match="cannot connect"):
+        fetch("http://no-such-host.invalid/feed.xml")

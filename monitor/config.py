@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import apprise
@@ -107,19 +107,52 @@ class FeedConfig(_Model):
         return url.strip()
 
 
+MatchField = Literal["title", "summary", "content", "link", "feed"]
+
+
+def _check_terms(terms: list[str]) -> list[str]:
+    """Terms are non-empty; ``/.../`` terms must be valid regular expressions."""
+    out = []
+    for term in terms:
+        term = term.strip()
+        if not term:
+            raise ValueError("terms must not be empty")
+        if len(term) > 2 and term.startswith("/") and term.endswith("/"):
+            try:
+                re.compile(term[1:-1])
+            except re.error as exc:
+                raise ValueError(f"{term} is not a valid regular expression: {exc}") from None
+        out.append(term)
+    return out
+
+
 class Watchlist(_Model):
     name: str = Field(min_length=1)
     keywords: StrList = Field(min_length=1)
+    aliases: dict[str, StrList] = {}  # other names of a keyword, reported as that keyword
     require: StrList = []
     exclude: StrList = []
+    fields: Annotated[list[MatchField], BeforeValidator(_as_list)] = Field(
+        default=["title", "summary", "content"], min_length=1
+    )
     notify: StrList = []
 
     @field_validator("keywords", "require", "exclude")
     @classmethod
-    def _no_blank_terms(cls, terms: list[str]) -> list[str]:
-        if any(not term.strip() for term in terms):
-            raise ValueError("terms must not be empty")
-        return [term.strip() for term in terms]
+    def _valid_terms(cls, terms: list[str]) -> list[str]:
+        return _check_terms(terms)
+
+    @field_validator("aliases")
+    @classmethod
+    def _valid_aliases(cls, aliases: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {keyword.strip(): _check_terms(names) for keyword, names in aliases.items()}
+
+    @model_validator(mode="after")
+    def _aliases_name_keywords(self) -> Watchlist:
+        for keyword in self.aliases:
+            if keyword not in self.keywords:
+                raise ValueError(f"aliases: {keyword!r} is not one of this watchlist's keywords")
+        return self
 
 
 def _url_or_target(value: object) -> object:

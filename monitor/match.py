@@ -1,113 +1,471 @@
 """Matching stories against watchlists. Pure logic: no I/O, no clock.
 
-A ``Matcher`` is compiled once per config load. A keyword matches case-insensitively on
-whole words, and designators written with a separator (``S-400``, ``F-35``) also match
-the spellings the press uses (``S400``, ``S 400``, en dash, non-breaking hyphen, ``F -35``)
-and variant suffixes (``F-35A``, ``S-400s``), but never a longer number (``F-350``) or a
-longer designator (``AS/400``).
+How a term is read (``term_pattern``):
+
+- Case-insensitive and on whole words, over text that ``parse`` already turned into
+  NFKC plain text. Cyrillic and Greek letters inside an otherwise Latin word count as
+  the Latin letter they stand for (``С-400`` with a Cyrillic С, ``CΑΑTSΑ`` with Greek
+  alphas); a word wholly in Cyrillic or Greek never matches a Latin term.
+- Letter–digit designators tolerate the press's separators: ``S-400`` matches ``S400``,
+  ``S 400``, ``F -35`` and every dash and hyphen character, plus variant suffixes
+  (``F-35A``, ``F-35s``, ``S-400'ler``, possessives), but never a longer number or
+  another designator (``F-350``, ``S-4000``, ``S-300``, ``AS/400``).
+- Acronyms (``CAATSA``) also match a plural ``s`` and possessives; hyphenated compounds
+  (``CAATSA-related``) match because a hyphen ends a word.
+- Other punctuation inside a term is kept (``AT&T``, ``America's`` with either
+  apostrophe); spaces and hyphens between words are interchangeable.
+- A term written ``/.../`` is a regular expression, used as is (case-insensitive).
+
+Speed (``Matcher``): every term is compiled once per config load. A story's text is
+split into lower-case letter and digit runs once, and only terms whose rarest piece
+occurs among them are tried, so the cost grows with the story, not with the number of
+terms. ``benchmarks/bench_match.py`` measures it against one regex per term.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import ahocorasick
 
 from monitor.config import Watchlist
 from monitor.models import Entry, Match
 from monitor.text import normalize_text
 
-# Hyphen-like characters the press puts inside designators.
-_DASHES = "\\-\u00ad\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
-_SEPARATOR = f"[^\\S\\n]*[{_DASHES}]?[^\\S\\n]*"
-_TOKEN_RE = re.compile(r"[^\W_]+")
-_SPLIT_ALNUM_RE = re.compile(r"\d+|[^\W\d_]+")
-# After a designator's number: an optional variant letter (F-35A) and plural s (S-400s).
-_VARIANT_SUFFIX = r"(?:[a-z](?![^\W_]))?(?:s(?![^\W_]))?"
+# Hyphen-like characters the press puts inside designators (NFKC already maps a few).
+DASHES = "-\u00ad\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63\uff0d"
+_DASH_CLASS = "[" + re.escape(DASHES) + "]"
+# Between the parts of a designator or the words of a phrase: spaces and/or one dash,
+# on one line (fields are joined by newlines and must not run into each other).
+_GAP = rf"[^\S\n]*{_DASH_CLASS}?[^\S\n]*"
+# Between two words, or two numbers, something must separate them: "video game" is not
+# "videogame", and "S 4 00" is not "S-400".
+_WORD_GAP = rf"(?:[^\S\n]+|[^\S\n]*{_DASH_CLASS}[^\S\n]*)"
+_DIGIT_SPLIT_RE = re.compile(r"\d+|\D+")
+_APOSTROPHES = "'\u2019\u02bc\u2018`\u00b4"
+# Letters of the alphabetic scripts that separate words with spaces, and digits. A term
+# edge next to one of these is inside a word; next to anything else (space, punctuation,
+# or a CJK character, as in 俄罗斯S-400防空系统) it is a word edge.
+_WORD_CHAR = "[0-9A-Za-z\u00c0-\u024f\u1e00-\u1eff\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f]"
+_NOT_WORD = f"(?!{_WORD_CHAR})"
+_WORD_CHAR_RE = re.compile(_WORD_CHAR)
+_WORD_START = f"(?<!{_WORD_CHAR})"
+# Pieces: digit runs, and letter runs of one script (other letters one at a time).
+_PIECE_RE = re.compile(
+    r"\d+|[a-z\u00c0-\u024f\u1e00-\u1eff]+|[\u0370-\u03ff\u1f00-\u1fff]+|[\u0400-\u052f]+|[^\W\d_]",
+    re.IGNORECASE,
+)
+_TERM_PART_RE = re.compile(r"[^\W_]+|[^\w\s]+|\s+")
+
+# Cyrillic and Greek letters that stand for Latin ones in an otherwise Latin word: by
+# their look (Greek Α in "CΑΑTSΑ") or, for Russian designators, by transliteration
+# (Cyrillic С in "С-400" is an S, у in "Су-35" a u). Lower case; matching ignores case.
+_LOOKS_LIKE = {
+    "a": "аα",
+    "b": "вβ",
+    "c": "с",
+    "e": "еε",
+    "h": "нη",
+    "i": "іι",
+    "j": "ј",
+    "k": "кκ",
+    "m": "мμ",
+    "n": "нν",
+    "o": "оο",
+    "p": "рρ",
+    "r": "р",
+    "s": "сѕ",
+    "t": "тτ",
+    "u": "уυ",
+    "v": "вν",
+    "x": "хχ",
+    "y": "уυ",
+    "z": "ζ",
+}
+# Two readings of a foreign letter, by look and by sound, for the cheap pre-check.
+_BY_LOOK = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "ζ": "z",
+        "η": "h",
+        "ι": "i",
+        "κ": "k",
+        "μ": "m",
+        "ν": "n",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "y",
+        "χ": "x",
+    }
+)
+_BY_SOUND = str.maketrans({"с": "s", "у": "u", "н": "n", "р": "r", "в": "v", "υ": "u", "ν": "v"})
+_FOREIGN_LETTER_RE = re.compile("[\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f]")
+_LATIN_OR_DIGIT_RE = re.compile(r"[A-Za-z0-9]")
+
+FIELDS = ("title", "summary", "content", "link", "feed")
 SNIPPET_RADIUS = 90
 
 
-def term_pattern(term: str) -> str:
-    """A regular expression (without flags) for one watchlist term."""
-    tokens = _TOKEN_RE.findall(normalize_text(term))
-    if not tokens:
-        return re.escape(term)
-    # Letter-digit runs are split so "S400", "S-400" and "S 400" are one designator.
-    parts = [piece for token in tokens for piece in _SPLIT_ALNUM_RE.findall(token)]
-    body = _SEPARATOR.join(re.escape(part) for part in parts)
-    ends_in_digit = parts[-1][0].isdigit()
-    tail = _VARIANT_SUFFIX + r"(?![^\W_])" if ends_in_digit else r"(?![^\W_])"
-    # Not preceded by a word character or a slash ("AS/400" is another system).
-    return rf"(?<![^\W_])(?<!/){body}{tail}"
+def pieces(text: str) -> set[str]:
+    """Lower-case letter runs and digit runs: ``"S-400s"`` → ``{"s", "400"}``.
+
+    Text with Cyrillic or Greek letters also yields the pieces of its Latin readings,
+    so a term is still a candidate when the story writes it with look-alikes.
+    """
+    lower = text.lower()
+    found = set(_PIECE_RE.findall(lower))
+    if _FOREIGN_LETTER_RE.search(lower):
+        found.update(_PIECE_RE.findall(lower.translate(_BY_LOOK)))
+        found.update(_PIECE_RE.findall(lower.translate(_BY_SOUND)))
+    return found
 
 
-def _compile(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """One pattern for all ``terms``; group ``t<i>`` tells which term matched."""
-    alternatives = [f"(?P<t{i}>{term_pattern(term)})" for i, term in enumerate(terms)]
-    if not alternatives:
-        return None
-    return re.compile("|".join(alternatives), re.IGNORECASE)
+def _stands_alone(span: str) -> bool:
+    """False for a wholly Cyrillic/Greek word that merely looks like a Latin term."""
+    return not _FOREIGN_LETTER_RE.search(span) or bool(_LATIN_OR_DIGIT_RE.search(span))
+
+
+def is_regex_term(term: str) -> bool:
+    return len(term) > 2 and term.startswith("/") and term.endswith("/")
 
 
 @dataclass(frozen=True)
-class CompiledWatchlist:
+class Term:
+    """One compiled term, with the pieces that must occur in a story for it to match."""
+
+    text: str  # as written in the config
+    pattern: re.Pattern[str]
+    # The pieces of the term: letter and digit runs of two or more characters. ``anchor``
+    # holds the spellings of the one looked up in every story (a trailing word also in the
+    # plural); only where it occurs as a whole piece must ``others`` occur (as substrings)
+    # before the pattern is tried. None: always try the pattern (a regular expression).
+    anchor: frozenset[str] | None
+    others: frozenset[str] = frozenset()
+
+    # How far a match can reach before and after its anchor's first character. Text is
+    # whitespace-normalized, so a gap in a term is at most a few characters wide.
+    reach_before: int = 0
+    reach_after: int = 0
+
+
+def compile_term(term: str) -> Term:
+    if is_regex_term(term):
+        return Term(term, re.compile(term[1:-1], re.IGNORECASE), anchor=None)
+    pattern = re.compile(term_pattern(term), re.IGNORECASE)
+    parts = _PIECE_RE.findall(normalize_text(term).lower().translate(_BY_LOOK))
+    significant = [part for part in parts if len(part) > 1] or parts
+    if not significant:
+        return Term(term, pattern, anchor=None)
+    needs: dict[str, frozenset[str]] = {}
+    for part in significant:
+        spellings = {part}
+        if part == parts[-1] and not part.isdigit():
+            spellings.add(part + "s")  # CAATSAs, and any word a plural suffix may follow
+        needs[part] = frozenset(spellings)
+    ordered = list(needs.values())
+    # The longest piece is the rarest, and at equal length a number ("35") is far rarer
+    # inside other words than letters ("su").
+    anchor = max(ordered, key=lambda need: (len(min(need, key=len)), next(iter(need)).isdigit()))
+    # A plural spelling contains the singular, so the singular is the substring to seek.
+    others = frozenset(min(need, key=len) for need in ordered if need is not anchor)
+    folded = normalize_text(term).lower().translate(_BY_LOOK)
+    offset = max(0, folded.find(min(anchor, key=len)))
+    return Term(
+        term,
+        pattern,
+        anchor,
+        others,
+        reach_before=3 * offset + 2,
+        reach_after=3 * (len(folded) - offset) + 4,
+    )
+
+
+def term_pattern(term: str) -> str:
+    """The regular expression (without flags) for one watchlist term."""
+    normalized = normalize_text(term).translate(_BY_LOOK)
+    parts = _TERM_PART_RE.findall(normalized)
+    words = [part for part in parts if part[0].isalnum()]
+    if not words:
+        return re.escape(normalized)
+    out: list[str] = []
+    previous_part = ""
+    previous_char = ""  # the last character of the previous word
+    for part in parts:
+        if part[0].isalnum():
+            if out and _is_gap(previous_part):
+                same_kind = previous_char.isdigit() == part[0].isdigit()
+                out.append(_WORD_GAP if same_kind else _GAP)
+            # "S400" is "S" and "400": a letter-digit boundary tolerates a gap.
+            out.append(_GAP.join(_letters(run) for run in _DIGIT_SPLIT_RE.findall(part)))
+            previous_char = part[-1]
+        elif not _is_gap(part):
+            out.append(_punctuation(part))
+        previous_part = part
+    last = words[-1]
+    if last[-1].isdigit():
+        # Designators: a variant letter (F-35A) and/or a plural (F-35s), nothing longer.
+        tail = rf"(?:[A-Za-z]{_NOT_WORD}|[A-Za-z]?(?-i:s){_NOT_WORD})?"
+    elif len(last) >= 2 and last.isupper() and len(words) == 1:
+        tail = r"(?-i:s)?"  # acronyms: SAMs, ICBMs (but not SAMS as another word)
+    else:
+        tail = ""
+    return rf"{_WORD_START}{''.join(out)}{tail}{_NOT_WORD}"
+
+
+def _is_gap(part: str) -> bool:
+    """Whether a piece of a term is only spaces and dashes (a flexible gap)."""
+    return bool(part) and all(char.isspace() or char in DASHES for char in part)
+
+
+def _letters(run: str) -> str:
+    """A run of a term's letters, each also accepting its Cyrillic/Greek stand-ins."""
+    out = []
+    for char in run:
+        extra = _LOOKS_LIKE.get(char.lower(), "")
+        out.append(f"[{re.escape(char)}{extra}]" if extra else re.escape(char))
+    return "".join(out)
+
+
+def _punctuation(part: str) -> str:
+    """Punctuation inside a term: apostrophes are interchangeable, spaces around & or /."""
+    out = []
+    for char in part:
+        if char in _APOSTROPHES:
+            out.append("[" + re.escape(_APOSTROPHES) + "]")
+        else:
+            out.append(r"[^\S\n]*" + re.escape(char) + r"[^\S\n]*")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A watchlist, with its terms as indexes into the matcher's term table."""
+
     name: str
     tags: tuple[str, ...]
-    keyword_names: tuple[str, ...]  # as written in the config, indexed by group t<i>
-    keywords: re.Pattern[str]
-    require: tuple[re.Pattern[str], ...]
-    exclude: re.Pattern[str] | None
+    fields: frozenset[str]
+    require: tuple[int, ...]
+    exclude: tuple[int, ...]
 
 
-def story_text(entry: Entry) -> str:
-    """The text a watchlist is matched against: title, summary and content, one per line."""
-    return "\n".join(part for part in (entry.title, entry.summary, entry.content) if part)
+class _Hit(NamedTuple):  # a NamedTuple: made by the thousand, and cheaper than a dataclass
+    field: str
+    start: int
+    end: int
 
 
 class Matcher:
-    """All watchlists of a config, compiled once."""
+    """All watchlists of a config, compiled once.
+
+    Finding candidates is one Aho-Corasick pass (pyahocorasick, in C) over the lower-cased
+    text for every term's trigger piece; only terms whose trigger occurs as a whole piece
+    are checked with their regular expression, and only around those occurrences.
+    """
 
     def __init__(self, watchlists: Iterable[Watchlist]) -> None:
-        self.watchlists: list[CompiledWatchlist] = []
+        self.terms: list[Term] = []
+        self._index: dict[str, int] = {}
+        self.rules: list[_Rule] = []
+        # term index → (rule index, keyword it stands for), for keywords and aliases
+        self._keyword_of: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for watchlist in watchlists:
-            keywords = _compile(watchlist.keywords)
-            assert keywords is not None  # the config requires at least one keyword
-            self.watchlists.append(
-                CompiledWatchlist(
+            rule_index = len(self.rules)
+            for keyword in watchlist.keywords:
+                for text in (keyword, *watchlist.aliases.get(keyword, [])):
+                    self._keyword_of[self._term(text)].append((rule_index, keyword))
+            self.rules.append(
+                _Rule(
                     name=watchlist.name,
                     tags=tuple(watchlist.notify),
-                    keyword_names=tuple(watchlist.keywords),
-                    keywords=keywords,
-                    require=tuple(
-                        re.compile(term_pattern(term), re.IGNORECASE) for term in watchlist.require
-                    ),
-                    exclude=_compile(watchlist.exclude),
+                    fields=frozenset(watchlist.fields),
+                    require=tuple(self._term(term) for term in watchlist.require),
+                    exclude=tuple(self._term(term) for term in watchlist.exclude),
                 )
             )
+        # Only each term's anchor piece goes into the automaton; its other pieces are
+        # checked (as plain substrings) once the anchor has been seen.
+        self._terms_by_anchor: dict[str, list[int]] = defaultdict(list)
+        self._always: list[int] = []
+        for i, term in enumerate(self.terms):
+            if term.anchor is None:
+                self._always.append(i)
+            for spelling in term.anchor or ():
+                self._terms_by_anchor[spelling].append(i)
+        self._automaton = ahocorasick.Automaton()
+        for piece, term_ids in self._terms_by_anchor.items():
+            self._automaton.add_word(piece, (len(piece), piece[0].isdigit(), tuple(term_ids)))
+        if self._terms_by_anchor:
+            self._automaton.make_automaton()
+        self._fields = tuple(f for f in FIELDS if any(f in rule.fields for rule in self.rules))
 
-    def match(self, entry: Entry) -> list[Match]:
+    @property
+    def tags(self) -> dict[str, tuple[str, ...]]:
+        """Each watchlist's notification tags, by watchlist name."""
+        return {rule.name: rule.tags for rule in self.rules}
+
+    def _term(self, text: str) -> int:
+        if text not in self._index:
+            self._index[text] = len(self.terms)
+            self.terms.append(compile_term(text))
+        return self._index[text]
+
+    def match(self, entry: Entry, feed_name: str = "") -> list[Match]:
         """Every watchlist ``entry`` satisfies, with the terms as the story spells them."""
-        text = story_text(entry)  # entries are normalized when parsed
-        matches: list[Match] = []
-        for watchlist in self.watchlists:
-            found = list(watchlist.keywords.finditer(text))
-            if not found:
+        texts = story_fields(entry, feed_name)
+        hits = self._hits(texts)
+        if not hits:
+            return []
+        found: dict[int, list[tuple[_Hit, str]]] = defaultdict(list)
+        for term, term_hits in hits.items():
+            for rule_index, keyword in self._keyword_of.get(term, ()):
+                fields = self.rules[rule_index].fields
+                found[rule_index].extend((hit, keyword) for hit in term_hits if hit.field in fields)
+        matches = []
+        for rule_index in sorted(found):
+            rule, rule_found = self.rules[rule_index], found[rule_index]
+            if not rule_found:
                 continue
-            if not all(pattern.search(text) for pattern in watchlist.require):
+            if not all(_in_fields(hits.get(t, ()), rule.fields) for t in rule.require):
                 continue
-            if watchlist.exclude is not None and watchlist.exclude.search(text):
+            if any(_in_fields(hits.get(t, ()), rule.fields) for t in rule.exclude):
                 continue
-            keywords = tuple(
-                dict.fromkeys(
-                    watchlist.keyword_names[int(m.lastgroup[1:])] for m in found if m.lastgroup
-                )
+            rule_found.sort(key=lambda item: (FIELDS.index(item[0].field), item[0].start))
+            keywords = tuple(dict.fromkeys(keyword for _, keyword in rule_found))
+            spellings = tuple(
+                dict.fromkeys(texts[hit.field][hit.start : hit.end] for hit, _ in rule_found)
             )
-            spellings = tuple(dict.fromkeys(m.group(0) for m in found))
             # The title is in the alert already: show the body's context when it has a match.
-            shown = next((m for m in found if m.start() > len(entry.title)), found[0])
-            snippet, highlight = make_snippet(text, shown.start(), shown.end())
-            matches.append(Match(watchlist.name, keywords, spellings, snippet, highlight))
+            shown = next((hit for hit, _ in rule_found if hit.field != "title"), rule_found[0][0])
+            snippet, highlight = make_snippet(texts[shown.field], shown.start, shown.end)
+            matches.append(Match(rule.name, keywords, spellings, snippet, highlight))
         return matches
+
+    def _hits(self, texts: dict[str, str]) -> dict[int, list[_Hit]]:
+        """Every occurrence of every term, by term index, with offsets within its field.
+
+        The fields are searched as one text, one per line (no pattern crosses a newline),
+        which costs one pass instead of one per field.
+        """
+        fields = [field for field in self._fields if texts[field]]
+        text = "\n".join(texts[field] for field in fields)
+        starts = [0]
+        for field in fields[:-1]:
+            starts.append(starts[-1] + len(texts[field]) + 1)
+        hits: dict[int, list[_Hit]] = defaultdict(list)
+        for term_index, (low, high) in self._candidates(text):
+            pattern = self.terms[term_index].pattern
+            for found in pattern.finditer(text, low, high):
+                if high < len(text) and found.end() >= high:
+                    # The window's end hid what follows: check against the whole text.
+                    found = pattern.match(text, found.start())  # type: ignore[assignment]
+                    if found is None:
+                        continue
+                start, end = found.span()
+                i = bisect_right(starts, start) - 1
+                if end == start or end > starts[i] + len(texts[fields[i]]):
+                    continue  # empty, or running from one field into the next
+                if _stands_alone(found.group(0)):
+                    hits[term_index].append(_Hit(fields[i], start - starts[i], end - starts[i]))
+        return hits
+
+    def _candidates(self, text: str) -> list[tuple[int, tuple[int, int]]]:
+        """(term, text window) pairs worth checking with the term's regular expression.
+
+        This runs for every story and every config term, so it is written for speed.
+        """
+        lower = text.lower()
+        readings = [lower]
+        if not lower.isascii() and _FOREIGN_LETTER_RE.search(lower):
+            readings += [lower.translate(_BY_LOOK), lower.translate(_BY_SOUND)]
+        starts: dict[int, list[int]] = {}  # term → where its anchor starts
+        if self._terms_by_anchor:
+            for reading in readings:
+                last = len(reading) - 1
+                for end, (size, digits, term_ids) in self._automaton.iter(reading):
+                    start = end - size + 1
+                    before = reading[start - 1] if start else " "
+                    after = reading[end + 1] if end < last else " "
+                    # Only a whole piece counts: "400" in "S-400s", not in "4000".
+                    if digits:
+                        if before.isdigit() or after.isdigit():
+                            continue
+                    elif (before.isalpha() and (before.isascii() or _is_letter(before))) or (
+                        after.isalpha() and (after.isascii() or _is_letter(after))
+                    ):
+                        continue
+                    for term_id in term_ids:
+                        starts.setdefault(term_id, []).append(start)
+        # A few characters (Turkish İ) lengthen when lower-cased; then offsets are off.
+        exact = len(lower) == len(text)
+        # The other pieces of the terms whose anchor occurs, each looked for once.
+        wanted = set().union(*(self.terms[term_id].others for term_id in starts))
+        if len(readings) == 1:
+            present = {piece for piece in wanted if piece in lower}
+        else:
+            present = {piece for piece in wanted if any(piece in r for r in readings)}
+        windows = []
+        for term_id, positions in starts.items():
+            term = self.terms[term_id]
+            if not term.others <= present:
+                continue
+            if not exact:
+                windows.append((term_id, (0, len(text))))
+                continue
+            reach_before, reach_after = term.reach_before, term.reach_after
+            if len(positions) > 1:
+                positions.sort()
+            low, high = positions[0] - reach_before, positions[0] + reach_after
+            for position in positions[1:]:
+                if position - reach_before > high:
+                    windows.append((term_id, (max(0, low), min(high, len(text)))))
+                    low = position - reach_before
+                high = position + reach_after
+            windows.append((term_id, (max(0, low), min(high, len(text)))))
+        windows.extend((term_id, (0, len(text))) for term_id in self._always)
+        return windows
+
+
+def _in_fields(hits: Sequence[_Hit], fields: frozenset[str]) -> bool:
+    return any(hit.field in fields for hit in hits)
+
+
+def _is_letter(char: str) -> bool:
+    """A letter of a script that separates words with spaces (not CJK, say)."""
+    return char.isalpha() and (char.isascii() or _WORD_CHAR_RE.match(char) is not None)
+
+
+def story_fields(entry: Entry, feed_name: str = "") -> dict[str, str]:
+    """The text of each field a watchlist can match (entries are normalized when parsed)."""
+    return {
+        "title": entry.title,
+        "summary": entry.summary,
+        "content": entry.content,
+        "link": entry.link or "",
+        "feed": feed_name,
+    }
 
 
 def make_snippet(text: str, start: int, end: int) -> tuple[str, tuple[int, int]]:

@@ -50,7 +50,7 @@ def plan_stories(
     """Decide what a poll's entries mean: new stories, their matches, and their alerts."""
     seen = set(known_keys)
     stories = []
-    tags = {watchlist.name: watchlist.tags for watchlist in matcher.watchlists}
+    tags = matcher.tags
     for entry in entries:
         if entry.key in seen:
             continue
@@ -61,7 +61,7 @@ def plan_stories(
                 match,
                 render_alert(feed_name, entry, match, tags[match.watchlist]) if alertable else None,
             )
-            for match in matcher.match(entry)
+            for match in matcher.match(entry, feed_name)
         ]
         stories.append(StoryToSave(entry, matches))
     return stories

@@ -1,4 +1,4 @@
-"""The command line: ``feed-monitor check|once|run|status|test-notify``.
+"""The command line: ``feed-monitor check|once|run|status|backtest|test-notify``.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 a run
 that could not happen (unusable database, failed test alert), 2 a bad config or usage.
@@ -7,6 +7,7 @@ that could not happen (unusable database, failed test alert), 2 a bad config or 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -19,12 +20,19 @@ import click
 
 from monitor import __version__
 from monitor.alert import Notifier
-from monitor.config import Config, format_duration, load_config, resolve_config_path
+from monitor.config import (
+    Config,
+    format_duration,
+    load_config,
+    parse_duration,
+    resolve_config_path,
+)
 from monitor.errors import ConfigError, MonitorError
 from monitor.fetch import Fetcher
-from monitor.models import AlertMessage
+from monitor.match import Matcher, lint_watchlist
+from monitor.models import AlertMessage, Match
 from monitor.pipeline import Poller, feed_display_name
-from monitor.store import Store
+from monitor.store import Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,11 +114,82 @@ def check(config_path: Path | None) -> None:
             click.echo(f"      require: {', '.join(watchlist.require)}")
         if watchlist.exclude:
             click.echo(f"      exclude: {', '.join(watchlist.exclude)}")
+    warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     targets = Notifier(config.notify).describe()
     label = "" if config.notify else " (no targets configured: alerts go to the console)"
     click.echo(f"notify:     {len(targets)}{label}")
     for target in targets:
         click.echo(f"  - {target}")
+
+
+@cli.command()
+@config_option
+@click.option("--watchlist", "-w", "names", multiple=True, help="Only this watchlist (repeatable).")
+@click.option(
+    "--since", default="30d", show_default=True, help="Stories first seen this long ago or later."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per match, for scripts.")
+def backtest(config_path: Path | None, names: tuple[str, ...], since: str, as_json: bool) -> None:
+    """Replay stored stories against the watchlists; nothing is sent."""
+    _, config = _load(config_path)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    known = {watchlist.name for watchlist in config.watchlists}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"no watchlist named {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+            param_hint="--watchlist",
+        )
+    watchlists = [w for w in config.watchlists if not names or w.name in names]
+    matcher = Matcher(watchlists)
+    store = Store.open(config.database)
+    checked = 0
+    counts = dict.fromkeys((w.name for w in watchlists), 0)
+    try:
+        for story in store.stories_since(time.time() - window):
+            checked += 1
+            feed = feed_display_name(story.feed_url, story.feed_name, story.feed_title)
+            for match in matcher.match(story.entry, feed):
+                counts[match.watchlist] += 1
+                _print_backtest_match(story, feed, match, as_json)
+    finally:
+        store.close()
+    if not as_json:
+        summary = ", ".join(f"{count} {name}" for name, count in counts.items())
+        click.echo(f"{checked} stories first seen in the last {since}; matches: {summary}")
+
+
+def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "watchlist": match.watchlist,
+                    "keywords": match.keywords,
+                    "terms": match.terms,
+                    "title": story.entry.title,
+                    "link": story.entry.link,
+                    "feed": feed,
+                    "published": story.entry.published,
+                    "first_seen": story.first_seen,
+                    "snippet": match.snippet,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    start, end = match.highlight
+    marked = f"{match.snippet[:start]}»{match.snippet[start:end]}«{match.snippet[end:]}"
+    seen = time.strftime("%Y-%m-%d %H:%M", time.gmtime(story.first_seen))
+    click.echo(f"{seen}  [{match.watchlist}]  {story.entry.title}")
+    click.echo(f"    {feed}  {story.entry.link or ''}")
+    click.echo(f"    matched {', '.join(match.keywords)} (as {', '.join(match.terms)})")
+    click.echo(f"    {marked}\n")
 
 
 @cli.command()

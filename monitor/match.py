@@ -484,3 +484,69 @@ def make_snippet(text: str, start: int, end: int) -> tuple[str, tuple[int, int]]
     snippet = (prefix + text[left:right] + suffix).replace("\n", " ")
     offset = len(prefix) - left
     return snippet, (start + offset, end + offset)
+
+
+# Words so common in news that a watchlist term made only of them matches nearly everything.
+_COMMON_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "he",
+        "in",
+        "is",
+        "it",
+        "its",
+        "new",
+        "news",
+        "of",
+        "on",
+        "or",
+        "said",
+        "says",
+        "she",
+        "that",
+        "the",
+        "their",
+        "they",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+    ]
+)
+
+
+def lint_watchlist(watchlist: Watchlist) -> list[str]:
+    """Warnings about terms that can never match or that match far too much."""
+    warnings = []
+    excluded = {term.casefold() for term in watchlist.exclude}
+    terms = [*watchlist.keywords, *(a for names in watchlist.aliases.values() for a in names)]
+    for term in [*terms, *watchlist.require, *watchlist.exclude]:
+        if is_regex_term(term):
+            if re.compile(term[1:-1]).search(""):
+                warnings.append(f"{term} matches the empty string, so it matches every story")
+            continue
+        words = _PIECE_RE.findall(normalize_text(term).lower())
+        if not words:
+            warnings.append(f"{term!r} has no letters or digits and can never match")
+        elif all(word in _COMMON_WORDS for word in words):
+            warnings.append(f"{term!r} is a very common word and will match most stories")
+        elif len("".join(words)) <= 2:
+            warnings.append(f"{term!r} is very short and may match many unrelated stories")
+    for term in terms:
+        if term.casefold() in excluded:
+            warnings.append(f"{term!r} is both a keyword and excluded, so it never alerts")
+    return [f"watchlist {watchlist.name!r}: {warning}" for warning in warnings]

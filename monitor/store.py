@@ -144,6 +144,16 @@ class StoryToSave:
 
 
 @dataclass(frozen=True)
+class StoredStory:
+    id: int
+    feed_url: str
+    feed_name: str | None
+    feed_title: str | None
+    entry: Entry
+    first_seen: float
+
+
+@dataclass(frozen=True)
 class PendingAlert:
     id: int
     attempts: int
@@ -221,6 +231,20 @@ class Store:
             )
             known.update(row[0] for row in rows)
         return known
+
+    def stories_since(self, since: float) -> Iterator[StoredStory]:
+        """Stories first seen at or after ``since``, oldest first, with their feed."""
+        rows = self.db.execute(
+            """SELECT s.id, f.url, f.name, f.title AS feed_title, s.key, s.title, s.link,
+                      s.summary, s.content, s.author, s.published, s.first_seen
+               FROM stories s JOIN feeds f ON f.id = s.feed_id
+               WHERE s.first_seen >= ? ORDER BY s.first_seen, s.id""",
+            [since],
+        )
+        for (story_id, url, name, feed_title, key, title, link, summary, content, author,
+             published, first_seen) in rows:  # fmt: skip
+            entry = Entry(key, title, link, summary, content, published, author)
+            yield StoredStory(story_id, url, name, feed_title, entry, first_seen)
 
     def save_poll(self, feed_id: int, record: PollRecord, stories: list[StoryToSave]) -> int:
         """Write a poll's outcome, its new stories, matches and alerts in one transaction.

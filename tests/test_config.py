@@ -184,3 +184,30 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     result = cli("check", "--config", tmp_path / "nope.yaml")
     assert result.returncode == 2
     assert "config file not found" in result.stderr
+
+
+def test_watchlist_aliases_fields_and_regex_terms(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "    notify: [analysts]\n",
+        "    notify: [analysts]\n"
+        "    fields: [title, link]\n"
+        '    aliases: {CAATSA: ["Countering America\'s Adversaries Through Sanctions Act"]}\n',
+    )
+    config = load_config(write(tmp_path, text), environ=ENV)
+    assert config.watchlists[0].fields == ["title", "link"]
+    assert config.watchlists[0].aliases["CAATSA"][0].startswith("Countering")
+
+
+def test_bad_watchlist_options_are_refused(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, VALID.replace("[S-400, CAATSA, F-35]", "[S-400, '/S-(4/']"))
+    assert ":10: watchlists[0].keywords: /S-(4/ is not a valid regular expression" in problem
+    bad_field = VALID.replace(
+        "    notify: [analysts]\n", "    notify: [analysts]\n    fields: [body]\n"
+    )
+    [problem] = problems(tmp_path, bad_field)
+    assert ":14: watchlists[0].fields[0]: Input should be 'title', 'summary'" in problem
+    bad_alias = VALID.replace(
+        "    notify: [analysts]\n", "    notify: [analysts]\n    aliases: {S-300: [Favorit]}\n"
+    )
+    [problem] = problems(tmp_path, bad_alias)
+    assert "aliases: 'S-300' is not one of this watchlist's keywords" in problem

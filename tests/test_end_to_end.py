@@ -156,3 +156,25 @@ def test_test_notify_reports_each_target(tmp_path: Path, sink: AlertSink) -> Non
     failed = cli("test-notify", "--config", config)
     assert failed.returncode == 1
     assert "JSON failure" in failed.stdout
+
+
+def test_alerts_are_routed_by_tag(tmp_path: Path, feeds: FeedServer) -> None:
+    from tests.servers import alert_sink
+
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    with alert_sink() as analysts, alert_sink() as others:
+        config = write_config(
+            tmp_path,
+            feeds=[url],
+            extra=(
+                f"  - url: {analysts.url}\n    tags: [analysts]\n"
+                f"  - url: {others.url}\n    tags: [ops]\n"
+            ),
+        )
+        text = config.read_text().replace("notify: []\n", "notify:\n")
+        text = text.replace("keywords: [", "notify: [analysts]\n    keywords: [")
+        config.write_text(text)
+        result = cli("once", "--config", config)
+        assert result.returncode == 0, result.stderr
+        assert len(analysts.wait_for(1)) == 1
+        assert others.received == []

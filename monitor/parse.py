@@ -10,7 +10,6 @@ into plain NFKC text.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import io
 import re
 import time
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import feedparser
 
 from monitor.errors import ParseError
+from monitor.identity import entry_key
 from monitor.models import Entry, ParsedFeed
 from monitor.text import html_to_text, normalize_text
 
@@ -66,16 +66,6 @@ def sane_timestamp(parsed: Any, now: float) -> float | None:
     if stamp < _EARLIEST_SANE:
         return None
     return min(stamp, now)
-
-
-def entry_key(guid: str | None, link: str | None, title: str, published: float | None) -> str:
-    """Identity of an entry within its feed: its guid, else its link, else title and date."""
-    if guid and guid.strip():
-        return "id:" + guid.strip()
-    if link:
-        return "link:" + link
-    digest = hashlib.sha256(f"{title}\x00{published or ''}".encode()).hexdigest()[:32]
-    return "hash:" + digest
 
 
 def parse_feed(

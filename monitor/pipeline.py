@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -23,10 +23,20 @@ from monitor.alert import Notifier, render_alert, retry_after
 from monitor.config import Config, FeedConfig
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.fetch import Fetcher
+from monitor.identity import TITLE_WINDOW, SourceKeys, shared_links, source_keys
 from monitor.match import Matcher
 from monitor.models import Entry, ParsedFeed
 from monitor.parse import parse_feed
-from monitor.store import FeedState, PollRecord, Store, StoryToSave
+from monitor.store import (
+    FeedState,
+    Lookup,
+    PollPlan,
+    PollRecord,
+    SourceToAdd,
+    Store,
+    StoryEdit,
+    StoryToSave,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +48,56 @@ def is_alertable(entry: Entry, now: float, max_age: float) -> bool:
     return entry.published is None or now - entry.published <= max_age
 
 
-def plan_stories(
-    entries: Iterable[Entry],
-    known_keys: set[str],
+def identify(entry: SourceKeys, lookup: Lookup, feed_id: int) -> tuple[int | None, bool]:
+    """The stored story an entry is, if any, and whether its text may have been edited.
+
+    Rules, in order (see ``monitor/identity.py``): this feed's own key for it; this feed's
+    link for it when the title agrees too (a CMS regenerating guids, not a press-release
+    page reused for every item); any feed's canonical link; and, for links that say
+    nothing, an identical normalized title seen within the title window.
+    """
+    own = lookup.by_entry_key.get(entry.entry_key)
+    if own is not None:
+        return own.story_id, own.content_hash != entry.content_hash
+    for known in lookup.by_link.get(entry.canonical_link or "", ()):
+        if known.feed_id != feed_id or known.title_key == entry.title_key:
+            return known.story_id, False
+    if entry.title_key:
+        for known in lookup.by_title.get(entry.title_key, ()):
+            if entry.opaque or known.opaque:
+                return known.story_id, False
+    return None, False
+
+
+def plan_poll(
+    entries: Sequence[tuple[Entry, SourceKeys]],
+    lookup: Lookup,
     matcher: Matcher,
     *,
+    feed_id: int,
     feed_name: str,
     now: float,
     max_age: float,
-) -> list[StoryToSave]:
-    """Decide what a poll's entries mean: new stories, their matches, and their alerts."""
-    seen = set(known_keys)
-    stories = []
+) -> PollPlan:
+    """Decide what a poll's entries mean: new stories with their matches and alerts, new
+    sources of known stories, and edits. Nothing here reads or writes anything."""
+    plan = PollPlan()
     tags = matcher.tags
-    for entry in entries:
-        if entry.key in seen:
+    # Stories this poll creates, by the keys later entries of the same poll could share.
+    pending: dict[str, StoryToSave] = {}
+    for entry, keys in entries:
+        story_id, edited = identify(keys, lookup, feed_id)
+        if story_id is not None:
+            if keys.entry_key not in lookup.by_entry_key:
+                plan.sources.append(SourceToAdd(story_id, keys))
+            elif edited:
+                plan.edits.append(StoryEdit(story_id, entry, keys))
             continue
-        seen.add(entry.key)
+        earlier = _earlier_copy(pending, keys)
+        if earlier is not None:
+            if keys.entry_key != earlier.source.entry_key:
+                earlier.copies.append(keys)
+            continue
         alertable = is_alertable(entry, now, max_age)
         matches = [
             (
@@ -63,8 +106,29 @@ def plan_stories(
             )
             for match in matcher.match(entry, feed_name)
         ]
-        stories.append(StoryToSave(entry, matches))
-    return stories
+        story = StoryToSave(entry, keys, matches)
+        plan.new.append(story)
+        for key in _batch_keys(keys):
+            pending.setdefault(key, story)
+    return plan
+
+
+def _batch_keys(keys: SourceKeys) -> list[str]:
+    out = [f"key:{keys.entry_key}", f"title:{keys.title_key}"]
+    if keys.canonical_link:
+        out.append(f"link:{keys.canonical_link}")
+    return out
+
+
+def _earlier_copy(pending: dict[str, StoryToSave], keys: SourceKeys) -> StoryToSave | None:
+    """A story created earlier in the same poll that ``keys`` is a copy of (same rules)."""
+    for key in (f"key:{keys.entry_key}", f"link:{keys.canonical_link}"):
+        if key in pending:
+            return pending[key]
+    earlier = pending.get(f"title:{keys.title_key}")
+    if earlier is not None and keys.title_key and (keys.opaque or earlier.source.opaque):
+        return earlier
+    return None
 
 
 def feed_display_name(url: str, name: str | None, title: str | None = None) -> str:
@@ -140,7 +204,7 @@ class Poller:
                 )
                 if result.not_modified:
                     record = PollRecord(started, next_poll_at, status=result.status)
-                    self.store.save_poll(state.id, record, [])
+                    self.store.save_poll(state.id, record, PollPlan())
                     return PollOutcome(feed.url, name, ok=True, status=result.status)
                 parsed = await self._parse(result.body, result.url, result.content_type)
             except FeedError as exc:
@@ -152,11 +216,16 @@ class Poller:
 
             now = self.clock()
             name = feed_display_name(feed.url, feed.name, parsed.title)
-            known = self.store.known_keys(state.id, (entry.key for entry in parsed.entries))
-            stories = plan_stories(
-                parsed.entries,
-                known,
+            shared = shared_links(
+                [entry.link for entry in parsed.entries], [entry.title for entry in parsed.entries]
+            )
+            keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
+            lookup = self.store.lookup(state.id, [keys for _, keys in keyed], now - TITLE_WINDOW)
+            plan = plan_poll(
+                keyed,
+                lookup,
                 self.matcher,
+                feed_id=state.id,
                 feed_name=name,
                 now=now,
                 max_age=self.config.defaults.max_age,
@@ -169,7 +238,7 @@ class Poller:
                 last_modified=result.last_modified,
                 title=parsed.title,
             )
-            queued = self.store.save_poll(state.id, record, stories)
+            queued = self.store.save_poll(state.id, record, plan)
             # Keep the validators for the next conditional GET of this feed.
             self.feed_states[feed.url] = FeedState(
                 state.id,
@@ -183,7 +252,7 @@ class Poller:
                 "feed %s: %d entries, %d new, %d alerts queued",
                 name,
                 len(parsed.entries),
-                len(stories),
+                len(plan.new),
                 queued,
             )
             return PollOutcome(
@@ -192,7 +261,7 @@ class Poller:
                 ok=True,
                 status=result.status,
                 entries=len(parsed.entries),
-                new_stories=len(stories),
+                new_stories=len(plan.new),
                 alerts_queued=queued,
             )
 

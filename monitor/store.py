@@ -15,13 +15,14 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils import Migrations
 
 from monitor.errors import StoreError
+from monitor.identity import SourceKeys, source_keys
 from monitor.models import AlertMessage, Entry, Match
 
 migrations = Migrations("feed-monitor")
@@ -96,6 +97,55 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX stories_feed ON stories (feed_id, first_seen)")
 
 
+@migrations()
+def m002_story_sources(db: sqlite_utils.Database) -> None:
+    """One row per (feed, entry) a story was seen under: the keys that recognize it again."""
+    db.execute(
+        """
+        CREATE TABLE story_sources (
+            id INTEGER PRIMARY KEY,
+            story_id INTEGER NOT NULL REFERENCES stories(id),
+            feed_id INTEGER NOT NULL REFERENCES feeds(id),
+            entry_key TEXT NOT NULL,
+            link TEXT,
+            canonical_link TEXT,
+            title_key TEXT NOT NULL,
+            opaque INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            first_seen REAL NOT NULL,
+            UNIQUE (feed_id, entry_key)
+        )"""
+    )
+    db.execute("CREATE INDEX story_sources_story ON story_sources (story_id)")
+    db.execute("CREATE INDEX story_sources_link ON story_sources (canonical_link)")
+    db.execute("CREATE INDEX story_sources_title ON story_sources (title_key, first_seen)")
+    # Stories stored before this schema had one source each: their own feed and key.
+    rows = db.execute(
+        "SELECT id, feed_id, key, title, link, summary, content, published, author, first_seen "
+        "FROM stories"
+    ).fetchall()
+    for story_id, feed_id, key, title, link, summary, content, published, author, seen in rows:
+        entry = Entry(key, title, link, summary, content, published, author)
+        keys = source_keys(entry, set())
+        db.execute(
+            "INSERT INTO story_sources (story_id, feed_id, entry_key, link, canonical_link, "
+            "title_key, opaque, content_hash, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [story_id, feed_id, keys.entry_key, keys.link, keys.canonical_link, keys.title_key,
+             int(keys.opaque), keys.content_hash, seen],
+        )  # fmt: skip
+
+
+@migrations()
+def m003_full_text_search(db: sqlite_utils.Database) -> None:
+    db.table("stories").enable_fts(
+        ["title", "summary", "content"],
+        fts_version="FTS5",
+        create_triggers=True,
+        tokenize="unicode61 remove_diacritics 2",
+    )
+    db.execute("CREATE INDEX matches_created ON matches (created_at)")
+
+
 @dataclass(frozen=True)
 class FeedState:
     """What the store remembers about a feed between polls."""
@@ -136,11 +186,58 @@ class PollRecord:
 
 
 @dataclass(frozen=True)
+class KnownSource:
+    """A stored source of a story, as found by ``Store.lookup``."""
+
+    story_id: int
+    feed_id: int
+    entry_key: str
+    title_key: str
+    opaque: bool
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the store already knows that a poll's entries might be."""
+
+    by_entry_key: dict[str, KnownSource]  # this feed's own entries
+    by_link: dict[str, list[KnownSource]]  # any feed, by canonical link
+    by_title: dict[str, list[KnownSource]]  # any feed, by title key, recent ones only
+
+
+@dataclass
 class StoryToSave:
     """A new story with what the pipeline decided about it: its matches and alerts."""
 
     entry: Entry
+    source: SourceKeys
     matches: list[tuple[Match, AlertMessage | None]]  # None: matched, but too old to alert
+    copies: list[SourceKeys] = field(default_factory=list)  # the same story again, this poll
+
+
+@dataclass(frozen=True)
+class SourceToAdd:
+    """A known story seen under a new feed, link or guid: remembered, never alerted."""
+
+    story_id: int
+    source: SourceKeys
+
+
+@dataclass(frozen=True)
+class StoryEdit:
+    """A known story whose publisher edited it: the stored text follows."""
+
+    story_id: int
+    entry: Entry
+    source: SourceKeys
+
+
+@dataclass
+class PollPlan:
+    new: list[StoryToSave] = field(default_factory=list)
+    sources: list[SourceToAdd] = field(default_factory=list)
+    edits: list[StoryEdit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -218,19 +315,51 @@ class Store:
 
     # Stories ---------------------------------------------------------------
 
-    def known_keys(self, feed_id: int, keys: Iterable[str]) -> set[str]:
-        """Which of ``keys`` this feed already has stories for."""
-        wanted = list(dict.fromkeys(keys))
-        known: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"SELECT key FROM stories WHERE feed_id = ? AND key IN ({marks})",
-                [feed_id, *chunk],
+    def lookup(self, feed_id: int, keys: list[SourceKeys], since: float) -> Lookup:
+        """Stored sources sharing a key with ``keys``: this feed's entry keys, any feed's
+        canonical links, and titles first seen at or after ``since``."""
+        columns = "story_id, feed_id, entry_key, title_key, opaque, content_hash"
+        by_entry_key = {
+            source.entry_key: source
+            for source in self._sources(
+                f"SELECT {columns} FROM story_sources WHERE feed_id = ? AND entry_key IN",
+                [feed_id],
+                [k.entry_key for k in keys],
             )
-            known.update(row[0] for row in rows)
-        return known
+        }
+        links = [k.canonical_link for k in keys if k.canonical_link]
+        by_link: dict[str, list[KnownSource]] = {}
+        for link, source in self._sources_by(
+            f"SELECT canonical_link, {columns} FROM story_sources WHERE canonical_link IN", links
+        ):
+            by_link.setdefault(link, []).append(source)
+        by_title: dict[str, list[KnownSource]] = {}
+        for title, source in self._sources_by(
+            f"SELECT title_key, {columns} FROM story_sources "
+            f"WHERE first_seen >= {float(since)!r} AND title_key IN",
+            [k.title_key for k in keys if k.title_key],
+        ):
+            by_title.setdefault(title, []).append(source)
+        return Lookup(by_entry_key, by_link, by_title)
+
+    def _sources(self, sql: str, params: list[object], values: list[str]) -> list[KnownSource]:
+        out = []
+        for chunk in _chunks(values):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"{sql} ({marks})", [*params, *chunk]):
+                out.append(KnownSource(row[0], row[1], row[2], row[3], bool(row[4]), row[5]))
+        return out
+
+    def _sources_by(self, sql: str, values: list[str]) -> list[tuple[str, KnownSource]]:
+        out = []
+        for chunk in _chunks(values):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"{sql} ({marks})", chunk):
+                key, rest = row[0], row[1:]
+                out.append(
+                    (key, KnownSource(rest[0], rest[1], rest[2], rest[3], bool(rest[4]), rest[5]))
+                )
+        return out
 
     def stories_since(self, since: float) -> Iterator[StoredStory]:
         """Stories first seen at or after ``since``, oldest first, with their feed."""
@@ -246,24 +375,49 @@ class Store:
             entry = Entry(key, title, link, summary, content, published, author)
             yield StoredStory(story_id, url, name, feed_title, entry, first_seen)
 
-    def save_poll(self, feed_id: int, record: PollRecord, stories: list[StoryToSave]) -> int:
-        """Write a poll's outcome, its new stories, matches and alerts in one transaction.
-
-        Returns how many alerts were queued.
-        """
+    def save_poll(self, feed_id: int, record: PollRecord, plan: PollPlan) -> int:
+        """Write a poll's outcome, new stories, their sources, matches and alerts, and
+        edits, in one transaction. Returns how many alerts were queued."""
         queued = 0
+        now = record.polled_at
         with self._writing():
             self._record_poll(feed_id, record)
-            for story in stories:
-                story_id = self._insert_story(feed_id, story.entry, record.polled_at)
+            for story in plan.new:
+                story_id = self._insert_story(feed_id, story.entry, now)
                 if story_id is None:
                     continue  # another run stored it meanwhile
+                for source in (story.source, *story.copies):
+                    self._insert_source(story_id, feed_id, source, now)
                 for match, message in story.matches:
-                    match_id = self._insert_match(story_id, match, record.polled_at)
+                    match_id = self._insert_match(story_id, match, now)
                     if message is not None:
-                        self._queue_alert(match_id, message, record.polled_at)
+                        self._queue_alert(match_id, message, now)
                         queued += 1
+            for added in plan.sources:
+                self._insert_source(added.story_id, feed_id, added.source, now)
+            for edit in plan.edits:
+                entry = edit.entry
+                self.db.execute(
+                    "UPDATE stories SET title = ?, summary = ?, content = ?, author = ? "
+                    "WHERE id = ?",
+                    [entry.title, entry.summary, entry.content, entry.author, edit.story_id],
+                )
+                self.db.execute(
+                    "UPDATE story_sources SET content_hash = ?, title_key = ? "
+                    "WHERE feed_id = ? AND entry_key = ?",
+                    [edit.source.content_hash, edit.source.title_key, feed_id,
+                     edit.source.entry_key],
+                )  # fmt: skip
         return queued
+
+    def _insert_source(self, story_id: int, feed_id: int, source: SourceKeys, now: float) -> None:
+        self.db.execute(
+            "INSERT INTO story_sources (story_id, feed_id, entry_key, link, canonical_link, "
+            "title_key, opaque, content_hash, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (feed_id, entry_key) DO NOTHING",
+            [story_id, feed_id, source.entry_key, source.link, source.canonical_link,
+             source.title_key, int(source.opaque), source.content_hash, now],
+        )  # fmt: skip
 
     def record_failure(self, feed_id: int, record: PollRecord) -> None:
         with self._writing():
@@ -384,3 +538,10 @@ class Store:
                 yield
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from None
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """SQLite limits the number of ? in one statement."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]

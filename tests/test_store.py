@@ -11,8 +11,9 @@ from monitor.config import Watchlist
 from monitor.errors import StoreError
 from monitor.match import Matcher
 from monitor.models import Entry
-from monitor.pipeline import plan_stories
-from monitor.store import PollRecord, Store
+from monitor.identity import TITLE_WINDOW, source_keys
+from monitor.pipeline import plan_poll
+from monitor.store import PollPlan, PollRecord, Store
 
 NOW = 1_790_000_000.0
 MATCHER = Matcher([Watchlist(name="w", keywords=["S-400"])])
@@ -22,6 +23,13 @@ def entries(*titles: str, published: float | None = None) -> list[Entry]:
     return [Entry(key=f"id:{t}", title=t, link=None, published=published) for t in titles]
 
 
+def plan(store: Store, feed_id: int, batch: list[Entry], now: float = NOW) -> PollPlan:
+    """What a poll of ``batch`` would do, decided against what ``store`` knows."""
+    keyed = [(entry, source_keys(entry, set())) for entry in batch]
+    lookup = store.lookup(feed_id, [keys for _, keys in keyed], now - TITLE_WINDOW)
+    return plan_poll(keyed, lookup, MATCHER, feed_id=feed_id, feed_name="E", now=now, max_age=86400)
+
+
 def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "sub" / "m.db")
     store.close()
@@ -29,7 +37,7 @@ def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     assert store.db.journal_mode == "wal"
     assert {"feeds", "stories", "matches", "alerts"} <= set(store.db.table_names())
     applied = store.db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
-    assert applied == 1
+    assert applied == 3
     store.close()
 
 
@@ -40,24 +48,28 @@ def test_a_non_database_file_is_a_store_error(tmp_path: Path) -> None:
         Store.open(path)
 
 
-def test_plan_only_new_stories_and_alert_only_fresh_ones() -> None:
+def test_plan_only_new_stories_and_alert_only_fresh_ones(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "m.db")
+    feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
+    store.save_poll(
+        feed.id, PollRecord(NOW, NOW + 900, status=200), plan(store, feed.id, entries("other"))
+    )
     batch = entries("S-400 one", "other", "S-400 one") + entries("S-400 old", published=NOW - 9e5)
-    plan = plan_stories(batch, {"id:other"}, MATCHER, feed_name="f", now=NOW, max_age=86400)
-    assert [story.entry.title for story in plan] == ["S-400 one", "S-400 old"]
-    assert plan[0].matches[0][1] is not None  # alert
-    assert plan[1].matches[0][1] is None  # matched, too old to alert
+    decided = plan(store, feed.id, batch)
+    assert [story.entry.title for story in decided.new] == ["S-400 one", "S-400 old"]
+    assert decided.new[0].matches[0][1] is not None  # alert
+    assert decided.new[1].matches[0][1] is None  # matched, too old to alert
+    store.close()
 
 
 def test_save_poll_stores_each_story_once_with_its_alert(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "m.db")
     feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
-    plan = plan_stories(
-        entries("S-400 a", "b"), set(), MATCHER, feed_name="E", now=NOW, max_age=86400
-    )
-    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), plan) == 1
+    decided = plan(store, feed.id, entries("S-400 a", "b"))
+    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided) == 1
     # The same plan again (a concurrent run that raced us) adds nothing.
-    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), plan) == 0
-    assert store.known_keys(feed.id, ["id:S-400 a", "id:b", "id:c"]) == {"id:S-400 a", "id:b"}
+    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided) == 0
+    assert plan(store, feed.id, entries("S-400 a", "b")).new == []
     [due] = store.due_alerts(NOW)
     assert "S-400 a" in due.message.title
     store.close()
@@ -66,12 +78,12 @@ def test_save_poll_stores_each_story_once_with_its_alert(tmp_path: Path) -> None
 def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "m.db")
     feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
-    plan = plan_stories(entries("S-400 a"), set(), MATCHER, feed_name="E", now=NOW, max_age=86400)
+    decided = plan(store, feed.id, entries("S-400 a"))
     store.db.execute(
         "CREATE TRIGGER no_alerts BEFORE INSERT ON alerts BEGIN SELECT RAISE(ABORT, 'disk'); END"
     )
     with pytest.raises(StoreError):
-        store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), plan)
+        store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided)
     with sqlite3.connect(tmp_path / "m.db") as db:
         assert db.execute("SELECT count(*) FROM stories").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM matches").fetchone()[0] == 0
@@ -81,8 +93,8 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_outbox_retry_bookkeeping(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "m.db")
     feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
-    plan = plan_stories(entries("S-400 a"), set(), MATCHER, feed_name="E", now=NOW, max_age=86400)
-    store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), plan)
+    decided = plan(store, feed.id, entries("S-400 a"))
+    store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided)
     [alert] = store.due_alerts(NOW)
     store.mark_failed_attempt(alert.id, "JSON failure", NOW + 60)
     assert store.due_alerts(NOW + 59) == []

@@ -156,7 +156,8 @@ class SourceKeys:
 
     entry_key: str  # unique within the feed
     link: str | None  # as published, for display
-    canonical_link: str | None  # None when the link identifies nothing (shared, opaque)
+    link_key: str | None  # canonical form of the link, whatever it is worth
+    canonical_link: str | None  # the same, or None when the link identifies nothing
     title_key: str
     opaque: bool  # the link says nothing of the story: title matching may apply
     content_hash: str  # changes when the publisher edits the entry
@@ -165,11 +166,16 @@ class SourceKeys:
 def source_keys(entry: Entry, shared: set[str]) -> SourceKeys:
     """The keys of ``entry``; ``shared`` are the links its feed uses for several entries."""
     canonical = canonical_url(entry.link)
-    opaque = is_opaque_url(entry.link) or canonical in shared
+    is_shared = canonical in shared
+    opaque = is_opaque_url(entry.link) or is_shared
+    key = entry.key
+    if is_shared and key.startswith("link:"):
+        key = "hash:" + fingerprint(entry.title, entry.published)
     text = "\x00".join((entry.title, entry.summary, entry.content))
     return SourceKeys(
-        entry_key=entry.key,
+        entry_key=key,
         link=entry.link,
+        link_key=canonical,
         canonical_link=None if opaque else canonical,
         title_key=title_key(entry.title),
         opaque=opaque,

@@ -23,7 +23,13 @@ from monitor.alert import Notifier, render_alert, retry_after
 from monitor.config import Config, FeedConfig
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.fetch import Fetcher
-from monitor.identity import TITLE_WINDOW, SourceKeys, shared_links, source_keys
+from monitor.identity import (
+    TITLE_WINDOW,
+    SourceKeys,
+    canonical_url,
+    shared_links,
+    source_keys,
+)
 from monitor.match import Matcher
 from monitor.models import Entry, ParsedFeed
 from monitor.parse import parse_feed
@@ -216,8 +222,10 @@ class Poller:
 
             now = self.clock()
             name = feed_display_name(feed.url, feed.name, parsed.title)
-            shared = shared_links(
-                [entry.link for entry in parsed.entries], [entry.title for entry in parsed.entries]
+            links = [entry.link for entry in parsed.entries]
+            shared = shared_links(links, [entry.title for entry in parsed.entries])
+            shared |= self.store.shared_links(
+                state.id, [link for link in map(canonical_url, links) if link]
             )
             keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
             lookup = self.store.lookup(state.id, [keys for _, keys in keyed], now - TITLE_WINDOW)

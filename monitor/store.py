@@ -108,6 +108,7 @@ def m002_story_sources(db: sqlite_utils.Database) -> None:
             feed_id INTEGER NOT NULL REFERENCES feeds(id),
             entry_key TEXT NOT NULL,
             link TEXT,
+            link_key TEXT,
             canonical_link TEXT,
             title_key TEXT NOT NULL,
             opaque INTEGER NOT NULL,
@@ -118,6 +119,7 @@ def m002_story_sources(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX story_sources_story ON story_sources (story_id)")
     db.execute("CREATE INDEX story_sources_link ON story_sources (canonical_link)")
+    db.execute("CREATE INDEX story_sources_feed_link ON story_sources (feed_id, link_key)")
     db.execute("CREATE INDEX story_sources_title ON story_sources (title_key, first_seen)")
     # Stories stored before this schema had one source each: their own feed and key.
     rows = db.execute(
@@ -127,12 +129,7 @@ def m002_story_sources(db: sqlite_utils.Database) -> None:
     for story_id, feed_id, key, title, link, summary, content, published, author, seen in rows:
         entry = Entry(key, title, link, summary, content, published, author)
         keys = source_keys(entry, set())
-        db.execute(
-            "INSERT INTO story_sources (story_id, feed_id, entry_key, link, canonical_link, "
-            "title_key, opaque, content_hash, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [story_id, feed_id, keys.entry_key, keys.link, keys.canonical_link, keys.title_key,
-             int(keys.opaque), keys.content_hash, seen],
-        )  # fmt: skip
+        _insert_source(db, story_id, feed_id, keys, seen)
 
 
 @migrations()
@@ -315,6 +312,21 @@ class Store:
 
     # Stories ---------------------------------------------------------------
 
+    def shared_links(self, feed_id: int, links: list[str]) -> set[str]:
+        """Which of ``links`` this feed has used before for entries told apart otherwise.
+
+        Such entries were stored under a fingerprint key (see ``identity.source_keys``)."""
+        shared: set[str] = set()
+        for chunk in _chunks(links):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT DISTINCT link_key FROM story_sources WHERE feed_id = ? "
+                f"AND link_key IN ({marks}) AND entry_key LIKE 'hash:%'",
+                [feed_id, *chunk],
+            )
+            shared.update(row[0] for row in rows)
+        return shared
+
     def lookup(self, feed_id: int, keys: list[SourceKeys], since: float) -> Lookup:
         """Stored sources sharing a key with ``keys``: this feed's entry keys, any feed's
         canonical links, and titles first seen at or after ``since``."""
@@ -383,18 +395,18 @@ class Store:
         with self._writing():
             self._record_poll(feed_id, record)
             for story in plan.new:
-                story_id = self._insert_story(feed_id, story.entry, now)
+                story_id = self._insert_story(feed_id, story.source.entry_key, story.entry, now)
                 if story_id is None:
                     continue  # another run stored it meanwhile
                 for source in (story.source, *story.copies):
-                    self._insert_source(story_id, feed_id, source, now)
+                    _insert_source(self.db, story_id, feed_id, source, now)
                 for match, message in story.matches:
                     match_id = self._insert_match(story_id, match, now)
                     if message is not None:
                         self._queue_alert(match_id, message, now)
                         queued += 1
             for added in plan.sources:
-                self._insert_source(added.story_id, feed_id, added.source, now)
+                _insert_source(self.db, added.story_id, feed_id, added.source, now)
             for edit in plan.edits:
                 entry = edit.entry
                 self.db.execute(
@@ -409,15 +421,6 @@ class Store:
                      edit.source.entry_key],
                 )  # fmt: skip
         return queued
-
-    def _insert_source(self, story_id: int, feed_id: int, source: SourceKeys, now: float) -> None:
-        self.db.execute(
-            "INSERT INTO story_sources (story_id, feed_id, entry_key, link, canonical_link, "
-            "title_key, opaque, content_hash, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (feed_id, entry_key) DO NOTHING",
-            [story_id, feed_id, source.entry_key, source.link, source.canonical_link,
-             source.title_key, int(source.opaque), source.content_hash, now],
-        )  # fmt: skip
 
     def record_failure(self, feed_id: int, record: PollRecord) -> None:
         with self._writing():
@@ -450,7 +453,7 @@ class Store:
                 [record.polled_at, record.status, record.error, record.next_poll_at, feed_id],
             )
 
-    def _insert_story(self, feed_id: int, entry: Entry, now: float) -> int | None:
+    def _insert_story(self, feed_id: int, key: str, entry: Entry, now: float) -> int | None:
         row = self.db.execute(
             """INSERT INTO stories
                    (feed_id, key, title, link, summary, content, author, published, first_seen)
@@ -458,7 +461,7 @@ class Store:
                ON CONFLICT (feed_id, key) DO NOTHING RETURNING id""",
             [
                 feed_id,
-                entry.key,
+                key,
                 entry.title,
                 entry.link,
                 entry.summary,
@@ -545,3 +548,15 @@ def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
     unique = list(dict.fromkeys(values))
     for start in range(0, len(unique), size):
         yield unique[start : start + size]
+
+
+def _insert_source(
+    db: sqlite_utils.Database, story_id: int, feed_id: int, source: SourceKeys, now: float
+) -> None:
+    db.execute(
+        "INSERT INTO story_sources (story_id, feed_id, entry_key, link, link_key, "
+        "canonical_link, title_key, opaque, content_hash, first_seen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed_id, entry_key) DO NOTHING",
+        [story_id, feed_id, source.entry_key, source.link, source.link_key,
+         source.canonical_link, source.title_key, int(source.opaque), source.content_hash, now],
+    )  # fmt: skip

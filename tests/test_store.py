@@ -9,9 +9,9 @@ import pytest
 
 from monitor.config import Watchlist
 from monitor.errors import StoreError
+from monitor.identity import TITLE_WINDOW, source_keys
 from monitor.match import Matcher
 from monitor.models import Entry
-from monitor.identity import TITLE_WINDOW, source_keys
 from monitor.pipeline import plan_poll
 from monitor.store import PollPlan, PollRecord, Store
 

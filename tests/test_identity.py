@@ -1,0 +1,100 @@
+"""Identity keys: canonical URLs of real-world shapes, title keys, opaque and shared links."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.identity import canonical_url, is_opaque_url, shared_links, title_key
+
+SAME_PAGE = [
+    "https://www.defensenews.com/global/europe/2020/08/24/russia-s400-turkey/",
+    "http://defensenews.com/global/europe/2020/08/24/russia-s400-turkey",
+    "https://WWW.DefenseNews.com:443/global/europe/2020/08/24/russia-s400-turkey/#comments",
+    "https://www.defensenews.com/global/europe/2020/08/24/russia-s400-turkey/?utm_source=rss&utm_medium=feed&utm_campaign=x",
+    "https://defensenews.com/global/europe/2020/08/24/russia-s400-turkey?fbclid=IwAR0abc",
+    "https://www.defensenews.com/global/europe/2020/08/24/russia-s400-turkey/?gclid=1&mc_cid=2&mc_eid=3",
+    "http://www.defensenews.com:80//global/europe/2020/08/24/russia-s400-turkey/",
+]
+
+
+@pytest.mark.parametrize("url", SAME_PAGE)
+def test_copies_of_one_page_share_a_canonical_url(url: str) -> None:
+    assert canonical_url(url) == (
+        "https://defensenews.com/global/europe/2020/08/24/russia-s400-turkey"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("https://e.org/story?id=5&page=2", "https://e.org/story?id=5&page=2"),
+        ("https://e.org/story?page=2&id=5", "https://e.org/story?id=5&page=2"),
+        ("https://e.org/story?id=5&utm_term=x&ref_src=twsrc", "https://e.org/story?id=5"),
+        ("https://e.org:8080/a/", "https://e.org:8080/a"),
+        ("https://news.e.org/a", "https://news.e.org/a"),
+        ("https://e.org/A/Case", "https://e.org/A/Case"),  # paths keep their case
+    ],
+)
+def test_canonical_url_keeps_what_identifies(url: str, canonical: str) -> None:
+    assert canonical_url(url) == canonical
+
+
+@pytest.mark.parametrize(
+    "url", [None, "", "javascript:alert(1)", "ftp://e.org/x", "/relative", "https://[bad"]
+)
+def test_non_web_urls_have_no_canonical_form(url: str | None) -> None:
+    assert canonical_url(url) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://news.google.com/rss/articles/CBMiWGh0dHBzOi8vd3d3LmV4YW1wbGUuY29tL25ld3M?oc=5",
+        "https://feedproxy.google.com/~r/example/~3/AbCdEf/",
+        "https://t.co/AbCdEf123",
+        "https://agg.example/r/aHR0cHM6Ly9leGFtcGxlLm9yZy9hcnRpY2xlLzEyMw",
+        "https://e.org/",
+        None,
+    ],
+)
+def test_opaque_links(url: str | None) -> None:
+    assert is_opaque_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bulgarianmilitary.com/2020/08/24/russia-sells-s-400-to-turkey/",
+        "https://e.org/news/12345",
+        "https://e.org/2020/08/some-long-slug-of-an-article-title-here",
+    ],
+)
+def test_article_links_are_not_opaque(url: str) -> None:
+    assert not is_opaque_url(url)
+
+
+def test_title_key_drops_case_punctuation_and_publisher() -> None:
+    original = "Russia to deliver second S-400 batch to Turkey"
+    for copy in [
+        "Russia to deliver second S-400 batch to Turkey - Reuters",
+        "Russia to deliver second S-400 batch to Turkey | Defense News",
+        "RUSSIA to deliver second S-400 batch to Turkey!",
+        "Russia  to deliver second S-400 batch to Turkey — Breaking Defense",
+    ]:
+        assert title_key(copy) == title_key(original)
+
+
+def test_title_key_keeps_names_and_numbers_apart() -> None:
+    assert title_key("Russia to deliver S-400 to Turkey") != title_key(
+        "Russia to deliver S-400 to India"
+    )
+    assert title_key("Second S-400 batch") != title_key("Second S-500 batch")
+    # A short title's dash is part of it, not a publisher.
+    assert title_key("S-400 - explained") == "s 400 explained"
+
+
+def test_shared_links_are_detected() -> None:
+    page = "https://gov.example/press-releases"
+    links = [page, page, "https://gov.example/a"]
+    assert shared_links(links, ["Release one", "Release two", "Other"]) == {page}
+    assert shared_links([page, page], ["Same title", "Same title"]) == set()

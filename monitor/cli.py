@@ -1,4 +1,4 @@
-"""The command line: ``feed-monitor check|once|run|status|backtest|test-notify``.
+"""The command line: check, once, run, status, backtest, search, matches, story, test-notify.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 a run
 that could not happen (unusable database, failed test alert), 2 a bad config or usage.
@@ -7,6 +7,7 @@ that could not happen (unusable database, failed test alert), 2 a bad config or 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -192,6 +193,120 @@ def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: 
     click.echo(f"    {marked}\n")
 
 
+def _since_option(default: str) -> Callable[[F], F]:
+    return click.option(
+        "--since",
+        default=default,
+        show_default=True,
+        callback=_parse_since,
+        help="How far back to look (90s, 15m, 1h, 7d, ...).",
+    )
+
+
+def _parse_since(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return time.time() - parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="JSON output, for scripts.")(func)
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp)) if stamp else "-"
+
+
+@cli.command()
+@config_option
+@click.argument("query")
+@_since_option("30d")
+@click.option("--limit", default=20, show_default=True, help="At most this many stories.")
+@_json_option
+def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
+    """Full-text search of stored stories (words, not syntax: S-400 and C++ work)."""
+    _, config = _load(config_path)
+    store = Store.open(config.database)
+    try:
+        hits = store.search(query, since, limit)
+    finally:
+        store.close()
+    for hit in hits:
+        feed = feed_display_name(hit.feed_url, hit.feed_name, hit.feed_title)
+        if as_json:
+            click.echo(json.dumps({**dataclasses.asdict(hit), "feed": feed}, ensure_ascii=False))
+        else:
+            click.echo(f"{_when(hit.first_seen)}  #{hit.story_id}  {hit.title}")
+            click.echo(f"    {feed}  {hit.link or ''}\n    {hit.snippet}\n")
+    if not as_json:
+        click.echo(f"{len(hits)} stories")
+
+
+@cli.command()
+@config_option
+@_since_option("7d")
+@click.option("--watchlist", "-w", "names", multiple=True, help="Only this watchlist (repeatable).")
+@_json_option
+def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_json: bool) -> None:
+    """Recent watchlist matches and the state of their alerts."""
+    _, config = _load(config_path)
+    store = Store.open(config.database)
+    try:
+        rows = store.recent_matches(since, names)
+    finally:
+        store.close()
+    for row in rows:
+        feed = feed_display_name(row.feed_url, row.feed_name, row.feed_title)
+        if as_json:
+            click.echo(json.dumps({**dataclasses.asdict(row), "feed": feed}, ensure_ascii=False))
+            continue
+        state = row.alert_status
+        if row.alert_status == "sent":
+            state = f"sent {_when(row.sent_at)}"
+        elif row.attempts:
+            state += f" after {row.attempts} attempts: {row.last_error or ''}"
+        click.echo(f"{_when(row.created_at)}  [{row.watchlist}]  #{row.story_id}  {row.title}")
+        click.echo(f"    {feed}  {row.link or ''}")
+        click.echo(f"    matched {', '.join(row.keywords)}  alert: {state}\n")
+    if not as_json:
+        click.echo(f"{len(rows)} matches")
+
+
+@cli.command()
+@config_option
+@click.argument("story_id", type=int)
+@_json_option
+def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
+    """One stored story: every feed and link it was seen under, and its matches."""
+    _, config = _load(config_path)
+    store = Store.open(config.database)
+    try:
+        sources = store.story_sources(story_id)
+        found = store.recent_matches(0, story_id=story_id)
+    finally:
+        store.close()
+    if not sources:
+        raise click.ClickException(f"no story #{story_id}")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "sources": [dataclasses.asdict(source) for source in sources],
+                    "matches": [dataclasses.asdict(row) for row in found],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    click.echo(f"#{story_id}  seen in {len(sources)} places:")
+    for source in sources:
+        feed = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
+        click.echo(f"  {_when(source.first_seen)}  {feed}  {source.link or '(no link)'}")
+    for row in found:
+        click.echo(f"matched [{row.watchlist}] {', '.join(row.keywords)}: alert {row.alert_status}")
+
+
 @cli.command()
 @config_option
 def once(config_path: Path | None) -> None:
@@ -207,6 +322,7 @@ async def _once(config: Config) -> None:
             poller = Poller(config, store, fetcher, Notifier(config.notify))
             outcomes = await poller.poll_all()
             delivered = await poller.deliver_pending(ignore_backoff=True)
+            poller.prune()
     finally:
         store.close()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged

@@ -92,6 +92,12 @@ class Defaults(_Model):
     jitter: Duration = 30.0
 
 
+class Retention(_Model):
+    """How long stored text is kept. Identity keys are kept forever (a few bytes a story)."""
+
+    story_text: Duration = 365 * 86400.0
+
+
 class FeedConfig(_Model):
     url: str
     name: str | None = None
@@ -181,6 +187,7 @@ class Config(_Model):
     database: Path = Path("data/monitor.db")
     concurrency: int = Field(default=16, ge=1, le=256)
     defaults: Defaults = Defaults()
+    retention: Retention = Retention()
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
     notify: list[Annotated[NotifyTarget, BeforeValidator(_url_or_target)]] = []
@@ -346,6 +353,7 @@ def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
     """The keys the model accepts at ``loc``, for 'did you mean' hints."""
     sections: dict[str, type[BaseModel]] = {
         "defaults": Defaults,
+        "retention": Retention,
         "feeds": FeedConfig,
         "watchlists": Watchlist,
         "notify": NotifyTarget,

@@ -34,6 +34,7 @@ from monitor.store import Store
 log = logging.getLogger(__name__)
 
 DELIVERY_JOB_ID = "deliver-outbox"
+PRUNE_JOB_ID = "retention"
 DELIVERY_INTERVAL = 30.0
 SHUTDOWN_DEADLINE = 30.0
 START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds
@@ -86,6 +87,14 @@ class Daemon:
                     seconds=DELIVERY_INTERVAL,
                     id=DELIVERY_JOB_ID,
                     next_run_time=datetime.now(UTC),
+                )
+                scheduler.add_job(
+                    self._tracked,
+                    "interval",
+                    args=[self._prune],
+                    hours=24,
+                    id=PRUNE_JOB_ID,
+                    next_run_time=datetime.fromtimestamp(self.clock() + 3600, UTC),
                 )
                 scheduler.start()
                 self._install_signal_handlers()
@@ -168,6 +177,9 @@ class Daemon:
         outcome = await self.poller.poll(feed)
         if outcome.alerts_queued:
             await self.poller.deliver_pending()
+
+    async def _prune(self) -> None:
+        self.poller.prune()
 
     async def _tracked(self, job: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a job, remembering it so shutdown can wait for it; never let it crash."""

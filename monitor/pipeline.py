@@ -278,6 +278,13 @@ class Poller:
         job = partial(parse_feed, body, url=url, content_type=content_type, now=self.clock())
         return await loop.run_in_executor(self.parse_executor, job)
 
+    def prune(self) -> int:
+        """Apply the retention setting: drop old stories' text, keep their identity."""
+        pruned = self.store.prune_text(self.clock() - self.config.retention.story_text)
+        if pruned:
+            log.info("retention: dropped the text of %d old stories", pruned)
+        return pruned
+
     async def deliver_pending(self, *, ignore_backoff: bool = False) -> DeliverySummary:
         """Deliver every due alert in the outbox; failures are rescheduled with backoff."""
         sent = failed = 0

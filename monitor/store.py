@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,6 +244,47 @@ class StoredStory:
     feed_name: str | None
     feed_title: str | None
     entry: Entry
+    first_seen: float
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    story_id: int
+    title: str
+    link: str | None
+    first_seen: float
+    feed_url: str
+    feed_name: str | None
+    feed_title: str | None
+    snippet: str
+
+
+@dataclass(frozen=True)
+class MatchRow:
+    id: int
+    watchlist: str
+    keywords: tuple[str, ...]
+    terms: tuple[str, ...]
+    snippet: str
+    created_at: float
+    story_id: int
+    title: str
+    link: str | None
+    feed_url: str
+    feed_name: str | None
+    feed_title: str | None
+    alert_status: str  # pending, sent, failed, or "not alerted" (too old to alert)
+    attempts: int
+    last_error: str | None
+    sent_at: float | None
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    feed_url: str
+    feed_name: str | None
+    feed_title: str | None
+    link: str | None
     first_seen: float
 
 
@@ -496,6 +537,75 @@ class Store:
         )
 
     # Outbox ----------------------------------------------------------------
+
+    def search(self, query: str, since: float, limit: int = 50) -> list[SearchHit]:
+        """Stories whose text matches ``query`` (words, not FTS syntax), best first."""
+        try:
+            rows = self.db.execute(
+                """SELECT s.id, s.title, s.link, s.first_seen, f.url, f.name, f.title,
+                          snippet(stories_fts, -1, '»', '«', '…', 16)
+                   FROM stories_fts
+                   JOIN stories s ON s.rowid = stories_fts.rowid
+                   JOIN feeds f ON f.id = s.feed_id
+                   WHERE stories_fts MATCH ? AND s.first_seen >= ?
+                   ORDER BY rank LIMIT ?""",
+                [self.db.quote_fts(query), since, limit],
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"search failed: {exc}") from None
+        return [SearchHit(*row) for row in rows]
+
+    def recent_matches(
+        self, since: float, watchlists: Sequence[str] = (), story_id: int | None = None
+    ) -> list[MatchRow]:
+        """Matches made at or after ``since``, newest first, with their alert's state."""
+        where = "m.created_at >= ?"
+        params: list[object] = [since]
+        if story_id is not None:
+            where += " AND m.story_id = ?"
+            params.append(story_id)
+        if watchlists:
+            where += f" AND m.watchlist IN ({','.join('?' * len(watchlists))})"
+            params += list(watchlists)
+        rows = self.db.execute(
+            f"""SELECT m.id, m.watchlist, m.keywords, m.terms, m.snippet, m.created_at,
+                       s.id, s.title, s.link, f.url, f.name, f.title,
+                       coalesce(a.status, 'not alerted'), coalesce(a.attempts, 0),
+                       a.last_error, a.sent_at
+                FROM matches m
+                JOIN stories s ON s.id = m.story_id
+                JOIN feeds f ON f.id = s.feed_id
+                LEFT JOIN alerts a ON a.match_id = m.id
+                WHERE {where} ORDER BY m.created_at DESC, m.id DESC""",
+            params,
+        ).fetchall()
+        return [
+            MatchRow(row[0], row[1], tuple(json.loads(row[2])), tuple(json.loads(row[3])), *row[4:])
+            for row in rows
+        ]
+
+    def story_sources(self, story_id: int) -> list[SourceRow]:
+        """Every feed and link a story was seen under, first seen first."""
+        rows = self.db.execute(
+            """SELECT f.url, f.name, f.title, ss.link, ss.first_seen
+               FROM story_sources ss JOIN feeds f ON f.id = ss.feed_id
+               WHERE ss.story_id = ? ORDER BY ss.first_seen, ss.id""",
+            [story_id],
+        ).fetchall()
+        return [SourceRow(*row) for row in rows]
+
+    def prune_text(self, before: float) -> int:
+        """Drop the summary and content of stories first seen before ``before``.
+
+        Titles, links and every identity key stay, so a pruned story never alerts again.
+        """
+        with self._writing():
+            cursor = self.db.execute(
+                "UPDATE stories SET summary = '', content = '' "
+                "WHERE first_seen < ? AND (summary != '' OR content != '')",
+                [before],
+            )
+        return cursor.rowcount
 
     def due_alerts(self, now: float, *, after_id: int = 0, limit: int = 100) -> list[PendingAlert]:
         """Pending alerts due by ``now`` with an id above ``after_id``, oldest first."""

@@ -1,0 +1,100 @@
+"""search, matches and story through the CLI; retention; migrating an old database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from monitor.store import Store, migrations
+from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.servers import AlertSink, FeedServer
+
+
+def test_search_matches_and_story_views(tmp_path: Path, feeds: FeedServer, sink: AlertSink) -> None:
+    link = "https://bulgarianmilitary.com/2020/08/s400-turkey/"
+    a = feeds.serve("/a.xml", rss([seed_article_item(link)], title="BulgarianMilitary"))
+    b = feeds.serve(
+        "/b.xml",
+        rss([{**seed_article_item(link + "?utm_source=x"), "guid": "other-guid"},
+             {"title": "Log4j-core flaw hits C++ toolchains", "link": "https://e.org/log4j"}],
+            title="Aggregator"),
+    )  # fmt: skip
+    config = write_config(tmp_path, feeds=[a, b], notify=[sink.url])
+    assert cli("once", "--config", config).returncode == 0
+    assert len(sink.wait_for(1)) == 1
+
+    found = cli("search", "--config", config, "Rostec Chemezov")
+    assert found.returncode == 0, found.stderr
+    assert "S-400 missile system to Turkey" in found.stdout
+    assert "»Rostec«" in found.stdout and "1 stories" in found.stdout
+    # Words that FTS syntax would choke on are searched as words.
+    for query in ("log4j-core", "C++", "S-400"):
+        result = cli("search", "--config", config, query, "--json")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip(), query
+
+    listed = cli("matches", "--config", config, "--json")
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["alert_status"] == "sent" and row["keywords"] == ["S-400", "F-35"]
+
+    shown = cli("story", "--config", config, str(row["story_id"]))
+    assert shown.returncode == 0, shown.stderr
+    assert "seen in 2 places" in shown.stdout
+    assert "BulgarianMilitary" in shown.stdout and "Aggregator" in shown.stdout
+    assert "alert sent" in shown.stdout
+    missing = cli("story", "--config", config, "999")
+    assert missing.returncode == 1 and "no story #999" in missing.stderr
+
+
+def test_retention_drops_text_but_never_re_alerts(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    assert cli("once", "--config", config).returncode == 0
+    sink.wait_for(1)
+    config.write_text(config.read_text() + "retention: {story_text: 1h}\n")
+    with sqlite3.connect(tmp_path / "monitor.db") as db:  # the story is now two hours old
+        db.execute("UPDATE stories SET first_seen = first_seen - 7200")
+    feeds.serve("/f.xml", rss([seed_article_item()]) + " ")  # new body: no 304
+    assert cli("once", "--config", config).returncode == 0
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        [(title, summary)] = db.execute("SELECT title, summary FROM stories").fetchall()
+    assert summary == "" and "S-400" in title
+    assert len(sink.received) == 1
+
+
+def test_a_database_from_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m002_story_sources")
+    db.execute("INSERT INTO feeds (id, url, name, added_at) VALUES (1, 'https://e.org/f', 'E', 0)")
+    db.execute(
+        "INSERT INTO stories (id, feed_id, key, title, link, summary, first_seen) VALUES "
+        "(7, 1, 'id:g1', 'S-400 deal', 'https://e.org/s400?utm_source=x', 'Rostec said', 1)"
+    )
+    db.execute(
+        "INSERT INTO matches (id, story_id, watchlist, keywords, terms, snippet, created_at) "
+        """VALUES (1, 7, 'w', '["S-400"]', '["S-400"]', 'S-400 deal', 1)"""
+    )
+    db.execute(
+        "INSERT INTO alerts (match_id, tags, title, body, status, next_attempt_at, created_at) "
+        "VALUES (1, '[]', 't', 'b', 'sent', 1, 1)"
+    )
+    db.close()
+
+    store = Store.open(path)
+    [source] = store.story_sources(7)
+    assert source.link == "https://e.org/s400?utm_source=x"
+    assert [hit.story_id for hit in store.search("Rostec", since=0)] == [7]
+    lookup = store.lookup(1, [], since=0)
+    assert lookup.by_entry_key == {}
+    row = store.db.execute(
+        "SELECT story_id, canonical_link FROM story_sources WHERE entry_key = 'id:g1'"
+    ).fetchone()
+    assert row == (7, "https://e.org/s400")
+    assert store.alert_counts() == {"sent": 1}
+    store.close()

@@ -323,6 +323,7 @@ async def _once(config: Config) -> None:
             outcomes = await poller.poll_all()
             delivered = await poller.deliver_pending(ignore_backoff=True)
             poller.prune()
+            store.index_pending()
     finally:
         store.close()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged

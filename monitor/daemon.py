@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 DELIVERY_JOB_ID = "deliver-outbox"
 PRUNE_JOB_ID = "retention"
+INDEX_JOB_ID = "search-index"
+INDEX_INTERVAL = 30.0  # new stories reach the search index in batches, this often
 DELIVERY_INTERVAL = 30.0
 SHUTDOWN_DEADLINE = 30.0
 START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds
@@ -95,6 +97,13 @@ class Daemon:
                     hours=24,
                     id=PRUNE_JOB_ID,
                     next_run_time=datetime.fromtimestamp(self.clock() + 3600, UTC),
+                )
+                scheduler.add_job(
+                    self._tracked,
+                    "interval",
+                    args=[self._index],
+                    seconds=INDEX_INTERVAL,
+                    id=INDEX_JOB_ID,
                 )
                 scheduler.start()
                 self._install_signal_handlers()
@@ -180,6 +189,9 @@ class Daemon:
 
     async def _prune(self) -> None:
         self.poller.prune()
+
+    async def _index(self) -> None:
+        self.poller.store.index_pending()
 
     async def _tracked(self, job: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a job, remembering it so shutdown can wait for it; never let it crash."""

@@ -88,7 +88,10 @@ def canonical_url(url: str | None) -> str | None:
 
 def is_opaque_url(url: str | None) -> bool:
     """True when a link names no page of its own: a redirect or an aggregator's token."""
-    canonical = canonical_url(url)
+    return _is_opaque_canonical(canonical_url(url))
+
+
+def _is_opaque_canonical(canonical: str | None) -> bool:
     if canonical is None:
         return True
     parts = urlsplit(canonical)
@@ -167,7 +170,7 @@ def source_keys(entry: Entry, shared: set[str]) -> SourceKeys:
     """The keys of ``entry``; ``shared`` are the links its feed uses for several entries."""
     canonical = canonical_url(entry.link)
     is_shared = canonical in shared
-    opaque = is_opaque_url(entry.link) or is_shared
+    opaque = _is_opaque_canonical(canonical) or is_shared
     key = entry.key
     if is_shared and key.startswith("link:"):
         key = "hash:" + fingerprint(entry.title, entry.published)

@@ -98,3 +98,38 @@ def test_a_database_from_the_first_schema_is_upgraded_in_place(tmp_path: Path) -
     assert row == (7, "https://e.org/s400")
     assert store.alert_counts() == {"sent": 1}
     store.close()
+
+
+def test_search_index_follows_edits_and_retention(tmp_path: Path) -> None:
+    from monitor.identity import TITLE_WINDOW, source_keys
+    from monitor.match import Matcher
+    from monitor.models import Entry
+    from monitor.pipeline import plan_poll
+    from monitor.store import PollRecord
+
+    store = Store.open(tmp_path / "m.db")
+    feed = store.sync_feeds([("https://e.org/f", "E")], 0)["https://e.org/f"]
+    matcher = Matcher([])
+
+    def poll(entry: Entry, now: float) -> None:
+        keyed = [(entry, source_keys(entry, set()))]
+        lookup = store.lookup(feed.id, [keys for _, keys in keyed], now - TITLE_WINDOW)
+        decided = plan_poll(
+            keyed, lookup, matcher, feed_id=feed.id, feed_name="E", now=now, max_age=1e9
+        )
+        store.save_poll(feed.id, PollRecord(now, now + 900, status=200), decided)
+
+    first = Entry("id:1", "Frigate launched", "https://e.org/1", summary="Built in Gdansk")
+    poll(first, 1000.0)
+    assert [hit.story_id for hit in store.search("Gdansk", since=0)] == [1]  # indexed on demand
+    poll(Entry("id:1", "Frigate launched", "https://e.org/1", summary="Built in Szczecin"), 2000.0)
+    assert store.search("Gdansk", since=0) == []
+    assert [hit.story_id for hit in store.search("Szczecin", since=0)] == [1]
+    assert store.prune_text(before=5000.0) == 1
+    assert store.search("Szczecin", since=0) == []
+    assert [hit.story_id for hit in store.search("frigate", since=0)] == [1]
+    fts_rows = store.db.execute("SELECT count(*) FROM stories_fts").fetchone()[0]
+    assert fts_rows == 1
+    # FTS5 raises if its index disagrees with the stories table (rank 1: check the content).
+    store.db.execute("INSERT INTO stories_fts(stories_fts, rank) VALUES('integrity-check', 1)")
+    store.close()

@@ -227,11 +227,8 @@ def _when(stamp: float | None) -> str:
 def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
     """Full-text search of stored stories (words, not syntax: S-400 and C++ work)."""
     _, config = _load(config_path)
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         hits = store.search(query, since, limit)
-    finally:
-        store.close()
     for hit in hits:
         feed = feed_display_name(hit.feed_url, hit.feed_name, hit.feed_title)
         if as_json:
@@ -251,11 +248,8 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
 def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_json: bool) -> None:
     """Recent watchlist matches and the state of their alerts."""
     _, config = _load(config_path)
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         rows = store.recent_matches(since, names)
-    finally:
-        store.close()
     for row in rows:
         feed = feed_display_name(row.feed_url, row.feed_name, row.feed_title)
         if as_json:
@@ -280,12 +274,9 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
 def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     """One stored story: every feed and link it was seen under, and its matches."""
     _, config = _load(config_path)
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         sources = store.story_sources(story_id)
         found = store.recent_matches(0, story_id=story_id)
-    finally:
-        store.close()
     if not sources:
         raise click.ClickException(f"no story #{story_id}")
     if as_json:
@@ -316,16 +307,13 @@ def once(config_path: Path | None) -> None:
 
 
 async def _once(config: Config) -> None:
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         async with Fetcher() as fetcher:
             poller = Poller(config, store, fetcher, Notifier(config.notify))
             outcomes = await poller.poll_all()
             delivered = await poller.deliver_pending(ignore_backoff=True)
             poller.prune()
             store.index_pending()
-    finally:
-        store.close()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
     click.echo(
         f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed), "
@@ -386,13 +374,10 @@ def _ago(stamp: float | None, now: float) -> str:
 def status(config_path: Path | None) -> None:
     """Show each feed's last poll, HTTP status, stories, last error and next poll."""
     _, config = _load(config_path)
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         configured = {feed.url for feed in config.feeds}
         feeds = [feed for feed in store.feed_status() if feed.url in configured]
         counts = store.alert_counts()
-    finally:
-        store.close()
     now = time.time()
     rows = [("FEED", "LAST POLL", "HTTP", "STORIES", "NEXT POLL", "LAST ERROR")]
     for feed in feeds:

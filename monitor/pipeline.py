@@ -1,10 +1,12 @@
 """The poll pipeline: fetch → parse → decide → store, then deliver the outbox.
 
-``plan_stories`` is the pure decider: given a poll's entries and what the store already
-knows, it returns which stories are new, which watchlists they match and which of those
-matches become alerts. ``Poller`` carries the plan out: it does the I/O around it (HTTP,
-parsing off the event loop, one SQLite transaction per poll, Apprise delivery in a
-worker thread) and turns each feed's failure into a recorded error for that feed only.
+``plan_poll`` is the pure decider: given a poll's entries and what the store already
+knows of their identity keys, it returns which are new stories (with the watchlists they
+match and which of those matches become alerts), which are known stories seen under a
+new feed, link or guid, and which are edits. ``Poller`` carries the plan out: it does the
+I/O around it (HTTP, parsing off the event loop, one SQLite transaction per poll, Apprise
+delivery in a worker thread) and turns each feed's failure into a recorded error for
+that feed only.
 """
 
 from __future__ import annotations

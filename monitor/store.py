@@ -318,6 +318,9 @@ class Store:
             if db.journal_mode != "wal":
                 db.enable_wal()
             db.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoint the WAL every ~40 MB instead of 4 MB: index pages written by many
+            # polls in a row reach the database file once. Measured by bench_store.py.
+            db.execute("PRAGMA wal_autocheckpoint = 10000")
             db.execute("PRAGMA foreign_keys = ON")
             migrations.apply(db)
         except (sqlite3.Error, OSError) as exc:
@@ -326,6 +329,12 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # Feeds -----------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from monitor.config import (
     resolve_config_path,
 )
 from monitor.errors import ConfigError, MonitorError
-from monitor.fetch import Fetcher
+from monitor.fetch import USER_AGENT, Fetcher
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import AlertMessage, Match
 from monitor.pipeline import Poller, feed_display_name
@@ -308,7 +308,7 @@ def once(config_path: Path | None) -> None:
 
 async def _once(config: Config) -> None:
     with Store.open(config.database) as store:
-        async with Fetcher() as fetcher:
+        async with Fetcher(user_agent=config.user_agent or USER_AGENT) as fetcher:
             poller = Poller(config, store, fetcher, Notifier(config.notify))
             outcomes = await poller.poll_all()
             delivered = await poller.deliver_pending(ignore_backoff=True)
@@ -379,7 +379,8 @@ def status(config_path: Path | None) -> None:
         feeds = [feed for feed in store.feed_status() if feed.url in configured]
         counts = store.alert_counts()
     now = time.time()
-    rows = [("FEED", "LAST POLL", "HTTP", "STORIES", "NEXT POLL", "LAST ERROR")]
+    rows = [("FEED", "LAST POLL", "HTTP", "STORIES", "INTERVAL", "NEXT POLL", "LAST ERROR")]
+    moved: list[str] = []
     for feed in feeds:
         rows.append(
             (
@@ -387,11 +388,20 @@ def status(config_path: Path | None) -> None:
                 _ago(feed.last_polled_at, now),
                 str(feed.last_status or "-"),
                 str(feed.stories),
-                _ago(feed.next_poll_at, now) if feed.last_polled_at else "-",
+                format_duration(round(feed.interval)) if feed.interval else "-",
+                "never (gone)"
+                if feed.gone_at
+                else _ago(feed.next_poll_at, now)
+                if feed.last_polled_at
+                else "-",
                 (feed.last_error or "")[:80],
             )
         )
+        if feed.effective_url and feed.effective_url != feed.url:
+            moved.append(f"{feed.url} moved permanently to {feed.effective_url}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for line in moved:
+        rows.append((f"  {line}", "", "", "", "", "", ""))
     for row in rows:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

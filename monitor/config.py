@@ -34,6 +34,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from monitor.errors import ConfigError
+from monitor.schedule import Cadence
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 CONFIG_ENV_VAR = "FEED_MONITOR_CONFIG"
@@ -90,6 +91,10 @@ class Defaults(_Model):
     timeout: Duration = 20.0
     max_age: Duration = 7 * 86400.0
     jitter: Duration = 30.0
+    adaptive: bool = True  # follow the feed's publishing rhythm and hints
+    min_interval: Duration = 300.0
+    max_interval: Duration = 12 * 3600.0
+    max_backoff: Duration = 6 * 3600.0
 
 
 class Retention(_Model):
@@ -186,6 +191,8 @@ class Config(_Model):
     path: Path
     database: Path = Path("data/monitor.db")
     concurrency: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=64)  # concurrent requests to one host
+    user_agent: str | None = None  # default: feed-monitor/VERSION (...)
     defaults: Defaults = Defaults()
     retention: Retention = Retention()
     feeds: list[FeedConfig] = []
@@ -194,6 +201,10 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        if self.defaults.min_interval > self.defaults.max_interval:
+            raise _KeyedError(
+                ("defaults", "min_interval"), "must not be longer than defaults.max_interval"
+            )
         seen: set[str] = set()
         for i, feed in enumerate(self.feeds):
             if feed.url in seen:
@@ -220,6 +231,11 @@ class Config(_Model):
 
     def feed_timeout(self, feed: FeedConfig) -> float:
         return feed.timeout or self.defaults.timeout
+
+    def cadence(self, feed: FeedConfig) -> Cadence:
+        d = self.defaults
+        return Cadence(self.feed_interval(feed), d.min_interval, d.max_interval, d.max_backoff,
+                       d.adaptive)  # fmt: skip
 
 
 class _KeyedError(ValueError):

@@ -27,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig, load_config
 from monitor.errors import ConfigError
-from monitor.fetch import Fetcher
+from monitor.fetch import USER_AGENT, Fetcher
 from monitor.pipeline import Clock, Poller
 from monitor.store import Store
 
@@ -76,7 +76,7 @@ class Daemon:
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
         try:
-            async with Fetcher() as fetcher:
+            async with Fetcher(user_agent=self.config.user_agent or USER_AGENT) as fetcher:
                 self.poller = Poller(
                     self.config, store, fetcher, Notifier(self.config.notify), clock=self.clock
                 )
@@ -164,12 +164,15 @@ class Daemon:
         now = self.clock()
         for feed in feeds:
             state = self.poller.feed_states[feed.url]
+            if state.gone_at is not None:
+                log.warning("feed %s is gone (HTTP 410) and is not polled", feed.url)
+                continue
             spread = min(self.config.defaults.jitter, START_SPREAD)
             start = first_poll_at(state.next_poll_at, now, spread, self.rng)
             self.scheduler.add_job(
                 self._tracked,
                 IntervalTrigger(
-                    seconds=self.config.feed_interval(feed),
+                    seconds=state.interval or self.config.feed_interval(feed),
                     jitter=self.config.defaults.jitter,
                     timezone=UTC,
                 ),
@@ -184,6 +187,18 @@ class Daemon:
         if feed is None:  # removed by a reload while this run was queued
             return
         outcome = await self.poller.poll(feed)
+        if outcome.gone:
+            self.scheduler.remove_job(url)
+        elif outcome.next_poll_at is not None:
+            # The decided interval (adaptive, backed off, or as Retry-After asks) from now on.
+            self.scheduler.reschedule_job(
+                url,
+                trigger=IntervalTrigger(
+                    seconds=max(1.0, outcome.next_poll_at - self.clock()),
+                    jitter=self.config.defaults.jitter,
+                    timezone=UTC,
+                ),
+            )
         if outcome.alerts_queued:
             await self.poller.deliver_pending()
 

@@ -44,8 +44,9 @@ class FetchError(FeedError):
 class HTTPStatusError(FetchError):
     """The server answered with an error status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         self.status = status
+        self.retry_after = retry_after  # seconds, from a 429/503's Retry-After header
         super().__init__(message)
 
 

@@ -9,6 +9,8 @@ Everything that can go wrong becomes a ``FetchError`` for that feed alone.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 
 import httpx
 
@@ -96,7 +98,9 @@ class Fetcher:
             if response.status_code >= 400:
                 reason = response.reason_phrase or ""
                 raise HTTPStatusError(
-                    response.status_code, f"HTTP {response.status_code} {reason}".strip()
+                    response.status_code,
+                    f"HTTP {response.status_code} {reason}".strip(),
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
                 )
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
@@ -117,6 +121,10 @@ class Fetcher:
 
     @staticmethod
     def _result(response: httpx.Response, body: bytes) -> FetchResult:
+        # Only a chain of permanent redirects moves a feed; a 302 may be temporary.
+        moved = bool(response.history) and all(
+            hop.status_code in (301, 308) for hop in response.history
+        )
         return FetchResult(
             url=str(response.url),
             status=response.status_code,
@@ -124,4 +132,33 @@ class Fetcher:
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
             content_type=response.headers.get("content-type"),
+            moved_to=str(response.url) if moved else None,
+            max_age=parse_max_age(response.headers.get("cache-control")),
         )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def parse_max_age(value: str | None) -> float | None:
+    """``max-age`` of a Cache-Control header, in seconds."""
+    if not value:
+        return None
+    for directive in value.split(","):
+        name, _, argument = directive.strip().partition("=")
+        if name.lower() == "max-age" and argument.strip().strip('"').isdigit():
+            return float(argument.strip().strip('"'))
+    return None

@@ -21,6 +21,8 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     content_type: str | None = None
+    moved_to: str | None = None  # the new address, when every redirect was permanent
+    max_age: float | None = None  # Cache-Control: max-age, seconds
 
     @property
     def not_modified(self) -> bool:
@@ -44,6 +46,8 @@ class Entry:
 class ParsedFeed:
     title: str | None
     entries: list[Entry] = field(default_factory=list)
+    # How often the feed says it may be polled (<ttl>, sy:updatePeriod/Frequency), seconds.
+    update_hint: float | None = None
 
 
 @dataclass(frozen=True)

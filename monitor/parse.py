@@ -97,7 +97,29 @@ def parse_feed(
 
     entries = [_entry(raw, now) for raw in parsed.entries]
     title = html_to_text(parsed.feed.get("title", "")) or None
-    return ParsedFeed(title=title, entries=entries)
+    return ParsedFeed(title=title, entries=entries, update_hint=update_hint(parsed.feed))
+
+
+_PERIODS = {
+    "hourly": 3600,
+    "daily": 86400,
+    "weekly": 604800,
+    "monthly": 2629800,
+    "yearly": 31557600,
+}
+
+
+def update_hint(feed: Any) -> float | None:
+    """How often the feed says it changes, in seconds: ``<ttl>`` or ``sy:updatePeriod``."""
+    hints = []
+    ttl = str(feed.get("ttl", "")).strip()
+    if ttl.isdigit() and int(ttl) > 0:
+        hints.append(int(ttl) * 60.0)
+    period = _PERIODS.get(str(feed.get("sy_updateperiod", "")).strip().lower())
+    if period:
+        frequency = str(feed.get("sy_updatefrequency", "1")).strip()
+        hints.append(period / (int(frequency) if frequency.isdigit() and int(frequency) else 1))
+    return max(hints) if hints else None
 
 
 def _describe(reason: object) -> str:

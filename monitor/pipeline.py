@@ -12,6 +12,7 @@ that feed only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -22,7 +23,7 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from monitor.alert import Notifier, render_alert, retry_after
-from monitor.config import Config, FeedConfig
+from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.fetch import Fetcher
 from monitor.identity import (
@@ -35,6 +36,7 @@ from monitor.identity import (
 from monitor.match import Matcher
 from monitor.models import Entry, ParsedFeed
 from monitor.parse import parse_feed
+from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.store import (
     FeedState,
     Lookup,
@@ -47,6 +49,8 @@ from monitor.store import (
 )
 
 log = logging.getLogger(__name__)
+
+GONE = "gone (HTTP 410): no longer polled; remove it from the config"
 
 Clock = Callable[[], float]
 
@@ -154,6 +158,9 @@ class PollOutcome:
     new_stories: int = 0
     alerts_queued: int = 0
     error: str | None = None
+    unchanged: bool = False  # 304, or the same body as last time
+    gone: bool = False  # 410: the feed is no longer polled
+    next_poll_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class Poller:
         self.notifier = notifier
         self.matcher = Matcher(config.watchlists)
         self._limit = asyncio.Semaphore(config.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
         self.feed_states: dict[str, FeedState] = self.store.sync_feeds(
             ((feed.url, feed.name) for feed in config.feeds), self.clock()
         )
@@ -200,80 +208,106 @@ class Poller:
         """Poll one feed. A failure is logged and recorded against the feed, never raised."""
         state = self.feed_states[feed.url]
         name = feed_display_name(feed.url, feed.name)
-        async with self._limit:
-            started = self.clock()
-            next_poll_at = started + self.config.feed_interval(feed)
-            try:
-                result = await self.fetcher.fetch(
-                    feed.url,
-                    timeout=self.config.feed_timeout(feed),
-                    etag=state.etag,
-                    last_modified=state.last_modified,
-                )
-                if result.not_modified:
-                    record = PollRecord(started, next_poll_at, status=result.status)
-                    self.store.save_poll(state.id, record, PollPlan())
-                    return PollOutcome(feed.url, name, ok=True, status=result.status)
-                parsed = await self._parse(result.body, result.url, result.content_type)
-            except FeedError as exc:
-                status = exc.status if isinstance(exc, HTTPStatusError) else None
-                log.warning("feed %s (%s): %s", name, feed.url, exc)
-                record = PollRecord(started, next_poll_at, status=status, error=str(exc))
-                self.store.record_failure(state.id, record)
-                return PollOutcome(feed.url, name, ok=False, status=status, error=str(exc))
+        if state.gone_at is not None:
+            return PollOutcome(feed.url, name, ok=False, status=410, error=GONE, gone=True)
+        url = state.effective_url or feed.url
+        host = urlsplit(url).hostname or ""
+        async with self._limit, self._host_limit(host):
+            outcome = await self._poll(feed, state, url, name)
+        self.feed_states[feed.url] = self.store.feed_state(state.id)
+        return outcome
 
-            now = self.clock()
-            name = feed_display_name(feed.url, feed.name, parsed.title)
-            links = [entry.link for entry in parsed.entries]
-            shared = shared_links(links, [entry.title for entry in parsed.entries])
-            shared |= self.store.shared_links(
-                state.id, [link for link in map(canonical_url, links) if link]
+    async def _poll(self, feed: FeedConfig, state: FeedState, url: str, name: str) -> PollOutcome:
+        cadence = self.config.cadence(feed)
+        started = self.clock()
+        try:
+            result = await self.fetcher.fetch(
+                url,
+                timeout=self.config.feed_timeout(feed),
+                etag=state.etag,
+                last_modified=state.last_modified,
             )
-            keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
-            lookup = self.store.lookup(state.id, [keys for _, keys in keyed], now - TITLE_WINDOW)
-            plan = plan_poll(
-                keyed,
-                lookup,
-                self.matcher,
-                feed_id=state.id,
-                feed_name=name,
-                now=now,
-                max_age=self.config.defaults.max_age,
-            )
-            record = PollRecord(
-                started,
-                next_poll_at,
-                status=result.status,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                title=parsed.title,
-            )
-            queued = self.store.save_poll(state.id, record, plan)
-            # Keep the validators for the next conditional GET of this feed.
-            self.feed_states[feed.url] = FeedState(
-                state.id,
-                state.url,
-                state.name,
-                result.etag or state.etag,
-                result.last_modified or state.last_modified,
-                next_poll_at,
-            )
-            log.info(
-                "feed %s: %d entries, %d new, %d alerts queued",
-                name,
-                len(parsed.entries),
-                len(plan.new),
-                queued,
-            )
-            return PollOutcome(
-                feed.url,
-                name,
-                ok=True,
-                status=result.status,
-                entries=len(parsed.entries),
-                new_stories=len(plan.new),
-                alerts_queued=queued,
-            )
+            body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
+            if result.not_modified or body_hash == state.body_hash:
+                # Nothing changed: no parsing, no matching, no writes beyond the poll record.
+                interval = state.interval or interval_after_success(cadence, max_age=result.max_age)
+                record = PollRecord(started, started + interval, status=result.status,
+                                    etag=result.etag, last_modified=result.last_modified,
+                                    interval=interval, moved_to=result.moved_to)  # fmt: skip
+                self.store.save_poll(state.id, record, PollPlan())
+                return PollOutcome(feed.url, name, ok=True, status=result.status,
+                                   unchanged=True, next_poll_at=record.next_poll_at)  # fmt: skip
+            parsed = await self._parse(result.body, result.url, result.content_type)
+        except FeedError as exc:
+            status = exc.status if isinstance(exc, HTTPStatusError) else None
+            retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+            gone = status == 410
+            delay = delay_after_failure(cadence, state.error_count + 1, retry_after)
+            error = GONE if gone else str(exc)
+            log.warning("feed %s (%s): %s", name, url, error)
+            record = PollRecord(started, started + delay, status=status, error=error, gone=gone)
+            self.store.record_failure(state.id, record)
+            return PollOutcome(feed.url, name, ok=False, status=status, error=error, gone=gone,
+                               next_poll_at=None if gone else record.next_poll_at)  # fmt: skip
+
+        if result.moved_to and result.moved_to != url:
+            log.info("feed %s moved permanently to %s", name, result.moved_to)
+        now = self.clock()
+        name = feed_display_name(feed.url, feed.name, parsed.title)
+        links = [entry.link for entry in parsed.entries]
+        shared = shared_links(links, [entry.title for entry in parsed.entries])
+        shared |= self.store.shared_links(
+            state.id, [link for link in map(canonical_url, links) if link]
+        )
+        keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
+        lookup = self.store.lookup(state.id, [keys for _, keys in keyed], now - TITLE_WINDOW)
+        plan = plan_poll(
+            keyed,
+            lookup,
+            self.matcher,
+            feed_id=state.id,
+            feed_name=name,
+            now=now,
+            max_age=self.config.defaults.max_age,
+        )
+        interval = interval_after_success(
+            cadence,
+            published=(entry.published for entry in parsed.entries),
+            update_hint=parsed.update_hint,
+            max_age=result.max_age,
+        )
+        record = PollRecord(
+            started,
+            started + interval,
+            status=result.status,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            title=parsed.title,
+            interval=interval,
+            body_hash=body_hash,
+            moved_to=result.moved_to,
+        )
+        queued = self.store.save_poll(state.id, record, plan)
+        log.info(
+            "feed %s: %d entries, %d new, %d alerts queued; next poll in %s",
+            name, len(parsed.entries), len(plan.new), queued, format_duration(round(interval)),
+        )  # fmt: skip
+        return PollOutcome(
+            feed.url,
+            name,
+            ok=True,
+            status=result.status,
+            entries=len(parsed.entries),
+            new_stories=len(plan.new),
+            alerts_queued=queued,
+            next_poll_at=record.next_poll_at,
+        )
+
+    def _host_limit(self, host: str) -> asyncio.Semaphore:
+        """At most ``per_host`` requests at a time to one site, however many feeds it has."""
+        if host not in self._hosts:
+            self._hosts[host] = asyncio.Semaphore(self.config.per_host)
+        return self._hosts[host]
 
     async def _parse(self, body: bytes, url: str, content_type: str | None) -> ParsedFeed:
         loop = asyncio.get_running_loop()

@@ -149,6 +149,13 @@ def m003_full_text_search(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX matches_created ON matches (created_at)")
 
 
+@migrations()
+def m004_feed_health(db: sqlite_utils.Database) -> None:
+    """What polite, adaptive polling remembers about each feed."""
+    for column in ("effective_url TEXT", "body_hash TEXT", "gone_at REAL", "interval REAL"):
+        db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
+
+
 @dataclass(frozen=True)
 class FeedState:
     """What the store remembers about a feed between polls."""
@@ -159,6 +166,17 @@ class FeedState:
     etag: str | None
     last_modified: str | None
     next_poll_at: float | None
+    effective_url: str | None = None  # where a permanent redirect moved the feed
+    body_hash: str | None = None  # of the last body parsed: same body, no parsing
+    gone_at: float | None = None  # when the server answered 410 Gone
+    interval: float | None = None  # the interval last decided for it
+    error_count: int = 0  # consecutive failures
+
+
+_FEED_STATE_COLUMNS = (
+    "id, url, name, etag, last_modified, next_poll_at, effective_url, body_hash, gone_at, "
+    "interval, error_count"
+)
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,9 @@ class FeedStatus:
     error_count: int
     next_poll_at: float | None
     stories: int
+    effective_url: str | None
+    gone_at: float | None
+    interval: float | None
 
 
 @dataclass(frozen=True)
@@ -186,6 +207,10 @@ class PollRecord:
     etag: str | None = None
     last_modified: str | None = None
     title: str | None = None
+    interval: float | None = None
+    body_hash: str | None = None
+    moved_to: str | None = None
+    gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -350,18 +375,23 @@ class Store:
                     [url, name, now],
                 )
         states = {}
-        for row in self.db.query(
-            "SELECT id, url, name, etag, last_modified, next_poll_at FROM feeds"
-        ):
+        for row in self.db.query(f"SELECT {_FEED_STATE_COLUMNS} FROM feeds"):
             states[row["url"]] = FeedState(**row)
         return states
+
+    def feed_state(self, feed_id: int) -> FeedState:
+        row = self.db.execute(
+            f"SELECT {_FEED_STATE_COLUMNS} FROM feeds WHERE id = ?", [feed_id]
+        ).fetchone()
+        return FeedState(*row)
 
     def feed_status(self) -> list[FeedStatus]:
         rows = self.db.query(
             """
             SELECT f.url, f.name, f.title, f.last_polled_at, f.last_success_at, f.last_status,
                    f.last_error, f.error_count, f.next_poll_at,
-                   (SELECT count(*) FROM stories s WHERE s.feed_id = f.id) AS stories
+                   (SELECT count(*) FROM story_sources s WHERE s.feed_id = f.id) AS stories,
+                   f.effective_url, f.gone_at, f.interval
             FROM feeds f ORDER BY f.name, f.url"""
         )
         return [FeedStatus(**row) for row in rows]
@@ -486,30 +516,25 @@ class Store:
             self._record_poll(feed_id, record)
 
     def _record_poll(self, feed_id: int, record: PollRecord) -> None:
-        if record.error is None:
+        r = record
+        if r.error is None:
             self.db.execute(
                 """UPDATE feeds SET last_polled_at = ?, last_success_at = ?, last_status = ?,
-                       last_error = NULL, error_count = 0, next_poll_at = ?,
+                       last_error = NULL, error_count = 0, next_poll_at = ?, interval = ?,
                        etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
-                       title = coalesce(?, title)
+                       title = coalesce(?, title), body_hash = coalesce(?, body_hash),
+                       effective_url = coalesce(?, effective_url)
                    WHERE id = ?""",
-                [
-                    record.polled_at,
-                    record.polled_at,
-                    record.status,
-                    record.next_poll_at,
-                    record.etag,
-                    record.last_modified,
-                    record.title,
-                    feed_id,
-                ],
-            )
+                [r.polled_at, r.polled_at, r.status, r.next_poll_at, r.interval, r.etag,
+                 r.last_modified, r.title, r.body_hash, r.moved_to, feed_id],
+            )  # fmt: skip
         else:
             self.db.execute(
                 """UPDATE feeds SET last_polled_at = ?, last_status = ?, last_error = ?,
-                       error_count = error_count + 1, next_poll_at = ?
+                       error_count = error_count + 1, next_poll_at = ?,
+                       gone_at = CASE WHEN ? THEN ? ELSE gone_at END
                    WHERE id = ?""",
-                [record.polled_at, record.status, record.error, record.next_poll_at, feed_id],
+                [r.polled_at, r.status, r.error, r.next_poll_at, r.gone, r.polled_at, feed_id],
             )
 
     def _insert_story(self, feed_id: int, key: str, entry: Entry, now: float) -> int | None:

@@ -75,7 +75,7 @@ def test_daemon_polls_reloads_and_stops_cleanly(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
 ) -> None:
     url = feeds.serve("/f.xml", rss([seed_article_item()]))
-    defaults = "{interval: 1s, timeout: 5s, max_age: 7d, jitter: 0.1s}"
+    defaults = "{interval: 1s, min_interval: 1s, timeout: 5s, max_age: 7d, jitter: 0.1s}"
     config = write_config(tmp_path, feeds=[url], notify=[sink.url], defaults=defaults)
     daemon = daemon_factory(config)
 

@@ -37,7 +37,7 @@ def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     assert store.db.journal_mode == "wal"
     assert {"feeds", "stories", "matches", "alerts"} <= set(store.db.table_names())
     applied = store.db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
-    assert applied == 3
+    assert applied == 4
     store.close()
 
 

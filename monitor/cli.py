@@ -316,7 +316,8 @@ async def _once(config: Config) -> None:
             store.index_pending()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
     click.echo(
-        f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed), "
+        f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed, "
+        f"{sum(o.unchanged for o in outcomes)} unchanged), "
         f"{sum(o.new_stories for o in outcomes)} new stories, "
         f"{sum(o.alerts_queued for o in outcomes)} alerts queued, "
         f"{delivered.sent} sent, {delivered.failed} failed deliveries"

@@ -24,6 +24,7 @@ class Route:
     content_type: str = "application/rss+xml; charset=utf-8"
     status: int = 200
     etag: bool = True  # answer If-None-Match with 304
+    headers: dict[str, str] = field(default_factory=dict)  # Location, Retry-After, ...
 
 
 @dataclass
@@ -68,6 +69,8 @@ def feed_server() -> Iterator[FeedServer]:
             self.send_header("Content-Length", str(len(route.body)))
             if route.etag:
                 self.send_header("ETag", etag)
+            for name, value in route.headers.items():
+                self.send_header(name, value)
             self.send_header("Last-Modified", formatdate(usegmt=True))
             self.end_headers()
             self.wfile.write(route.body)

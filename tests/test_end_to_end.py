@@ -68,7 +68,7 @@ def test_broken_feeds_affect_only_themselves(
 
     result = cli("once", "--config", config)
     assert result.returncode == 0, result.stderr
-    assert "(1 ok, 3 failed)" in result.stdout
+    assert "(1 ok, 3 failed, 0 unchanged)" in result.stdout
     assert "Traceback" not in result.stderr
     [alert] = sink.wait_for(1)
     assert "S-400" in alert["title"]

@@ -49,7 +49,7 @@ class Scenario:
             self.feeds.serve(f"/{path}", body, content_type="application/xml")
         result = cli("once", "--config", self.config)
         assert result.returncode == 0, result.stderr
-        assert "0 failed)" in result.stdout, result.stdout + result.stderr
+        assert " 0 failed, " in result.stdout, result.stdout + result.stderr
 
     def alerts(self) -> Counter[str]:
         """Alerts received so far, by story title."""

@@ -32,6 +32,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.fetch import USER_AGENT, Fetcher
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import AlertMessage, Match
+from monitor.parse import ParserPool
 from monitor.pipeline import Poller, feed_display_name
 from monitor.store import Store, StoredStory
 
@@ -307,9 +308,9 @@ def once(config_path: Path | None) -> None:
 
 
 async def _once(config: Config) -> None:
-    with Store.open(config.database) as store:
+    with Store.open(config.database) as store, ParserPool() as parser:
         async with Fetcher(user_agent=config.user_agent or USER_AGENT) as fetcher:
-            poller = Poller(config, store, fetcher, Notifier(config.notify))
+            poller = Poller(config, store, fetcher, Notifier(config.notify), parser=parser)
             outcomes = await poller.poll_all()
             delivered = await poller.deliver_pending(ignore_backoff=True)
             poller.prune()

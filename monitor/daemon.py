@@ -28,6 +28,7 @@ from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig, load_config
 from monitor.errors import ConfigError
 from monitor.fetch import USER_AGENT, Fetcher
+from monitor.parse import ParserPool
 from monitor.pipeline import Clock, Poller
 from monitor.store import Store
 
@@ -71,6 +72,7 @@ class Daemon:
 
     async def run(self) -> None:
         store = Store.open(self.config.database)
+        parser = ParserPool()
         scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -78,7 +80,12 @@ class Daemon:
         try:
             async with Fetcher(user_agent=self.config.user_agent or USER_AGENT) as fetcher:
                 self.poller = Poller(
-                    self.config, store, fetcher, Notifier(self.config.notify), clock=self.clock
+                    self.config,
+                    store,
+                    fetcher,
+                    Notifier(self.config.notify),
+                    parser=parser,
+                    clock=self.clock,
                 )
                 self.scheduler = scheduler
                 self._schedule_feeds(self.config.feeds)
@@ -123,6 +130,7 @@ class Daemon:
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            parser.close()
             store.close()
         log.info("stopped")
 

@@ -9,10 +9,17 @@ into plain NFKC text.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import io
+import multiprocessing
+import os
 import re
+import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -148,3 +155,63 @@ def _entry(raw: Any, now: float) -> Entry:
         published=published,
         author=author,
     )
+
+
+class ParserPool:
+    """Runs ``parse_feed`` in worker processes.
+
+    feedparser is pure Python, so threads would parse on one core; processes use them
+    all (measured by benchmarks/bench_poll.py). Each worker also has a memory limit, so a
+    feed that still found a way to blow up the parser costs a worker, not the daemon:
+    the pool is restarted, the feeds that were parsing are retried once, and the feed
+    that breaks it again gets a ``ParseError``.
+    """
+
+    def __init__(self, workers: int | None = None, memory_limit: int = 2 << 30) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.memory_limit = memory_limit
+        self._pool: ProcessPoolExecutor | None = None  # started on first use: a run where
+        # every feed answers 304 never pays for starting workers
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_limit_memory,
+            initargs=(self.memory_limit,),
+        )
+
+    async def parse(
+        self, body: bytes, *, url: str, content_type: str | None, now: float
+    ) -> ParsedFeed:
+        loop = asyncio.get_running_loop()
+        job = partial(parse_feed, body, url=url, content_type=content_type, now=now)
+        for attempt in range(2):
+            if self._pool is None:
+                self._pool = self._start()
+            pool = self._pool
+            try:
+                return await loop.run_in_executor(pool, job)
+            except BrokenProcessPool:
+                if self._pool is pool:  # the first to notice restarts it
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._start()
+                if attempt:
+                    raise ParseError(
+                        "the parser ran out of memory or crashed on this feed"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ParserPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _limit_memory(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -17,9 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 from urllib.parse import urlsplit
 
 from monitor.alert import Notifier, render_alert, retry_after
@@ -34,8 +32,8 @@ from monitor.identity import (
     source_keys,
 )
 from monitor.match import Matcher
-from monitor.models import Entry, ParsedFeed
-from monitor.parse import parse_feed
+from monitor.models import Entry
+from monitor.parse import ParserPool
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.store import (
     FeedState,
@@ -74,10 +72,8 @@ def identify(entry: SourceKeys, lookup: Lookup, feed_id: int) -> tuple[int | Non
     for known in lookup.by_link.get(entry.canonical_link or "", ()):
         if known.feed_id != feed_id or known.title_key == entry.title_key:
             return known.story_id, False
-    if entry.title_key:
-        for known in lookup.by_title.get(entry.title_key, ()):
-            if entry.opaque or known.opaque:
-                return known.story_id, False
+    if entry.title_key and entry.title_key in lookup.by_title:
+        return lookup.by_title[entry.title_key], False
     return None, False
 
 
@@ -180,12 +176,12 @@ class Poller:
         notifier: Notifier,
         *,
         clock: Clock = time.time,
-        parse_executor: Executor | None = None,
+        parser: ParserPool,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.clock = clock
-        self.parse_executor = parse_executor
+        self.parser = parser
         self._delivery_lock = asyncio.Lock()
         self.apply_config(config, notifier)
 
@@ -237,7 +233,9 @@ class Poller:
                 self.store.save_poll(state.id, record, PollPlan())
                 return PollOutcome(feed.url, name, ok=True, status=result.status,
                                    unchanged=True, next_poll_at=record.next_poll_at)  # fmt: skip
-            parsed = await self._parse(result.body, result.url, result.content_type)
+            parsed = await self.parser.parse(
+                result.body, url=result.url, content_type=result.content_type, now=self.clock()
+            )
         except FeedError as exc:
             status = exc.status if isinstance(exc, HTTPStatusError) else None
             retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
@@ -308,11 +306,6 @@ class Poller:
         if host not in self._hosts:
             self._hosts[host] = asyncio.Semaphore(self.config.per_host)
         return self._hosts[host]
-
-    async def _parse(self, body: bytes, url: str, content_type: str | None) -> ParsedFeed:
-        loop = asyncio.get_running_loop()
-        job = partial(parse_feed, body, url=url, content_type=content_type, now=self.clock())
-        return await loop.run_in_executor(self.parse_executor, job)
 
     def prune(self) -> int:
         """Apply the retention setting: drop old stories' text, keep their identity."""

@@ -231,7 +231,7 @@ class Lookup:
 
     by_entry_key: dict[str, KnownSource]  # this feed's own entries
     by_link: dict[str, list[KnownSource]]  # any feed, by canonical link
-    by_title: dict[str, list[KnownSource]]  # any feed, by title key, recent ones only
+    by_title: dict[str, int]  # story ids by title key: recent, where a link says nothing
 
 
 @dataclass
@@ -431,13 +431,23 @@ class Store:
             f"SELECT canonical_link, {columns} FROM story_sources WHERE canonical_link IN", links
         ):
             by_link.setdefault(link, []).append(source)
-        by_title: dict[str, list[KnownSource]] = {}
-        for title, source in self._sources_by(
-            f"SELECT title_key, {columns} FROM story_sources "
-            f"WHERE first_seen >= {float(since)!r} AND title_key IN",
-            [k.title_key for k in keys if k.title_key],
+        # Titles only ever match where a link says nothing: an opaque entry may be any
+        # recent story with its title; a plain one only a recent opaque copy. One story
+        # per title is enough, however often a title ("Daily briefing") recurs.
+        by_title: dict[str, int] = {}
+        for opaque_only, titles in (
+            (False, [k.title_key for k in keys if k.title_key and k.opaque]),
+            (True, [k.title_key for k in keys if k.title_key and not k.opaque]),
         ):
-            by_title.setdefault(title, []).append(source)
+            for chunk in _chunks(titles):
+                marks = ",".join("?" * len(chunk))
+                rows = self.db.execute(
+                    "SELECT title_key, min(story_id) FROM story_sources "
+                    f"WHERE title_key IN ({marks}) AND first_seen >= ? "
+                    f"{'AND opaque = 1 ' if opaque_only else ''}GROUP BY title_key",
+                    [*chunk, since],
+                )
+                by_title.update(dict(rows.fetchall()))
         return Lookup(by_entry_key, by_link, by_title)
 
     def _sources(self, sql: str, params: list[object], values: list[str]) -> list[KnownSource]:

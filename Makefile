@@ -35,8 +35,10 @@ lint: $(BIN)/.dev
 test: lint
 	$(BIN)/pytest -q
 
+# All benchmarks, or some: `make bench BENCH="match poll"`. The poll benchmark makes
+# .venv-reader (reader 3.26, pinned in benchmarks/reader.lock) on first use.
 bench: $(BIN)/.dev
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH)
 
 # Re-pin after editing dependencies in pyproject.toml (needs uv: pip install uv).
 lock:
@@ -44,4 +46,4 @@ lock:
 	uv pip compile pyproject.toml --extra dev -o requirements-dev.lock --python-version 3.11 -q
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-reader .mypy_cache .ruff_cache .pytest_cache

@@ -48,15 +48,20 @@ reader.update_feeds(workers=16, scheduled=False)
 
 FLOOR_SCRIPT = """
 import asyncio, sys, httpx
-async def main(urls):
+async def main(requests):
     limit = asyncio.Semaphore(16)
     async with httpx.AsyncClient() as client:
-        async def get(url):
+        async def get(url, etag):
             async with limit:
-                (await client.get(url)).content
-        await asyncio.gather(*(get(url) for url in urls))
-asyncio.run(main(sys.argv[1:]))
+                headers = {"If-None-Match": etag} if etag else {}
+                (await client.get(url, headers=headers)).content
+        await asyncio.gather(*(get(url, etag) for url, etag in requests))
+asyncio.run(main([arg.split(" ", 1) if " " in arg else (arg, "") for arg in sys.argv[1:]]))
 """
+
+
+def etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
 def make_feeds(rng: random.Random) -> dict[str, bytes]:
@@ -92,7 +97,8 @@ class Server:
 
     def __init__(self, feeds: dict[str, bytes]) -> None:
         self.alerts = 0
-        tags = {path: '"' + hashlib.sha256(body).hexdigest()[:16] + '"' for path, body in feeds.items()}
+        tags = {path: etag(body) for path, body in feeds.items()}
+        self.tags = tags
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -184,30 +190,22 @@ def main() -> None:
             config = feed_monitor_config(directory, urls, server.port)
             for phase in ("cold", "warm"):
                 results["feed-monitor"][phase].append(timed([*monitor, str(config)], cwd=ROOT))
-                results["reader"][phase].append(
-                    timed([str(READER_PYTHON), "-c", READER_SCRIPT, str(directory / "reader.db"),
-                           *urls])  # fmt: skip
-                )
+                reader = [str(READER_PYTHON), "-c", READER_SCRIPT, str(directory / "reader.db")]
+                results["reader"][phase].append(timed([*reader, *urls]))
             results["floor"]["cold"].append(timed([sys.executable, "-c", FLOOR_SCRIPT, *urls]))
             shutil.rmtree(directory, ignore_errors=True)
     # The warm floor: the same conditional requests, every one answered 304.
-    warm_floor = FLOOR_SCRIPT.replace(
-        "(await client.get(url)).content",
-        "(await client.get(url, headers={'If-None-Match': tags[url]})).content",
-    ).replace("asyncio.run(main(sys.argv[1:]))", "tags = dict(a.split('=', 1) for a in sys.argv[1:])\n"
-              "asyncio.run(main(list(tags)))")  # fmt: skip
-    etags = {url: '"' + hashlib.sha256(feeds[url.split(str(server.port), 1)[1]]).hexdigest()[:16] + '"'
-             for url in urls}  # fmt: skip
+    conditional = [f"{url} {server.tags[path]}" for url, path in zip(urls, feeds, strict=True)]
     for _ in range(RUNS):
-        results["floor"]["warm"].append(
-            timed([sys.executable, "-c", warm_floor, *(f"{u}={t}" for u, t in etags.items())])
-        )
+        results["floor"]["warm"].append(timed([sys.executable, "-c", FLOOR_SCRIPT, *conditional]))
 
     def median(name: str, phase: str) -> float:
         return statistics.median(results[name][phase])
 
-    print(f"Polling {FEEDS} feeds of {ITEMS} items ({size:.1f} MB) from a local server; "
-          f"whole processes, median of {RUNS} runs; {server.alerts // RUNS} alerts per cold run")  # fmt: skip
+    print(
+        f"Polling {FEEDS} feeds of {ITEMS} items ({size:.1f} MB) from a local server; whole "
+        f"processes, median of {RUNS} runs; {server.alerts // RUNS} alerts per cold run"
+    )
     print()
     print("| run | feed-monitor (s) | reader 3.26 (s) | download only (s) | "
           "feed-monitor / reader | feed-monitor / download |")  # fmt: skip

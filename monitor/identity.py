@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from monitor.models import Entry
@@ -126,21 +126,32 @@ def fingerprint(title: str, published: float | None) -> str:
     return digest[:32]
 
 
-def shared_links(links: list[str | None], titles: list[str]) -> set[str]:
+def with_keys(entry: Entry) -> Entry:
+    """``entry`` with its identity keys computed (parsing does this for every entry)."""
+    if entry.title_key is not None:
+        return entry
+    link_key = canonical_url(entry.link)
+    return replace(
+        entry,
+        title_key=title_key(entry.title),
+        link_key=link_key,
+        opaque_link=_is_opaque_canonical(link_key),
+    )
+
+
+def shared_links(entries: list[Entry]) -> set[str]:
     """Canonical links that a feed document uses for several different entries.
 
     A press-release page listed as the link of every item identifies none of them.
     """
-    seen: dict[str, str] = {}
+    seen: dict[str, str | None] = {}
     shared = set()
-    for link, title in zip(links, titles, strict=True):
-        canonical = canonical_url(link)
-        if canonical is None:
+    for entry in entries:
+        if entry.link_key is None:
             continue
-        key = title_key(title)
-        if canonical in seen and seen[canonical] != key:
-            shared.add(canonical)
-        seen.setdefault(canonical, key)
+        if entry.link_key in seen and seen[entry.link_key] != entry.title_key:
+            shared.add(entry.link_key)
+        seen.setdefault(entry.link_key, entry.title_key)
     return shared
 
 
@@ -168,9 +179,10 @@ class SourceKeys:
 
 def source_keys(entry: Entry, shared: set[str]) -> SourceKeys:
     """The keys of ``entry``; ``shared`` are the links its feed uses for several entries."""
-    canonical = canonical_url(entry.link)
+    entry = with_keys(entry)
+    canonical = entry.link_key
     is_shared = canonical in shared
-    opaque = _is_opaque_canonical(canonical) or is_shared
+    opaque = bool(entry.opaque_link) or is_shared
     key = entry.key
     if is_shared and key.startswith("link:"):
         key = "hash:" + fingerprint(entry.title, entry.published)
@@ -180,7 +192,7 @@ def source_keys(entry: Entry, shared: set[str]) -> SourceKeys:
         link=entry.link,
         link_key=canonical,
         canonical_link=None if opaque else canonical,
-        title_key=title_key(entry.title),
+        title_key=entry.title_key or "",
         opaque=opaque,
         content_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
     )

@@ -40,6 +40,11 @@ class Entry:
     content: str = ""
     published: float | None = None  # Unix time (UTC); None when the feed gives no sane date
     author: str | None = None
+    # Identity keys (see monitor/identity.py), computed where the entry is parsed, in a
+    # worker process; None when the entry was made elsewhere and they are not known yet.
+    title_key: str | None = None
+    link_key: str | None = None  # canonical link
+    opaque_link: bool | None = None  # the link says nothing of the story
 
 
 @dataclass(frozen=True)

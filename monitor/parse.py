@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import feedparser
 
 from monitor.errors import ParseError
-from monitor.identity import entry_key
+from monitor.identity import entry_key, with_keys
 from monitor.models import Entry, ParsedFeed
 from monitor.text import html_to_text, normalize_text
 
@@ -102,7 +102,7 @@ def parse_feed(
             raise ParseError(f"not an RSS or Atom feed ({_describe(reason)})")
         raise ParseError(f"broken feed: {_describe(reason)}")
 
-    entries = [_entry(raw, now) for raw in parsed.entries]
+    entries = [with_keys(_entry(raw, now)) for raw in parsed.entries]
     title = html_to_text(parsed.feed.get("title", "")) or None
     return ParsedFeed(title=title, entries=entries, update_hint=update_hint(parsed.feed))
 

@@ -27,7 +27,6 @@ from monitor.fetch import Fetcher
 from monitor.identity import (
     TITLE_WINDOW,
     SourceKeys,
-    canonical_url,
     shared_links,
     source_keys,
 )
@@ -252,10 +251,9 @@ class Poller:
             log.info("feed %s moved permanently to %s", name, result.moved_to)
         now = self.clock()
         name = feed_display_name(feed.url, feed.name, parsed.title)
-        links = [entry.link for entry in parsed.entries]
-        shared = shared_links(links, [entry.title for entry in parsed.entries])
+        shared = shared_links(parsed.entries)
         shared |= self.store.shared_links(
-            state.id, [link for link in map(canonical_url, links) if link]
+            state.id, [entry.link_key for entry in parsed.entries if entry.link_key]
         )
         keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
         lookup = self.store.lookup(state.id, [keys for _, keys in keyed], now - TITLE_WINDOW)

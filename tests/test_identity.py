@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.identity import canonical_url, is_opaque_url, shared_links, title_key
+from monitor.identity import canonical_url, is_opaque_url, shared_links, title_key, with_keys
+from monitor.models import Entry
 
 SAME_PAGE = [
     "https://www.defensenews.com/global/europe/2020/08/24/russia-s400-turkey/",
@@ -96,5 +97,10 @@ def test_title_key_keeps_names_and_numbers_apart() -> None:
 def test_shared_links_are_detected() -> None:
     page = "https://gov.example/press-releases"
     links = [page, page, "https://gov.example/a"]
-    assert shared_links(links, ["Release one", "Release two", "Other"]) == {page}
-    assert shared_links([page, page], ["Same title", "Same title"]) == set()
+    titles = ["Release one", "Release two", "Other"]
+    entries = [
+        with_keys(Entry("k", title, link)) for link, title in zip(links, titles, strict=True)
+    ]
+    assert shared_links(entries) == {page}
+    same = [with_keys(Entry("k", "Same title", page)) for _ in range(2)]
+    assert shared_links(same) == set()

@@ -309,9 +309,12 @@ def once(config_path: Path | None) -> None:
 
 async def _once(config: Config) -> None:
     with Store.open(config.database) as store, ParserPool() as parser:
-        async with Fetcher(user_agent=config.user_agent or USER_AGENT) as fetcher:
+        async with Fetcher(
+            user_agent=config.user_agent or USER_AGENT, max_connections=config.concurrency
+        ) as fetcher:
             poller = Poller(config, store, fetcher, Notifier(config.notify), parser=parser)
-            outcomes = await poller.poll_all()
+            with store.batching():
+                outcomes = await poller.poll_all()
             delivered = await poller.deliver_pending(ignore_backoff=True)
             poller.prune()
             store.index_pending()

@@ -78,7 +78,10 @@ class Daemon:
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
         try:
-            async with Fetcher(user_agent=self.config.user_agent or USER_AGENT) as fetcher:
+            async with Fetcher(
+                user_agent=self.config.user_agent or USER_AGENT,
+                max_connections=self.config.concurrency,
+            ) as fetcher:
                 self.poller = Poller(
                     self.config,
                     store,

@@ -316,6 +316,7 @@ class Poller:
         """Deliver every due alert in the outbox; failures are rescheduled with backoff."""
         sent = failed = 0
         last_id = 0
+        self.store.flush()  # never deliver an alert that is not committed
         async with self._delivery_lock:
             while due := self.store.due_alerts(
                 math.inf if ignore_backoff else self.clock(), after_id=last_id

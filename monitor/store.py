@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,6 +332,8 @@ class Store:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
+        self._batch_seconds: float | None = None
+        self._batch_started = 0.0
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -740,11 +743,43 @@ class Store:
         return {status: count for status, count in rows}
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """One transaction; any SQLite failure becomes a ``StoreError``."""
+    def batching(self, seconds: float = 1.0) -> Iterator[None]:
+        """Group the writes of many polls into one transaction per ``seconds`` (bulk runs).
+
+        Each write is still all-or-nothing (a savepoint). A crash loses at most the last
+        ``seconds`` of polls, and loses nothing for good: their feed state (validators
+        included) is lost with them, so the next run fetches and stores them again, and
+        nothing they queued was delivered, since delivery calls ``flush`` first.
+        """
+        self._batch_seconds = seconds
         try:
+            yield
+        finally:
+            self.flush()
+            self._batch_seconds = None
+
+    def flush(self) -> None:
+        """Commit what ``batching`` has written so far."""
+        if self.db.conn.in_transaction:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"database write failed: {exc}") from None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction (or savepoint, when batching); SQLite failures become StoreError."""
+        try:
+            if self._batch_seconds is not None and not self.db.conn.in_transaction:
+                self.db.execute("BEGIN")
+                self._batch_started = time.monotonic()
             with self.db.atomic():
                 yield
+            if (
+                self._batch_seconds is not None
+                and time.monotonic() - self._batch_started > self._batch_seconds
+            ):
+                self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from None
 

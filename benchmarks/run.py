@@ -7,11 +7,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_match, bench_poll, bench_store
+from benchmarks import bench_idle, bench_match, bench_poll, bench_store
 
 if __name__ == "__main__":
     only = sys.argv[1:]  # e.g. `python benchmarks/run.py poll`
-    for name, module in (("match", bench_match), ("store", bench_store), ("poll", bench_poll)):
+    benchmarks = (
+        ("match", bench_match),
+        ("store", bench_store),
+        ("poll", bench_poll),
+        ("idle", bench_idle),
+    )
+    for name, module in benchmarks:
         if not only or name in only:
             module.main()
             print()

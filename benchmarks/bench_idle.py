@@ -1,0 +1,95 @@
+"""An idle daemon with 1,000 feeds: resident memory and CPU between polls.
+
+Starts ``feed-monitor run`` on 1,000 feeds served by a local server (25 items each), waits
+until every feed has been polled once, then samples the daemon and its parser workers
+from /proc for 30 seconds in which no poll is due.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.bench_poll import ROOT, Server, make_feeds
+
+FEEDS = 1000
+SAMPLE_SECONDS = 30.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def main() -> None:
+    feeds = make_feeds(random.Random(9))
+    paths = list(feeds)
+    many = {f"/f{n}{paths[n % len(paths)]}": feeds[paths[n % len(paths)]] for n in range(FEEDS)}
+    server = Server(many)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "monitor.yaml"
+        config.write_text(json.dumps({
+            "database": "monitor.db",
+            "per_host": 16,
+            "defaults": {"interval": "1h", "jitter": "1m"},
+            "feeds": [{"url": url} for url in server.urls(many)],
+            "watchlists": [{"name": "w", "keywords": ["S-400", "CAATSA", "F-35"]}],
+            "notify": [f"json://127.0.0.1:{server.port}/alerts"],
+        }))  # fmt: skip
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                time.sleep(1)
+                try:
+                    with sqlite3.connect(Path(tmp) / "monitor.db") as db:
+                        polled = db.execute(
+                            "SELECT count(*) FROM feeds WHERE last_polled_at IS NOT NULL"
+                        ).fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if polled >= FEEDS:
+                    break
+            time.sleep(2)  # let the last deliveries and the search index settle
+            pids = [daemon.pid, *children(daemon.pid)]
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            time.sleep(SAMPLE_SECONDS)
+            cpu = sum(cpu_seconds(pid) - before[pid] for pid in pids) / SAMPLE_SECONDS
+            own = rss_mb(daemon.pid)
+            workers = sum(rss_mb(pid) for pid in pids[1:])
+        finally:
+            daemon.terminate()
+            daemon.wait(60)
+    print(f"Idle daemon, {FEEDS} feeds, every one polled once, then {SAMPLE_SECONDS:.0f} s idle")
+    print()
+    print("| daemon RSS | parser workers RSS | CPU while idle (daemon + workers) |")
+    print("| ---: | ---: | ---: |")
+    helpers = len(pids) - 1
+    print(f"| {own:.0f} MB | {workers:.0f} MB ({helpers} processes) | {cpu * 100:.2f}% of a core |")
+
+
+if __name__ == "__main__":
+    main()

@@ -223,7 +223,7 @@ class Poller:
                 last_modified=state.last_modified,
             )
             body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
-            if result.not_modified or body_hash == state.body_hash:
+            if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
                 # Nothing changed: no parsing, no matching, no writes beyond the poll record.
                 interval = state.interval or interval_after_success(cadence, max_age=result.max_age)
                 record = PollRecord(started, started + interval, status=result.status,

@@ -192,6 +192,8 @@ class ParserPool:
             pool = self._pool
             try:
                 return await loop.run_in_executor(pool, job)
+            except MemoryError:
+                raise ParseError("the feed needs more memory than a parser may use") from None
             except BrokenProcessPool:
                 if self._pool is pool:  # the first to notice restarts it
                     pool.shutdown(wait=False, cancel_futures=True)

@@ -186,3 +186,23 @@ def test_html_to_text() -> None:
     assert html_to_text("<style>p{}</style>Body &amp; soul") == "Body & soul"
     assert html_to_text("plain   text\n with\tspaces") == "plain text with spaces"
     assert normalize_text("ＦＵＬＬ\u00a0width") == "FULL width"
+
+
+def test_a_feed_too_big_for_a_parser_worker_costs_only_itself() -> None:
+    import asyncio
+
+    from monitor.parse import ParserPool
+
+    big = rss([{"title": "S-400", "link": "https://e.org/1", "description": "word " * 2_000_000}])
+    small = rss([{"title": "F-35", "link": "https://e.org/2"}])
+
+    async def run(pool: ParserPool) -> list[str]:
+        with pytest.raises(ParseError, match="memory"):
+            await pool.parse(big.encode(), url="https://e.org/f", content_type=None, now=NOW)
+        parsed = await pool.parse(small.encode(), url="https://e.org/g", content_type=None, now=NOW)
+        return [entry.title for entry in parsed.entries]
+
+    # Workers capped at 200 MB of address space cannot parse a 10 MB description
+    # (feedparser keeps several copies of it); the next feed parses as usual.
+    with ParserPool(workers=1, memory_limit=200 << 20) as pool:
+        assert asyncio.run(run(pool)) == ["F-35"]

@@ -1,0 +1,43 @@
+"""Robustness: feedparser's own 2,100 odd test feeds (in ../shared) never crash the parser.
+
+Each must either parse, with entries that the matcher can read, or be refused with a
+``ParseError`` naming the problem; no other exception, and none slow.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Watchlist
+from monitor.errors import ParseError
+from monitor.match import Matcher
+from monitor.parse import parse_feed
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "feedparser-tests"
+
+
+@pytest.mark.skipif(
+    not CORPUS.is_dir(), reason="the shared feedparser corpus is not beside the repo"
+)
+def test_every_corpus_feed_parses_or_is_refused_cleanly() -> None:
+    matcher = Matcher([Watchlist(name="w", keywords=["S-400", "CAATSA", "F-35"])])
+    files = [path for path in CORPUS.rglob("*") if path.is_file()]
+    parsed = refused = 0
+    for path in files:
+        started = time.perf_counter()
+        try:
+            feed = parse_feed(path.read_bytes(), url="https://example.org/feed")
+        except ParseError as exc:
+            assert str(exc), path
+            refused += 1
+        else:
+            for entry in feed.entries:
+                matcher.match(entry)
+                assert entry.link is None or entry.link.lower().startswith(("http://", "https://"))
+            parsed += 1
+        assert time.perf_counter() - started < 2, f"{path} took too long"
+    assert len(files) > 2000
+    assert parsed > 1500 and parsed + refused == len(files)

@@ -36,7 +36,7 @@ test: lint
 	$(BIN)/pytest -q
 
 # All benchmarks, or some: `make bench BENCH="match poll"`. The poll benchmark makes
-# .venv-reader (reader 3.26, pinned in benchmarks/reader.lock) on first use.
+# .venv/reader (reader 3.26, pinned in benchmarks/reader.lock) on first use.
 bench: $(BIN)/.dev
 	$(BIN)/python benchmarks/run.py $(BENCH)
 
@@ -46,4 +46,4 @@ lock:
 	uv pip compile pyproject.toml --extra dev -o requirements-dev.lock --python-version 3.11 -q
 
 clean:
-	rm -rf $(VENV) .venv-reader .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

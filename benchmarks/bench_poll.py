@@ -6,7 +6,7 @@ items each (about 12 MB), with ETags. Three contenders, each timed as a whole pr
 - feed-monitor: ``feed-monitor once`` (fetch, parse, identity, match, store, alerts to a
   local json:// endpoint; one item in a hundred mentions a watched term);
 - reader 3.26 with sgmllib3k beside it: ``update_feeds(workers=16, scheduled=False)``,
-  from its own virtual environment (.venv-reader, made by ``make bench``);
+  from its own virtual environment (.venv/reader, made on first use);
 - the floor: a process that only downloads every feed (httpx, 16 at a time).
 
 Cold: empty databases, every feed new. Warm: the same databases again, every feed
@@ -35,7 +35,7 @@ from benchmarks.bench_match import GENERIC, SAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS, ITEMS, RUNS = 400, 25, 3
-READER_PYTHON = ROOT / ".venv-reader" / "bin" / "python"
+READER_PYTHON = ROOT / ".venv" / "reader" / "bin" / "python"  # inside .venv: ignored
 
 READER_SCRIPT = """
 import sys

@@ -51,34 +51,23 @@ class FeedServer:
 def feed_server() -> Iterator[FeedServer]:
     state = FeedServer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             state.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             route = state.routes.get(self.path)
             if route is None:
-                self.send_error(404)
+                self.reply(404)
                 return
             etag = '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"'
             if route.etag and route.status == 200 and self.headers.get("If-None-Match") == etag:
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
+                self.reply(304, headers={"ETag": etag})
                 return
-            self.send_response(route.status)
-            self.send_header("Content-Type", route.content_type)
-            self.send_header("Content-Length", str(len(route.body)))
+            headers = {"Content-Type": route.content_type, "Last-Modified": formatdate(usegmt=True)}
             if route.etag:
-                self.send_header("ETag", etag)
-            for name, value in route.headers.items():
-                self.send_header(name, value)
-            self.send_header("Last-Modified", formatdate(usegmt=True))
-            self.end_headers()
-            self.wfile.write(route.body)
+                headers["ETag"] = etag
+            self.reply(route.status, route.body, {**headers, **route.headers})
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    with _running(Handler) as port:
+    with serving(Handler) as port:
         state.port = port
         yield state
 
@@ -114,31 +103,41 @@ class AlertSink:
 def alert_sink() -> Iterator[AlertSink]:
     state = AlertSink()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             payload = json.loads(self.rfile.read(length) or b"{}")
             if state.fail_with is not None:
-                self.send_response(state.fail_with)
-                self.end_headers()
+                self.reply(state.fail_with)
                 return
             with state._cond:
                 state.received.append(payload)
                 state._cond.notify_all()
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.reply(200)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    with _running(Handler) as port:
+    with serving(Handler) as port:
         state.port = port
         yield state
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that does not log, with a one-call reply."""
+
+    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 @contextmanager
-def _running(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """Run ``handler`` on an ephemeral 127.0.0.1 port in a thread; yield the port."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -7,34 +7,34 @@ import gzip
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from monitor.errors import FetchError, HTTPStatusError
 from monitor.fetch import Fetcher
+from tests.servers import QuietHandler, serving
 
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 BOMB = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB inflated, ~64 KiB on the wire
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     stop = threading.Event()
 
     def do_GET(self) -> None:
         path = self.path
         if path == "/gzip":
-            self._send(200, gzip.compress(FEED), {"Content-Encoding": "gzip", "ETag": '"v1"'})
+            self.reply(200, gzip.compress(FEED), {"Content-Encoding": "gzip", "ETag": '"v1"'})
         elif path == "/etag":
             if self.headers.get("If-None-Match") == '"v1"':
-                self._send(304, b"", {"ETag": '"v1"'})
+                self.reply(304, b"", {"ETag": '"v1"'})
             else:
-                self._send(
+                self.reply(
                     200, FEED, {"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 10:00:00 GMT"}
                 )
         elif path == "/bomb":
-            self._send(200, BOMB, {"Content-Encoding": "gzip"})
+            self.reply(200, BOMB, {"Content-Encoding": "gzip"})
         elif path == "/huge":
             self.send_response(200)
             self.end_headers()  # no Content-Length: the cap must hold while streaming
@@ -54,36 +54,20 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
         elif path == "/loop":
-            self._send(302, b"", {"Location": "/loop"})
+            self.reply(302, b"", {"Location": "/loop"})
         elif path == "/moved":
-            self._send(301, b"", {"Location": "/gzip"})
+            self.reply(301, b"", {"Location": "/gzip"})
         elif path == "/error":
-            self._send(503, b"busy", {})
+            self.reply(503, b"busy", {})
         else:
-            self._send(404, b"no", {})
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+            self.reply(404, b"no", {})
 
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    Handler.stop.set()
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as port:
+        yield f"http://127.0.0.1:{port}"
+        Handler.stop.set()
 
 
 def fetch(url: str, **kwargs: Any) -> Any:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.servers import QuietHandler, serving
 
 SECRET = "TOP-SECRET-LOCAL-FILE-CONTENT"
 
@@ -56,28 +55,15 @@ def hostile(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     requested: list[str] = []
     documents: dict[str, tuple[int, dict[str, str], bytes]] = {}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             requested.append(self.path)
             status, headers, body = documents.get(self.path, (404, {}, b""))
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, body, headers)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    documents.update(hostile_documents(secret_file, port))
-    yield f"http://127.0.0.1:{port}", requested
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as port:
+        documents.update(hostile_documents(secret_file, port))
+        yield f"http://127.0.0.1:{port}", requested
 
 
 def test_hostile_feeds_fail_alone_and_leak_nothing(

@@ -36,9 +36,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren, ...: parser workers are forked by a fork server."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
+    direct = [int(child) for child in path.read_text().split()] if path.exists() else []
+    return [grand for child in direct for grand in (child, *descendants(child))]
 
 
 def main() -> None:
@@ -74,7 +76,7 @@ def main() -> None:
                 if polled >= FEEDS:
                     break
             time.sleep(2)  # let the last deliveries and the search index settle
-            pids = [daemon.pid, *children(daemon.pid)]
+            pids = [daemon.pid, *descendants(daemon.pid)]
             before = {pid: cpu_seconds(pid) for pid in pids}
             time.sleep(SAMPLE_SECONDS)
             cpu = sum(cpu_seconds(pid) - before[pid] for pid in pids) / SAMPLE_SECONDS
@@ -85,7 +87,7 @@ def main() -> None:
             daemon.wait(60)
     print(f"Idle daemon, {FEEDS} feeds, every one polled once, then {SAMPLE_SECONDS:.0f} s idle")
     print()
-    print("| daemon RSS | parser workers RSS | CPU while idle (daemon + workers) |")
+    print("| daemon RSS | helper processes RSS | CPU while idle (daemon + helpers) |")
     print("| ---: | ---: | ---: |")
     helpers = len(pids) - 1
     print(f"| {own:.0f} MB | {workers:.0f} MB ({helpers} processes) | {cpu * 100:.2f}% of a core |")

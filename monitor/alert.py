@@ -9,6 +9,7 @@ are printed to the console.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
@@ -34,11 +35,17 @@ _ZWSP = "\u200b"
 _MENTION_RE = re.compile(r"@(?=[^\s@])|<(?=[!@#])")
 
 
-@notify(on="console", name="Console")  # type: ignore[untyped-decorator,no-untyped-call]
 def _print_to_console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
     sys.stdout.write(f"\n=== {title}\n{body}\n")
     sys.stdout.flush()
     return True
+
+
+@functools.cache
+def _register_console() -> None:
+    """Make ``console://`` an Apprise target. Registering loads every Apprise plugin
+    (0.2 s), so it happens only when the console is needed, once."""
+    notify(on="console", name="Console")(_print_to_console)  # type: ignore[no-untyped-call]
 
 
 def defang(text: str) -> str:
@@ -102,6 +109,7 @@ class Notifier:
     def __init__(self, targets: list[NotifyTarget]) -> None:
         self._apprise = apprise.Apprise()
         if not targets:
+            _register_console()
             self._apprise.add(CONSOLE_URL)
         for target in targets:
             # Validated at config load; add() fails only for URLs Apprise cannot use.

@@ -76,7 +76,9 @@ def make_feeds(rng: random.Random) -> dict[str, bytes]:
             hot = rng.random() < 0.01
             pool = article if hot else GENERIC
             title = rng.choice(pool)[:120]
-            paragraphs = "".join(f"<p>{escape(rng.choice(pool))}</p>" for _ in range(7))
+            paragraphs = "".join(
+                f"<p>{escape(rng.choice(pool))}</p>" for _ in range(rng.randint(8, 10))
+            )
             link = f"https://site{f % 97}.example/{2026}/{f}/{i}/story-{f}-{i}/"
             items.append(
                 f"<item><title>{escape(title)}</title><link>{link}</link>"

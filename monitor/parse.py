@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import io
 import multiprocessing
 import os
@@ -224,4 +225,6 @@ class ParserPool:
 
 
 def _limit_memory(limit: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # Where a sandbox forbids it, or a lower hard limit is already set, parse anyway.
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

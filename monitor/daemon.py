@@ -198,7 +198,9 @@ class Daemon:
         if feed is None:  # removed by a reload while this run was queued
             return
         outcome = await self.poller.poll(feed)
-        if outcome.gone:
+        if self.scheduler.get_job(url) is None:
+            pass  # a reload removed the feed while it was being polled
+        elif outcome.gone:
             self.scheduler.remove_job(url)
         elif outcome.next_poll_at is not None:
             # The decided interval (adaptive, backed off, or as Retry-After asks) from now on.

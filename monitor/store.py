@@ -124,7 +124,12 @@ def m002_story_sources(db: sqlite_utils.Database) -> None:
         "CREATE INDEX story_sources_shared_link ON story_sources (feed_id, link_key) "
         "WHERE entry_key LIKE 'hash:%'"
     )
-    db.execute("CREATE INDEX story_sources_title ON story_sources (title_key, first_seen)")
+    # Covers the title lookups (Store.lookup) without touching the table, however many
+    # stories share a common title ("Morning briefing").
+    db.execute(
+        "CREATE INDEX story_sources_title ON story_sources "
+        "(title_key, opaque, first_seen, story_id)"
+    )
     # Stories stored before this schema had one source each: their own feed and key.
     rows = db.execute(
         "SELECT id, feed_id, key, title, link, summary, content, published, author, first_seen "

@@ -211,3 +211,10 @@ def test_bad_watchlist_options_are_refused(tmp_path: Path) -> None:
     )
     [problem] = problems(tmp_path, bad_alias)
     assert "aliases: 'S-300' is not one of this watchlist's keywords" in problem
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    [problem] = problems(
+        tmp_path, VALID.replace("    name: Example\n", "    name: Example\n    name: Again\n")
+    )
+    assert problem.endswith(":6: feeds[0].name: this key is given twice")

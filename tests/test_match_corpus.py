@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
+import yaml
 
 from monitor.config import Watchlist
 from monitor.match import Matcher
 from monitor.parse import parse_feed
 from tests.conftest import DATA, rss
 
-CORPUS: dict[str, Any] = YAML(typ="safe", pure=True).load(DATA / "match_corpus.yaml")
+CORPUS: dict[str, Any] = yaml.safe_load((DATA / "match_corpus.yaml").read_text(encoding="utf-8"))
 MATCHER = Matcher(Watchlist.model_validate(w) for w in CORPUS["watchlists"])
 CASES = CORPUS["cases"]
 

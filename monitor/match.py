@@ -16,10 +16,11 @@ How a term is read (``term_pattern``):
   apostrophe); spaces and hyphens between words are interchangeable.
 - A term written ``/.../`` is a regular expression, used as is (case-insensitive).
 
-Speed (``Matcher``): every term is compiled once per config load. A story's text is
-split into lower-case letter and digit runs once, and only terms whose rarest piece
-occurs among them are tried, so the cost grows with the story, not with the number of
-terms. ``benchmarks/bench_match.py`` measures it against one regex per term.
+Speed (``Matcher``): every term is compiled once per config load. One Aho-Corasick pass
+over the lower-cased story finds where each term's rarest piece occurs; only terms whose
+piece occurs as a whole letter or digit run, and whose other pieces occur at all, are
+tried, and only in a window around the piece. The cost grows with the story, not with
+the number of terms. ``benchmarks/bench_match.py`` measures it against one regex per term.
 """
 
 from __future__ import annotations
@@ -127,20 +128,6 @@ _LATIN_OR_DIGIT_RE = re.compile(r"[A-Za-z0-9]")
 
 FIELDS = ("title", "summary", "content", "link", "feed")
 SNIPPET_RADIUS = 90
-
-
-def pieces(text: str) -> set[str]:
-    """Lower-case letter runs and digit runs: ``"S-400s"`` → ``{"s", "400"}``.
-
-    Text with Cyrillic or Greek letters also yields the pieces of its Latin readings,
-    so a term is still a candidate when the story writes it with look-alikes.
-    """
-    lower = text.lower()
-    found = set(_PIECE_RE.findall(lower))
-    if _FOREIGN_LETTER_RE.search(lower):
-        found.update(_PIECE_RE.findall(lower.translate(_BY_LOOK)))
-        found.update(_PIECE_RE.findall(lower.translate(_BY_SOUND)))
-    return found
 
 
 def _stands_alone(span: str) -> bool:

@@ -207,3 +207,14 @@ def test_a_feed_too_big_for_a_parser_worker_costs_only_itself() -> None:
     # (feedparser keeps several copies of it); the next feed parses as usual.
     with ParserPool(workers=1, memory_limit=200 << 20) as pool:
         assert asyncio.run(run(pool)) == ["F-35"]
+
+
+def test_an_entity_value_hiding_the_subsets_end_does_not_smuggle_a_big_entity_in() -> None:
+    # "]>" inside the first entity's value ends the regular expression's match early; the
+    # big entity's declaration is left outside any DOCTYPE, where nothing expands it.
+    subset = f'<!ENTITY a "]>"> <!ENTITY big "{"x" * 8000}"> '
+    body = _entity_feed(subset, "&big;" * 20_000)
+    started = time.perf_counter()
+    parsed = parse_feed(body, url="https://example.org/feed", now=NOW)
+    assert time.perf_counter() - started < 5
+    assert all("x" * 8000 not in entry.summary for entry in parsed.entries)

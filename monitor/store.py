@@ -225,9 +225,7 @@ class KnownSource:
 
     story_id: int
     feed_id: int
-    entry_key: str
     title_key: str
-    opaque: bool
     content_hash: str
 
 
@@ -424,19 +422,19 @@ class Store:
     def lookup(self, feed_id: int, keys: list[SourceKeys], since: float) -> Lookup:
         """Stored sources sharing a key with ``keys``: this feed's entry keys, any feed's
         canonical links, and titles first seen at or after ``since``."""
-        columns = "story_id, feed_id, entry_key, title_key, opaque, content_hash"
-        by_entry_key = {
-            source.entry_key: source
-            for source in self._sources(
-                f"SELECT {columns} FROM story_sources WHERE feed_id = ? AND entry_key IN",
-                [feed_id],
+        columns = "story_id, feed_id, title_key, content_hash"
+        by_entry_key = dict(
+            self._sources_by(
+                f"SELECT entry_key, {columns} FROM story_sources "
+                "WHERE feed_id = ? AND entry_key IN",
                 [k.entry_key for k in keys],
+                [feed_id],
             )
-        }
-        links = [k.canonical_link for k in keys if k.canonical_link]
+        )
         by_link: dict[str, list[KnownSource]] = {}
         for link, source in self._sources_by(
-            f"SELECT canonical_link, {columns} FROM story_sources WHERE canonical_link IN", links
+            f"SELECT canonical_link, {columns} FROM story_sources WHERE canonical_link IN",
+            [k.canonical_link for k in keys if k.canonical_link],
         ):
             by_link.setdefault(link, []).append(source)
         # Titles only ever match where a link says nothing: an opaque entry may be any
@@ -458,23 +456,15 @@ class Store:
                 by_title.update(dict(rows.fetchall()))
         return Lookup(by_entry_key, by_link, by_title)
 
-    def _sources(self, sql: str, params: list[object], values: list[str]) -> list[KnownSource]:
+    def _sources_by(
+        self, sql: str, values: list[str], params: Sequence[object] = ()
+    ) -> list[tuple[str, KnownSource]]:
+        """Run ``sql ... IN (values)`` in chunks; rows are (key, story_id, feed_id, ...)."""
         out = []
         for chunk in _chunks(values):
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"{sql} ({marks})", [*params, *chunk]):
-                out.append(KnownSource(row[0], row[1], row[2], row[3], bool(row[4]), row[5]))
-        return out
-
-    def _sources_by(self, sql: str, values: list[str]) -> list[tuple[str, KnownSource]]:
-        out = []
-        for chunk in _chunks(values):
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"{sql} ({marks})", chunk):
-                key, rest = row[0], row[1:]
-                out.append(
-                    (key, KnownSource(rest[0], rest[1], rest[2], rest[3], bool(rest[4]), rest[5]))
-                )
+            for key, *rest in self.db.execute(f"{sql} ({marks})", [*params, *chunk]):
+                out.append((key, KnownSource(*rest)))
         return out
 
     def stories_since(self, since: float) -> Iterator[StoredStory]:

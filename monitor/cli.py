@@ -64,6 +64,28 @@ def config_option(func: F) -> F:
     )(func)
 
 
+def _since_option(default: str) -> Callable[[F], F]:
+    return click.option(
+        "--since",
+        default=default,
+        show_default=True,
+        callback=_parse_since,
+        help="How far back to look (90s, 15m, 1h, 7d, ...).",
+    )
+
+
+def _parse_since(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    ctx.meta["since"] = value  # as typed, for messages
+    try:
+        return time.time() - parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="JSON output, for scripts.")(func)
+
+
 def _load(config_path: Path | None) -> tuple[Path, Config]:
     path = resolve_config_path(config_path)
     return path, load_config(path)
@@ -129,17 +151,11 @@ def check(config_path: Path | None) -> None:
 @cli.command()
 @config_option
 @click.option("--watchlist", "-w", "names", multiple=True, help="Only this watchlist (repeatable).")
-@click.option(
-    "--since", default="30d", show_default=True, help="Stories first seen this long ago or later."
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per match, for scripts.")
-def backtest(config_path: Path | None, names: tuple[str, ...], since: str, as_json: bool) -> None:
+@_since_option("30d")
+@_json_option
+def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_json: bool) -> None:
     """Replay stored stories against the watchlists; nothing is sent."""
     _, config = _load(config_path)
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
     known = {watchlist.name for watchlist in config.watchlists}
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -149,21 +165,19 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: str, as_js
         )
     watchlists = [w for w in config.watchlists if not names or w.name in names]
     matcher = Matcher(watchlists)
-    store = Store.open(config.database)
     checked = 0
     counts = dict.fromkeys((w.name for w in watchlists), 0)
-    try:
-        for story in store.stories_since(time.time() - window):
+    with Store.open(config.database) as store:
+        for story in store.stories_since(since):
             checked += 1
             feed = feed_display_name(story.feed_url, story.feed_name, story.feed_title)
             for match in matcher.match(story.entry, feed):
                 counts[match.watchlist] += 1
                 _print_backtest_match(story, feed, match, as_json)
-    finally:
-        store.close()
     if not as_json:
         summary = ", ".join(f"{count} {name}" for name, count in counts.items())
-        click.echo(f"{checked} stories first seen in the last {since}; matches: {summary}")
+        window = click.get_current_context().meta["since"]
+        click.echo(f"{checked} stories first seen in the last {window}; matches: {summary}")
 
 
 def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: bool) -> None:
@@ -192,27 +206,6 @@ def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: 
     click.echo(f"    {feed}  {story.entry.link or ''}")
     click.echo(f"    matched {', '.join(match.keywords)} (as {', '.join(match.terms)})")
     click.echo(f"    {marked}\n")
-
-
-def _since_option(default: str) -> Callable[[F], F]:
-    return click.option(
-        "--since",
-        default=default,
-        show_default=True,
-        callback=_parse_since,
-        help="How far back to look (90s, 15m, 1h, 7d, ...).",
-    )
-
-
-def _parse_since(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    try:
-        return time.time() - parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="JSON output, for scripts.")(func)
 
 
 def _when(stamp: float | None) -> str:

@@ -14,13 +14,13 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import apprise
-from apprise.decorators import notify
+from typing import TYPE_CHECKING, Any
 
 from monitor.config import NotifyTarget
 from monitor.models import AlertMessage, Entry, Match
+
+if TYPE_CHECKING:
+    import apprise
 
 CONSOLE_URL = "console://"
 MAX_TITLE_CHARS = 200
@@ -45,6 +45,8 @@ def _print_to_console(body: str, title: str, notify_type: str, *args: Any, **kwa
 def _register_console() -> None:
     """Make ``console://`` an Apprise target. Registering loads every Apprise plugin
     (0.2 s), so it happens only when the console is needed, once."""
+    from apprise.decorators import notify
+
     notify(on="console", name="Console")(_print_to_console)  # type: ignore[no-untyped-call]
 
 
@@ -104,16 +106,28 @@ class DeliveryOutcome:
 
 
 class Notifier:
-    """The configured Apprise targets (or the console), routed by tag."""
+    """The configured Apprise targets (or the console), routed by tag.
+
+    Apprise is imported on first use: a run with nothing to send never loads it.
+    """
 
     def __init__(self, targets: list[NotifyTarget]) -> None:
-        self._apprise = apprise.Apprise()
-        if not targets:
-            _register_console()
-            self._apprise.add(CONSOLE_URL)
-        for target in targets:
-            # Validated at config load; add() fails only for URLs Apprise cannot use.
-            self._apprise.add(target.url, tag=list(target.tags) or None)
+        self._targets = targets
+        self._loaded: apprise.Apprise | None = None
+
+    @property
+    def _apprise(self) -> apprise.Apprise:
+        if self._loaded is None:
+            import apprise
+
+            self._loaded = apprise.Apprise()
+            if not self._targets:
+                _register_console()
+                self._loaded.add(CONSOLE_URL)
+            for target in self._targets:
+                # Validated with the config; add() fails only for URLs Apprise cannot use.
+                self._loaded.add(target.url, tag=list(target.tags) or None)
+        return self._loaded
 
     def describe(self) -> list[str]:
         """Each target as a redacted URL with its tags, safe to print or log."""
@@ -127,6 +141,8 @@ class Notifier:
 
     def send(self, message: AlertMessage) -> DeliveryOutcome:
         """Deliver to every target with one of ``message.tags`` (all targets when none). Blocks."""
+        import apprise
+
         tag: Any = list(message.tags) if message.tags else apprise.common.MATCH_ALL_TAG
         result = self._apprise.notify(
             body=message.body,

@@ -13,6 +13,7 @@ so the daemon finds the same database whatever directory it is started from.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -20,14 +21,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import apprise
 import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -38,10 +40,14 @@ from monitor.schedule import Cadence
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 CONFIG_ENV_VAR = "FEED_MONITOR_CONFIG"
 
+Loc = tuple[str | int, ...]  # where a value is in the document: keys and list indexes
+
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def parse_duration(value: object) -> float:
@@ -176,13 +182,29 @@ class NotifyTarget(_Model):
 
     @field_validator("url")
     @classmethod
-    def _apprise_understands(cls, url: str) -> str:
-        # Never echo the URL in the message: it usually carries a password or token.
-        if apprise.Apprise.instantiate(url.strip()) is None:
-            scheme = url.split("://", 1)[0] if "://" in url else ""
-            hint = f" (scheme {scheme!r})" if scheme else ""
-            raise ValueError(f"not a notification URL that Apprise can use{hint}")
-        return url.strip()
+    def _usable_url(cls, url: str, info: ValidationInfo) -> str:
+        url = url.strip()
+        if "://" not in url:
+            raise ValueError("not a notification URL (expected scheme://...)")
+        if (info.context or {}).get("check_notify", True) and (problem := notify_url_problem(url)):
+            raise ValueError(problem)
+        return url
+
+
+def notify_url_problem(url: str) -> str | None:
+    """Why Apprise cannot use ``url``, or None. Never echoes the URL: it usually carries
+    a password or token."""
+    import apprise  # loading every Apprise plugin takes 0.25 s; only pay it when needed
+
+    # Apprise logs the URL it cannot parse, secrets and all; the message below is ours.
+    apprise_log = logging.getLogger("apprise")
+    was_disabled, apprise_log.disabled = apprise_log.disabled, True
+    try:
+        if apprise.Apprise.instantiate(url) is not None:
+            return None
+    finally:
+        apprise_log.disabled = was_disabled
+    return f"not a notification URL that Apprise can use (scheme {url.split('://', 1)[0]!r})"
 
 
 class Config(_Model):
@@ -198,6 +220,7 @@ class Config(_Model):
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
     notify: list[Annotated[NotifyTarget, BeforeValidator(_url_or_target)]] = []
+    _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # of each key, for messages
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -255,8 +278,14 @@ def resolve_config_path(path: str | Path | None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
-    """Read, expand and validate the config file, or raise ``ConfigError`` listing every problem."""
+def load_config(
+    path: str | Path, environ: dict[str, str] | None = None, *, check_notify: bool = True
+) -> Config:
+    """Read, expand and validate the config file, or raise ``ConfigError`` listing every problem.
+
+    ``check_notify=False`` leaves asking Apprise about the notify URLs to
+    ``check_notify_urls``, for a run that may have nothing to send.
+    """
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
     try:
@@ -278,6 +307,8 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         raise ConfigError(
             [f"{path}:{exc.line}: {_dotted(exc.loc)}: this key is given twice"]
         ) from None
+    except _BadDocument as exc:
+        raise ConfigError([f"{path}:{exc.line}: {_dotted(exc.loc)}: {exc.message}"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -293,17 +324,30 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
 
     data.pop("path", None)
     try:
-        config = Config.model_validate({**data, "path": path})
+        config = Config.model_validate(
+            {**data, "path": path}, context={"check_notify": check_notify}
+        )
     except ValidationError as exc:
         raise ConfigError(_explain(exc, lines, path)) from None
 
     database = Path(os.path.expanduser(config.database))
     if not database.is_absolute():
         database = Path(os.path.normpath(path.parent / database))
-    return config.model_copy(update={"database": database})
+    config = config.model_copy(update={"database": database})
+    config._lines = lines
+    return config
 
 
-Loc = tuple[str | int, ...]
+def check_notify_urls(config: Config) -> None:
+    """Raise ``ConfigError`` for notify URLs Apprise cannot use (see ``load_config``)."""
+    problems = []
+    for index, target in enumerate(config.notify):
+        if problem := notify_url_problem(target.url):
+            loc: Loc = ("notify", index, "url")
+            line = _locate(config._lines, loc)
+            problems.append(f"{config.path}:{line}: {_dotted(loc)}: {problem}")
+    if problems:
+        raise ConfigError(problems)
 
 
 class _DuplicateKey(Exception):
@@ -311,31 +355,78 @@ class _DuplicateKey(Exception):
         self.loc, self.line = loc, line
 
 
+class _BadDocument(Exception):
+    def __init__(self, loc: Loc, node: yaml.Node, message: str) -> None:
+        self.loc, self.line, self.message = loc, node.start_mark.line + 1, message
+
+
 def _read_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
-    """The document's data, and the 1-based line of every key and list item in it.
+    """The document's data, and the 1-based line of every key and list item in it."""
+    reader = _YAMLReader(text)
+    try:
+        return reader.read(), reader.lines
+    finally:
+        reader.loader.dispose()
 
-    PyYAML's C parser: the config of a thousand feeds loads in milliseconds.
+
+class _YAMLReader:
+    """Builds a document's data from PyYAML's node tree in one walk, noting lines.
+
+    PyYAML's C parser makes the nodes; strings, lists and mappings are built here
+    (PyYAML's pure-Python constructor took 20 ms for a config of 400 feeds, most of a
+    warm ``once``). Other scalars, and mappings with merge keys (``<<``), go to PyYAML.
     """
-    data = yaml.load(text, Loader=_Loader)
-    lines: dict[Loc, int] = {}
-    node = yaml.compose(text, Loader=_Loader)
-    if node is not None:
-        _index_lines(node, (), lines)
-    return data, lines
 
+    MAX_NODES = 1_000_000  # aliases can make a small file a huge tree ("billion laughs")
 
-def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
+    def __init__(self, text: str) -> None:
+        self.loader = _Loader(text)
+        self.lines: dict[Loc, int] = {}
+        self._visited = 0
+        self._open: set[int] = set()  # nodes being built: an alias to one is a cycle
+
+    def read(self) -> Any:
+        node = self.loader.get_single_node()
+        return None if node is None else self._build(node, ())
+
+    def _build(self, node: yaml.Node, loc: Loc) -> Any:
+        self._visited += 1
+        if self._visited > self.MAX_NODES:
+            raise _BadDocument(loc, node, "too many values (aliases expanding a huge tree?)")
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value
+            return self.loader.construct_object(node, deep=True)
+        if id(node) in self._open:
+            raise _BadDocument(loc, node, "an alias refers to a value that contains it")
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self._item(item, (*loc, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, loc)
+            return self.loader.construct_object(node, deep=True)
+        finally:
+            self._open.discard(id(node))
+
+    def _item(self, node: yaml.Node, loc: Loc) -> Any:
+        self.lines[loc] = node.start_mark.line + 1
+        return self._build(node, loc)
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> Any:
+        plain = all(
+            isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG for key, _ in node.value
+        )
+        out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if (*loc, key) in lines:
-                raise _DuplicateKey((*loc, key), key_node.start_mark.line + 1)
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*loc, key), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*loc, i)] = item.start_mark.line + 1
-            _index_lines(item, (*loc, i), lines)
+            here = (*loc, str(key_node.value))
+            if here in self.lines:
+                raise _DuplicateKey(here, key_node.start_mark.line + 1)
+            value = self._item(value_node, here)
+            self.lines[here] = key_node.start_mark.line + 1
+            if plain:
+                out[self._build(key_node, here)] = value
+        return out if plain else self.loader.construct_object(node, deep=True)
 
 
 def _expand_env(node: Any, environ: dict[str, str], loc: Loc = ()) -> Iterator[tuple[Loc, str]]:

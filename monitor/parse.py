@@ -24,8 +24,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import feedparser
-
 from monitor.errors import ParseError
 from monitor.identity import entry_key, with_keys
 from monitor.models import Entry, ParsedFeed
@@ -87,6 +85,8 @@ def parse_feed(
     # (30% of its time) and rewrite relative guids, so a feed that moved would change all
     # its entry keys. Only the entry link needs resolving, and ``_entry`` does it.
     headers = {"content-type": content_type} if content_type else {}
+    import feedparser  # here, not at the top: a run whose feeds are all unchanged never parses
+
     try:
         parsed = feedparser.parse(
             io.BytesIO(strip_internal_dtd(body)),
@@ -182,7 +182,7 @@ class ParserPool:
         # than spawning each (every spawn re-imports feedparser), and unlike a plain fork
         # it never copies the daemon's threads and locks.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        context.set_forkserver_preload([__name__, "feedparser"])
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,

@@ -162,6 +162,17 @@ def m004_feed_health(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
 
 
+# The stories whose text retention has yet to drop; shared by m005's index and prune_text,
+# which SQLite lets use that partial index only when the two conditions read the same.
+_HAS_TEXT = "(summary != '' OR content != '')"
+
+
+@migrations()
+def m005_retention_index(db: sqlite_utils.Database) -> None:
+    """Retention (run after every poll) finds the stories to prune without a table scan."""
+    db.execute(f"CREATE INDEX stories_with_text ON stories (first_seen) WHERE {_HAS_TEXT}")
+
+
 @dataclass(frozen=True)
 class FeedState:
     """What the store remembers about a feed between polls."""
@@ -501,23 +512,28 @@ class Store:
                         queued += 1
             for added in plan.sources:
                 _insert_source(self.db, added.story_id, feed_id, added.source, now)
-            edited = [edit.story_id for edit in plan.edits]
-            with self._reindexing("id IN (SELECT value FROM json_each(?))", [json.dumps(edited)]):
-                for edit in plan.edits:
-                    entry = edit.entry
-                    self.db.execute(
-                        "UPDATE stories SET title = ?, summary = ?, content = ?, author = ? "
-                        "WHERE id = ?",
-                        [entry.title, entry.summary, entry.content, entry.author, edit.story_id],
-                    )
-            for edit in plan.edits:
-                self.db.execute(
-                    "UPDATE story_sources SET content_hash = ?, title_key = ? "
-                    "WHERE feed_id = ? AND entry_key = ?",
-                    [edit.source.content_hash, edit.source.title_key, feed_id,
-                     edit.source.entry_key],
-                )  # fmt: skip
+            if plan.edits:
+                self._apply_edits(feed_id, plan.edits)
         return queued
+
+    def _apply_edits(self, feed_id: int, edits: Sequence[StoryEdit]) -> None:
+        """Rewrite edited stories (keeping the search index right) and their sources' keys."""
+        edited = [edit.story_id for edit in edits]
+        with self._reindexing("id IN (SELECT value FROM json_each(?))", [json.dumps(edited)]):
+            for edit in edits:
+                entry = edit.entry
+                self.db.execute(
+                    "UPDATE stories SET title = ?, summary = ?, content = ?, author = ? "
+                    "WHERE id = ?",
+                    [entry.title, entry.summary, entry.content, entry.author, edit.story_id],
+                )
+        for edit in edits:
+            self.db.execute(
+                "UPDATE story_sources SET content_hash = ?, title_key = ? "
+                "WHERE feed_id = ? AND entry_key = ?",
+                [edit.source.content_hash, edit.source.title_key, feed_id,
+                 edit.source.entry_key],
+            )  # fmt: skip
 
     def record_failure(self, feed_id: int, record: PollRecord) -> None:
         with self._writing():
@@ -651,7 +667,7 @@ class Store:
 
         Titles, links and every identity key stay, so a pruned story never alerts again.
         """
-        where = "first_seen < ? AND (summary != '' OR content != '')"
+        where = f"first_seen < ? AND {_HAS_TEXT}"
         with self._writing(), self._reindexing(where, [before]):
             cursor = self.db.execute(
                 f"UPDATE stories SET summary = '', content = '' WHERE {where}", [before]

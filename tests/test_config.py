@@ -5,10 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from monitor.config import format_duration, load_config, parse_duration, resolve_config_path
+from monitor.config import (
+    _read_yaml,
+    format_duration,
+    load_config,
+    parse_duration,
+    resolve_config_path,
+)
 from monitor.errors import ConfigError
-from tests.conftest import REPO, cli
+from tests.conftest import REPO, cli, write_config
 
 VALID = """\
 database: data/monitor.db
@@ -123,6 +130,14 @@ def test_bad_notify_url_does_not_echo_secrets(tmp_path: Path) -> None:
     assert "secret-token" not in problem
 
 
+def test_check_names_a_bad_notify_url_without_logging_its_secret(tmp_path: Path) -> None:
+    config = write_config(tmp_path, feeds=[], notify=["nosuch://secret-token@host"])
+    result = cli("check", "--config", config)
+    assert result.returncode == 2
+    assert f"{config}:8: notify[0].url: not a notification URL" in result.stderr
+    assert "secret-token" not in result.stdout + result.stderr
+
+
 def test_unknown_tag_is_refused(tmp_path: Path) -> None:
     [problem] = problems(tmp_path, VALID.replace("notify: [analysts]", "notify: [analyst]"))
     assert ":13: watchlists[0].notify: unknown tag 'analyst'" in problem
@@ -218,3 +233,28 @@ def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
         tmp_path, VALID.replace("    name: Example\n", "    name: Example\n    name: Again\n")
     )
     assert problem.endswith(":6: feeds[0].name: this key is given twice")
+
+
+YAML_DOCUMENTS = [
+    "a: 1\nb: [1.5, true, null, ~, 'x', \"y\"]\nc: {d: 2026-11-24, e: 0x1F}\n",
+    "base: &base {interval: 15m, timeout: 5s}\nfeed:\n  <<: *base\n  timeout: 9s\n",
+    "- &a [1, 2]\n- *a\n- {1: one, 2.5: two, null: three}\n",
+    "multi: |\n  line one\n  line two\nfolded: >\n  a\n  b\nempty:\n",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", YAML_DOCUMENTS)
+def test_config_yaml_reads_as_pyyaml_does(text: str) -> None:
+    data, _ = _read_yaml(text)
+    assert data == yaml.safe_load(text)
+
+
+def test_self_referencing_and_exploding_aliases_are_refused(tmp_path: Path) -> None:
+    [cycle] = problems(tmp_path, "feeds: &loop\n  - *loop\n")
+    assert cycle.endswith(": an alias refers to a value that contains it")
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(6)
+    )
+    [bomb] = problems(tmp_path, laughs)
+    assert "too many values" in bomb

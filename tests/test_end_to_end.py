@@ -178,3 +178,23 @@ def test_alerts_are_routed_by_tag(tmp_path: Path, feeds: FeedServer) -> None:
         assert result.returncode == 0, result.stderr
         assert len(analysts.wait_for(1)) == 1
         assert others.received == []
+
+
+def test_once_refuses_an_unusable_notify_url_before_sending_and_keeps_the_alert(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    # `once` asks Apprise about notify URLs only when it has something to send.
+    url = feeds.serve("/bm.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url], notify=["nosuch://secret-token@host"])
+    refused = cli("once", "--config", config)
+    assert refused.returncode == 2
+    assert f"{config}:9: notify[0].url: not a notification URL" in refused.stderr
+    assert "secret-token" not in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr
+
+    write_config(tmp_path, feeds=[url], notify=[sink.url])
+    fixed = cli("once", "--config", config)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "0 new stories, 0 alerts queued, 1 sent" in fixed.stdout
+    [alert] = sink.wait_for(1)
+    assert "S-400" in alert["title"]

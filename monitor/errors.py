@@ -1,6 +1,6 @@
 """The one exception tree of feed-monitor.
 
-Errors from outside (httpx, feedparser, sqlite3, YAML, pydantic) are wrapped once,
+Errors from outside (aiohttp, feedparser, sqlite3, YAML, pydantic) are wrapped once,
 at the module that talks to them, into one of these; the CLI is the only place
 they turn into messages and exit codes::
 

@@ -1,7 +1,7 @@
 """Real servers on 127.0.0.1 for the tests: a feed server and an alert receiver.
 
 Both run ``http.server`` in a background thread on an ephemeral port. Nothing here is
-a mock: feed-monitor talks to them over real sockets, through httpx and Apprise.
+a mock: feed-monitor talks to them over real sockets, through aiohttp and Apprise.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,8 @@ class Handler(QuietHandler):
                 self.reply(
                     200, FEED, {"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 10:00:00 GMT"}
                 )
+        elif path == "/deflate":
+            self.reply(200, zlib.compress(FEED), {"Content-Encoding": "deflate"})
         elif path == "/bomb":
             self.reply(200, BOMB, {"Content-Encoding": "gzip"})
         elif path == "/huge":
@@ -81,6 +84,10 @@ def fetch(url: str, **kwargs: Any) -> Any:
 def test_gzip_is_decoded(base: str) -> None:
     result = fetch(base + "/gzip")
     assert result.status == 200 and result.body == FEED and result.etag == '"v1"'
+
+
+def test_deflate_is_decoded(base: str) -> None:
+    assert fetch(base + "/deflate").body == FEED
 
 
 def test_conditional_get_gives_304(base: str) -> None:

@@ -1,38 +1,30 @@
-"""Alerts: rendering a match into a message, and delivering messages through Apprise.
+"""Delivering messages through Apprise, one notify target at a time.
 
-Rendering is pure. Feed text is untrusted, so everything taken from a feed is defanged
-(no mass mentions or pings survive) and only http(s) links are shown. Delivery is
-blocking (Apprise throttles itself between sends), so callers run ``Notifier.send`` in
-a worker thread, never on the event loop. With no ``notify`` targets configured, alerts
-are printed to the console.
+Each configured target is a ``Channel``: its own Apprise instance (so Apprise's per
+service throttle applies to it alone), the format it reads best (or the one set in the
+config), and a label with its secrets masked, the only form in which a target is ever
+logged or shown. Delivery blocks (Apprise throttles itself between sends), so callers run
+``Notifier.send`` in a worker thread. With no targets configured, alerts are printed to
+the console. Apprise is imported on first use: a run with nothing to send never loads it.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import sys
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from monitor.config import NotifyTarget
-from monitor.models import AlertMessage, Entry, Match
+from monitor.config import CONSOLE_TARGET, NotifyTarget
+from monitor.render import Format, Rendered
 
 if TYPE_CHECKING:
-    import apprise
+    pass
 
+log = logging.getLogger(__name__)
 CONSOLE_URL = "console://"
-MAX_TITLE_CHARS = 200
-# Backoff for failed deliveries: 1 min, 2 min, 4 min, ... capped at 1 h, then give up.
-RETRY_BASE_SECONDS = 60.0
-RETRY_CAP_SECONDS = 3600.0
-MAX_ATTEMPTS = 12
-
-_ZWSP = "\u200b"
-# @everyone, @here, @channel, @room (Discord, Slack, Matrix, Mattermost), Slack's
-# <!channel>/<!here>/<@U123> and Discord's <@123>/<@&123>/<#123> pings.
-_MENTION_RE = re.compile(r"@(?=[^\s@])|<(?=[!@#])")
 
 
 def _print_to_console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
@@ -50,114 +42,119 @@ def _register_console() -> None:
     notify(on="console", name="Console")(_print_to_console)  # type: ignore[no-untyped-call]
 
 
-def defang(text: str) -> str:
-    """Neutralize mentions and pings in untrusted text by breaking them with a zero-width space."""
-    return _MENTION_RE.sub(lambda m: m.group(0) + _ZWSP, text)
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _format_time(stamp: float | None) -> str:
-    if stamp is None:
-        return "unknown"
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
-
-
-def render_alert(feed_name: str, entry: Entry, match: Match, tags: tuple[str, ...]) -> AlertMessage:
-    """The message for one story matching one watchlist."""
-    title = defang(_truncate(entry.title or "(untitled story)", MAX_TITLE_CHARS))
-    found = ", ".join(defang(term) for term in match.terms)
-    start, end = match.highlight
-    snippet = match.snippet
-    marked = (
-        defang(snippet[:start]) + "»" + defang(snippet[start:end]) + "«" + defang(snippet[end:])
-    )
-    lines = [
-        title,
-        entry.link or "(no link)",
-        "",
-        f"Watchlist: {match.watchlist}",
-        f"Matched:   {', '.join(match.keywords)} (as {found})",
-        f"Feed:      {defang(feed_name)}",
-        f"Published: {_format_time(entry.published)}",
-        "",
-        marked,
-    ]
-    return AlertMessage(
-        title=_truncate(f"[{match.watchlist}] {title}", MAX_TITLE_CHARS),
-        body="\n".join(lines),
-        tags=tags,
-    )
-
-
-def retry_after(attempts: int) -> float | None:
-    """Seconds to wait before the next try after ``attempts`` failures; None: give up."""
-    if attempts >= MAX_ATTEMPTS:
-        return None
-    return min(RETRY_BASE_SECONDS * 2.0 ** (attempts - 1), RETRY_CAP_SECONDS)
-
-
 @dataclass(frozen=True)
 class DeliveryOutcome:
     ok: bool
-    detail: str  # per-target results, secrets redacted
+    detail: str  # what the service said, secrets masked
 
 
-class Notifier:
-    """The configured Apprise targets (or the console), routed by tag.
+class _MaskSecrets(logging.Filter):
+    """Masks the secret parts of notify URLs in Apprise's log records, whatever the level."""
 
-    Apprise is imported on first use: a run with nothing to send never loads it.
-    """
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
 
-    def __init__(self, targets: list[NotifyTarget]) -> None:
-        self._targets = targets
-        self._loaded: apprise.Apprise | None = None
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "****")
+            record.msg, record.args = message, None
+        return True
 
-    @property
-    def _apprise(self) -> apprise.Apprise:
-        if self._loaded is None:
-            import apprise
 
-            self._loaded = apprise.Apprise()
-            if not self._targets:
-                _register_console()
-                self._loaded.add(CONSOLE_URL)
-            for target in self._targets:
-                # Validated with the config; add() fails only for URLs Apprise cannot use.
-                self._loaded.add(target.url, tag=list(target.tags) or None)
-        return self._loaded
+_MASK = _MaskSecrets()
 
-    def describe(self) -> list[str]:
-        """Each target as a redacted URL with its tags, safe to print or log."""
-        out = []
-        for server in self._apprise:
-            tags = sorted(str(tag) for tag in server.tags)
-            suffix = f"  [tags: {', '.join(tags)}]" if tags else ""
-            redacted: str = server.url(privacy=True)  # type: ignore[no-untyped-call]
-            out.append(f"{redacted}{suffix}")
-        return out
 
-    def send(self, message: AlertMessage) -> DeliveryOutcome:
-        """Deliver to every target with one of ``message.tags`` (all targets when none). Blocks."""
+def secrets_of(url: str, masked: str) -> set[str]:
+    """The pieces of ``url`` that its masked form hides (tokens, passwords, keys)."""
+    pieces = set(re.split(r"[:/@?&=#,+]+", url)) - set(re.split(r"[:/@?&=#,+]+", masked))
+    return {piece for piece in pieces if len(piece) >= 4}
+
+
+class Channel:
+    """One notify target, ready to send."""
+
+    def __init__(self, target: NotifyTarget | None) -> None:
         import apprise
 
-        tag: Any = list(message.tags) if message.tags else apprise.common.MATCH_ALL_TAG
-        result = self._apprise.notify(
-            body=message.body,
-            title=message.title,
-            body_format=apprise.NotifyFormat.TEXT,
-            tag=tag,
-        )
+        self.key = target.key if target else CONSOLE_TARGET
+        self._apprise = apprise.Apprise()
+        if target is None:
+            _register_console()
+        url = target.url if target else CONSOLE_URL
+        if not self._apprise.add(url):
+            raise ValueError("Apprise cannot use this notify URL")  # validated with the config
+        server = self._apprise[0]
+        self.format: Format = (target.format if target else None) or _native_format(server)
+        # Services with no title field (Telegram, for one) put the title into the body.
+        self.title_in_body = server.title_maxlen <= 0
+        if "overflow=" not in url:
+            # Chat services cap a message's length: text and Markdown are split into
+            # several messages rather than refused; HTML (email, mostly) is cut instead.
+            server.overflow_mode = (
+                apprise.OverflowMode.TRUNCATE
+                if self.format == "html"
+                else apprise.OverflowMode.SPLIT
+            )
+        self.label: str = server.url(privacy=True)  # type: ignore[no-untyped-call]
+        _MASK.secrets |= secrets_of(url, self.label)
+
+    def send(self, message: Rendered) -> DeliveryOutcome:
+        """Deliver ``message``. Blocks; never raises for a failed delivery."""
+        import apprise
+
+        try:
+            result = self._apprise.notify(
+                body=message.body,
+                title=message.title,
+                body_format=apprise.NotifyFormat(message.format),
+            )
+        except Exception as exc:  # a plugin bug must not stop the outbox
+            return DeliveryOutcome(False, f"{type(exc).__name__}: {_mask(str(exc))}")
         details = []
         for target in result.results:
-            line = f"{target.name} {target.status.name.lower()}"
+            line = target.status.name.lower()
             if target.status.name != "SUCCESS":
                 warnings = [entry.message for entry in target.logs() if entry.level != "DEBUG"]
                 if warnings:
                     line += f": {warnings[-1]}"
-            details.append(line)
-        if not details:
-            return DeliveryOutcome(False, "no notification target has these tags")
-        return DeliveryOutcome(bool(result), "; ".join(details))
+            details.append(_mask(line))
+        return DeliveryOutcome(bool(result), "; ".join(details) or "not sent")
+
+
+def _native_format(server: Any) -> Format:
+    resolved = str(getattr(server.resolve_format(None), "value", "text"))
+    return resolved if resolved in ("text", "markdown", "html") else "text"  # type: ignore[return-value]
+
+
+def _mask(text: str) -> str:
+    for secret in _MASK.secrets:
+        text = text.replace(secret, "****")
+    return text
+
+
+class Notifier:
+    """The configured targets (or the console), by outbox key, made on first use."""
+
+    def __init__(self, targets: list[NotifyTarget]) -> None:
+        self._targets = targets
+        self._channels: dict[str, Channel] | None = None
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        if self._channels is None:
+            logging.getLogger("apprise").addFilter(_MASK)
+            made = [Channel(target) for target in self._targets] or [Channel(None)]
+            self._channels = {channel.key: channel for channel in made}
+        return self._channels
+
+    def describe(self) -> list[str]:
+        """Each target as a masked URL with its format and tags, safe to print or log."""
+        out = []
+        tags = {target.key: target.tags for target in self._targets}
+        for key, channel in self.channels.items():
+            suffix = f"  [tags: {', '.join(tags[key])}]" if tags.get(key) else ""
+            out.append(f"{channel.label}  ({channel.format}){suffix}")
+        return out

@@ -1,4 +1,5 @@
-"""The command line: check, once, run, status, backtest, search, matches, story, test-notify.
+"""The command line: check, once, run, status, alerts, backtest, search, matches, story,
+test-notify.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 a run
 that could not happen (unusable database, failed test alert), 2 a bad config or usage.
@@ -11,7 +12,6 @@ import dataclasses
 import gc
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -24,6 +24,7 @@ import click
 from monitor import __version__
 from monitor.alert import Notifier
 from monitor.config import (
+    CONSOLE_TARGET,
     Config,
     check_notify_urls,
     format_duration,
@@ -34,9 +35,10 @@ from monitor.config import (
 from monitor.errors import ConfigError, MonitorError
 from monitor.fetch import USER_AGENT, Fetcher
 from monitor.match import Matcher, lint_watchlist
-from monitor.models import AlertMessage, Match
+from monitor.models import Match
 from monitor.parse import ParserPool
 from monitor.pipeline import Poller, feed_display_name
+from monitor.render import Rendered
 from monitor.store import Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -311,7 +313,7 @@ async def _once(config: Config) -> None:
             poller = Poller(config, store, fetcher, Notifier(config.notify), parser=parser)
             with store.batching():
                 outcomes = await poller.poll_all()
-            if store.due_alerts(math.inf, limit=1):
+            if store.has_undelivered():
                 check_notify_urls(config)  # deferred by load_config: costly, often not needed
             delivered = await poller.deliver_pending(ignore_backoff=True)
             poller.prune()
@@ -344,15 +346,17 @@ def run(config_path: Path | None) -> None:
 def test_notify(config_path: Path | None, tags: tuple[str, ...]) -> None:
     """Send a test alert and report each target's result."""
     _, config = _load(config_path)
-    notifier = Notifier(config.notify)
-    message = AlertMessage(
-        title="feed-monitor test alert",
-        body=f"This is a test alert from feed-monitor {__version__}. Delivery works.",
-        tags=tags,
-    )
-    outcome = notifier.send(message)
-    click.echo(outcome.detail)
-    if not outcome.ok:
+    channels = Notifier(config.notify).channels
+    wanted = {target.key for target in config.notify if not tags or set(target.tags) & set(tags)}
+    failed = False
+    for key, channel in channels.items():
+        if config.notify and key not in wanted:
+            continue
+        text = f"This is a test alert from feed-monitor {__version__}. Delivery works."
+        outcome = channel.send(Rendered("feed-monitor test alert", text, "text"))
+        click.echo(f"{channel.label}: {outcome.detail}")
+        failed = failed or not outcome.ok
+    if failed:
         raise click.exceptions.Exit(1)
 
 
@@ -380,7 +384,7 @@ def status(config_path: Path | None) -> None:
     with Store.open(config.database) as store:
         configured = {feed.url for feed in config.feeds}
         feeds = [feed for feed in store.feed_status() if feed.url in configured]
-        counts = store.alert_counts()
+        counts = store.delivery_counts()
     now = time.time()
     rows = [("FEED", "LAST POLL", "HTTP", "STORIES", "INTERVAL", "NEXT POLL", "LAST ERROR")]
     moved: list[str] = []
@@ -410,9 +414,74 @@ def status(config_path: Path | None) -> None:
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
     click.echo(
-        f"\nalerts: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
-        f"{counts.get('failed', 0)} failed"
+        f"\ndeliveries: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
+        f"{counts.get('held', 0)} held for digests, {counts.get('failed', 0)} failed"
     )
+
+
+@cli.group(invoke_without_command=True)
+@config_option
+@click.option("--failed", is_flag=True, help="Only alerts with a failed delivery.")
+@click.option("--limit", default=50, show_default=True, help="How many, newest first.")
+@_json_option
+@click.pass_context
+def alerts(
+    ctx: click.Context, config_path: Path | None, failed: bool, limit: int, as_json: bool
+) -> None:
+    """List alerts and how each delivery stands (see also: alerts retry)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _, config = _load(config_path)
+    labels = _target_labels(config)
+    with Store.open(config.database) as store:
+        rows = store.alert_rows(failed_only=failed, limit=limit)
+        trails = {d["id"]: store.attempts_of(d["id"]) for row in rows for d in row.deliveries}
+    if as_json:
+        out = []
+        for row in rows:
+            item = dataclasses.asdict(row)
+            item["status"] = row.status
+            for d in item["deliveries"]:
+                d["target"] = labels.get(d["target"], d["target"])
+                d["attempts_log"] = [
+                    {"at": at, "target": target, "ok": ok, "detail": detail}
+                    for at, target, ok, detail in trails[d["id"]]
+                ]
+            out.append(item)
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("no alerts" + (" with failed deliveries" if failed else ""))
+        return
+    for row in rows:
+        click.echo(
+            f"#{row.id}  {_when(row.created_at)}  [{row.watchlist}] {row.title}  {row.status}"
+        )
+        for d in row.deliveries:
+            note = f"  {d['last_error']}" if d["last_error"] and d["status"] != "sent" else ""
+            held = f" ({d['reason']})" if d["reason"] else ""
+            click.echo(
+                f"    {labels.get(d['target'], d['target'])}: {d['status']}{held}, "
+                f"{d['attempts']} attempts{note}"
+            )
+
+
+@alerts.command("retry")
+@config_option
+@click.argument("alert_ids", nargs=-1, type=int)
+def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
+    """Queue failed deliveries again (of ALERT_IDS, or all); the daemon or `once` sends them."""
+    _, config = _load(config_path)
+    with Store.open(config.database) as store:
+        count = store.retry_failed(list(alert_ids) or None, time.time())
+    click.echo(f"{count} failed deliveries queued again")
+
+
+def _target_labels(config: Config) -> dict[str, str]:
+    """Outbox keys to masked target URLs, without loading Apprise when there is none."""
+    if not config.notify:
+        return {CONSOLE_TARGET: "console"}
+    return {key: channel.label for key, channel in Notifier(config.notify).channels.items()}
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ so the daemon finds the same database whatever directory it is started from.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -35,11 +37,14 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError
+from monitor.outbox import DigestSchedule, Policy, QuietHours, Target, WatchlistRules
+from monitor.render import Format, check_template
 from monitor.schedule import Cadence
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 CONFIG_ENV_VAR = "FEED_MONITOR_CONFIG"
 
+CONSOLE_TARGET = "console"  # the outbox key of the console, used when no target is set
 Loc = tuple[str | int, ...]  # where a value is in the document: keys and list indexes
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -82,6 +87,13 @@ def _as_list(value: object) -> object:
 
 
 StrList = Annotated[list[str], BeforeValidator(_as_list)]
+
+
+def _quiet_hours(value: object) -> object:
+    return QuietHours.parse(value) if isinstance(value, str) else value
+
+
+QuietHoursSpan = Annotated[QuietHours, BeforeValidator(_quiet_hours)]
 
 
 class _Model(BaseModel):
@@ -153,6 +165,40 @@ class Watchlist(_Model):
         default=["title", "summary", "content"], min_length=1
     )
     notify: StrList = []
+    # Delivery: immediate (default), or held and sent as a digest on a schedule.
+    delivery: Literal["immediate", "digest"] | None = None
+    digest: str | None = None  # a crontab line, such as "0 8 * * *"
+    every: Duration | None = None  # or a digest every so often, such as 1h
+    quiet_hours: QuietHoursSpan | None = None  # such as 22:00-07:00, in `timezone`
+
+    @field_validator("digest")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        if cron is None:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(cron)
+        except ValueError as exc:
+            raise ValueError(f"{cron!r} is not a crontab line such as '0 8 * * *': {exc}") from None
+        return cron.strip()
+
+    @model_validator(mode="after")
+    def _one_digest_schedule(self) -> Watchlist:
+        if self.digest is not None and self.every is not None:
+            raise ValueError("give either digest (a crontab line) or every (a duration), not both")
+        if self.delivery == "digest" and self.digest is None and self.every is None:
+            raise ValueError("delivery: digest needs digest: '0 8 * * *' or every: 1h")
+        if self.delivery == "immediate" and (self.digest is not None or self.every is not None):
+            raise ValueError("delivery: immediate cannot have a digest schedule")
+        return self
+
+    @property
+    def digest_schedule(self) -> DigestSchedule | None:
+        if self.digest is None and self.every is None:
+            return None
+        return DigestSchedule(cron=self.digest, every=self.every)
 
     @field_validator("keywords", "require", "exclude")
     @classmethod
@@ -179,6 +225,13 @@ def _url_or_target(value: object) -> object:
 class NotifyTarget(_Model):
     url: str
     tags: StrList = []
+    format: Format | None = None  # default: what the service reads best
+    quiet_hours: QuietHoursSpan | None = None
+
+    @property
+    def key(self) -> str:
+        """Names the target in the outbox without its secrets, stable across restarts."""
+        return hashlib.sha256(self.url.encode()).hexdigest()[:12]
 
     @field_validator("url")
     @classmethod
@@ -207,6 +260,35 @@ def notify_url_problem(url: str) -> str | None:
     return f"not a notification URL that Apprise can use (scheme {url.split('://', 1)[0]!r})"
 
 
+class Templates(_Model):
+    """Alert templates (``string.Template``: ``$title``, ``${feed}``...), one per format."""
+
+    title: str | None = None
+    text: str | None = None
+    markdown: str | None = None
+    html: str | None = None
+
+    @field_validator("title", "text", "markdown", "html")
+    @classmethod
+    def _valid_template(cls, text: str | None) -> str | None:
+        if text is not None and (problem := check_template(text)):
+            raise ValueError(problem)
+        return text
+
+    def overrides(self) -> dict[str, str]:
+        return {name: text for name, text in self.model_dump().items() if text is not None}
+
+
+class AlertSettings(_Model):
+    """How alerts are delivered: retries, the burst guard, templates."""
+
+    max_attempts: int = Field(default=12, ge=1, le=1000)
+    retry_after: Duration = 60.0  # the first retry; doubles after each failure
+    max_retry_after: Duration = 3600.0
+    burst_limit: int = Field(default=5, ge=1)  # alerts for one target from one poll
+    templates: Templates = Templates()
+
+
 class Config(_Model):
     """A validated configuration. ``path`` is the file it came from."""
 
@@ -217,6 +299,8 @@ class Config(_Model):
     user_agent: str | None = None  # default: feed-monitor/VERSION (...)
     defaults: Defaults = Defaults()
     retention: Retention = Retention()
+    timezone: str | None = None  # for digests and quiet hours; default: the machine's
+    alerts: AlertSettings = AlertSettings()
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
     notify: list[Annotated[NotifyTarget, BeforeValidator(_url_or_target)]] = []
@@ -248,6 +332,26 @@ class Config(_Model):
                         f"unknown tag {tag!r}: no notify target has it (known tags: {known})",
                     )
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {name!r} (try Europe/Berlin or UTC)") from None
+        return name
+
+    def delivery_policy(self) -> Policy:
+        """What the outbox needs to know: targets (the console if none), rules, retries."""
+        targets = [
+            Target(target.key, frozenset(target.tags), target.quiet_hours) for target in self.notify
+        ] or [Target(CONSOLE_TARGET)]
+        rules = {w.name: WatchlistRules(w.digest_schedule, w.quiet_hours) for w in self.watchlists}
+        a = self.alerts
+        return Policy(targets, rules, ZoneInfo(self.timezone) if self.timezone else None,
+                      a.burst_limit, a.max_attempts, a.retry_after, a.max_retry_after)  # fmt: skip
 
     def feed_interval(self, feed: FeedConfig) -> float:
         return feed.interval or self.defaults.interval

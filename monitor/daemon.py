@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.alert import Notifier
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 DELIVERY_JOB_ID = "deliver-outbox"
 PRUNE_JOB_ID = "retention"
 INDEX_JOB_ID = "search-index"
+DIGEST_JOB_PREFIX = "digest:"
 INDEX_INTERVAL = 30.0  # new stories reach the search index in batches, this often
 DELIVERY_INTERVAL = 30.0
 SHUTDOWN_DEADLINE = 30.0
@@ -115,6 +118,7 @@ class Daemon:
                     seconds=INDEX_INTERVAL,
                     id=INDEX_JOB_ID,
                 )
+                self._schedule_digests()
                 scheduler.start()
                 self._install_signal_handlers()
                 log.info(
@@ -169,7 +173,35 @@ class Daemon:
             if self.scheduler.get_job(feed.url):
                 self.scheduler.remove_job(feed.url)
         self._schedule_feeds(changed)
+        self._schedule_digests()
         log.info("config reloaded: %d feeds, %d watchlists", len(new.feeds), len(new.watchlists))
+
+    def _schedule_digests(self) -> None:
+        """A job at each watchlist's digest time sends what was held for it. (The outbox
+        job also releases anything overdue, so a digest missed while stopped goes out at
+        start.)"""
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(DIGEST_JOB_PREFIX):
+                job.remove()
+        zone = self.config.delivery_policy().zone or datetime.now().astimezone().tzinfo
+        for watchlist in self.config.watchlists:
+            schedule = watchlist.digest_schedule
+            if schedule is None:
+                continue
+            trigger: BaseTrigger
+            if schedule.cron is not None:
+                trigger = CronTrigger.from_crontab(schedule.cron, timezone=zone)
+            else:
+                assert schedule.every is not None
+                trigger = IntervalTrigger(
+                    seconds=schedule.every, start_date=datetime.fromtimestamp(0, UTC), timezone=UTC
+                )
+            self.scheduler.add_job(
+                self._tracked,
+                trigger,
+                args=[self.poller.deliver_pending],
+                id=f"{DIGEST_JOB_PREFIX}{watchlist.name}",
+            )
 
     def _schedule_feeds(self, feeds: list[FeedConfig]) -> None:
         now = self.clock()

@@ -1,7 +1,7 @@
 """Plain typed objects that flow forward through the pipeline.
 
 fetch → ``FetchResult`` → parse → ``ParsedFeed`` of ``Entry`` → store → ``NewStory``
-→ match → ``Match`` → alert (an outbox row, delivered as ``AlertMessage``).
+→ match → ``Match`` → ``AlertContent`` (an outbox row, rendered per target when sent).
 They are plain data (picklable, no behaviour beyond small derived properties) so a
 stage can run in another thread or process and be tested on its own.
 """
@@ -76,9 +76,15 @@ class Match:
 
 
 @dataclass(frozen=True)
-class AlertMessage:
-    """An alert as delivered: a title and a plain-text body, sent to targets with ``tags``."""
+class AlertContent:
+    """What an alert says, kept in the outbox and rendered for each target when sent."""
 
-    title: str
-    body: str
-    tags: tuple[str, ...] = ()
+    story_title: str
+    link: str | None
+    feed: str
+    published: float | None
+    watchlist: str
+    keywords: tuple[str, ...]
+    terms: tuple[str, ...]
+    snippet: str
+    highlight: tuple[int, int]  # where the first match sits in the snippet

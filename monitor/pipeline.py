@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from monitor.alert import Notifier, render_alert, retry_after
+from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.fetch import Fetcher
@@ -31,10 +31,13 @@ from monitor.identity import (
     source_keys,
 )
 from monitor.match import Matcher
-from monitor.models import Entry
+from monitor.models import AlertContent, Entry, Match
+from monitor.outbox import Policy, release, retry_delay, route
 from monitor.parse import ParserPool
+from monitor.render import render_delivery
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.store import (
+    DueDelivery,
     FeedState,
     Lookup,
     PollPlan,
@@ -88,8 +91,7 @@ def plan_poll(
 ) -> PollPlan:
     """Decide what a poll's entries mean: new stories with their matches and alerts, new
     sources of known stories, and edits. Nothing here reads or writes anything."""
-    plan = PollPlan()
-    tags = matcher.tags
+    plan = PollPlan(tags=matcher.tags)
     # Stories this poll creates, by the keys later entries of the same poll could share.
     pending: dict[str, StoryToSave] = {}
     for entry, keys in entries:
@@ -107,10 +109,7 @@ def plan_poll(
             continue
         alertable = is_alertable(entry, now, max_age)
         matches = [
-            (
-                match,
-                render_alert(feed_name, entry, match, tags[match.watchlist]) if alertable else None,
-            )
+            (match, alert_content(feed_name, entry, match) if alertable else None)
             for match in matcher.match(entry, feed_name)
         ]
         story = StoryToSave(entry, keys, matches)
@@ -118,6 +117,20 @@ def plan_poll(
         for key in _batch_keys(keys):
             pending.setdefault(key, story)
     return plan
+
+
+def alert_content(feed_name: str, entry: Entry, match: Match) -> AlertContent:
+    return AlertContent(
+        story_title=entry.title,
+        link=entry.link,
+        feed=feed_name,
+        published=entry.published,
+        watchlist=match.watchlist,
+        keywords=match.keywords,
+        terms=match.terms,
+        snippet=match.snippet,
+        highlight=match.highlight,
+    )
 
 
 def _batch_keys(keys: SourceKeys) -> list[str]:
@@ -313,42 +326,58 @@ class Poller:
         return pruned
 
     async def deliver_pending(self, *, ignore_backoff: bool = False) -> DeliverySummary:
-        """Deliver every due alert in the outbox; failures are rescheduled with backoff."""
-        sent = failed = 0
-        last_id = 0
+        """Route new alerts, release held ones whose time has come, and make every due
+        delivery: one target after another in turn, the targets side by side, so a dead
+        or slow target holds back no other. ``ignore_backoff`` retries failed ones now."""
         self.store.flush()  # never deliver an alert that is not committed
         async with self._delivery_lock:
-            while due := self.store.due_alerts(
-                math.inf if ignore_backoff else self.clock(), after_id=last_id
-            ):
-                for alert in due:
-                    last_id = alert.id
-                    try:
-                        outcome = await asyncio.to_thread(self.notifier.send, alert.message)
-                        ok, detail = outcome.ok, outcome.detail
-                    except Exception as exc:  # a target plugin bug must not stop the outbox
-                        ok, detail = False, f"{type(exc).__name__}: {exc}"
-                    now = self.clock()
-                    if ok:
-                        self.store.mark_sent(alert.id, now)
-                        sent += 1
-                        continue
-                    failed += 1
-                    delay = retry_after(alert.attempts + 1)
-                    retry_at = None if delay is None else now + delay
-                    self.store.mark_failed_attempt(alert.id, detail, retry_at)
-                    if retry_at is None:
-                        log.error(
-                            "alert %d: giving up after %d attempts: %s",
-                            alert.id,
-                            alert.attempts + 1,
-                            detail,
-                        )
-                    else:
-                        log.warning(
-                            "alert %d: delivery failed, retrying in %ds: %s",
-                            alert.id,
-                            delay,
-                            detail,
-                        )
+            policy = self.config.delivery_policy()
+            now = self.clock()
+            while unrouted := self.store.unrouted_alerts():
+                routes = route(unrouted, policy, now)
+                self.store.save_routes([alert.id for alert in unrouted], routes, now)
+            self.store.save_releases(release(self.store.held_due(now), policy, now), now)
+            due = self.store.due_deliveries(math.inf if ignore_backoff else now)
+            by_target: dict[str, list[DueDelivery]] = {}
+            for delivery in due:
+                by_target.setdefault(delivery.target, []).append(delivery)
+            results = await asyncio.gather(
+                *(self._deliver_to(target, deliveries, policy)
+                  for target, deliveries in by_target.items())
+            )  # fmt: skip
+        return DeliverySummary(sum(r.sent for r in results), sum(r.failed for r in results))
+
+    async def _deliver_to(
+        self, target: str, deliveries: list[DueDelivery], policy: Policy
+    ) -> DeliverySummary:
+        channel = self.notifier.channels.get(target)
+        templates = self.config.alerts.templates.overrides()
+        sent = failed = 0
+        for delivery in deliveries:
+            if channel is None:
+                ok, detail, label = False, "this target is no longer in the config", target
+            else:
+                message = render_delivery(
+                    delivery.kind, delivery.reason, delivery.contents, channel.format, templates,
+                    title_in_body=channel.title_in_body,
+                )  # fmt: skip
+                outcome = await asyncio.to_thread(channel.send, message)
+                ok, detail, label = outcome.ok, outcome.detail, channel.label
+            now = self.clock()
+            if ok:
+                self.store.record_attempt(delivery.id, label, ok=True, detail=detail, now=now)
+                sent += 1
+                continue
+            failed += 1
+            delay = None if channel is None else retry_delay(delivery.attempts + 1, policy)
+            retry_at = None if delay is None else now + delay
+            self.store.record_attempt(
+                delivery.id, label, ok=False, detail=detail, now=now, retry_at=retry_at
+            )
+            if retry_at is None:
+                log.error("delivery %d to %s: giving up after %d attempts: %s",
+                          delivery.id, label, delivery.attempts + 1, detail)  # fmt: skip
+            else:
+                log.warning("delivery %d to %s failed, retrying in %ds: %s",
+                            delivery.id, label, delay, detail)  # fmt: skip
         return DeliverySummary(sent, failed)

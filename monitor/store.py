@@ -12,19 +12,22 @@ keeps all writes on the event-loop thread and runs network and parsing work else
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 from sqlite_utils import Migrations
 
 from monitor.errors import StoreError
 from monitor.identity import SourceKeys, source_keys
-from monitor.models import AlertMessage, Entry, Match
+from monitor.models import AlertContent, Entry, Match
+from monitor.outbox import Delivery, DeliveryKind, HeldDelivery, Release, UnroutedAlert
 
 migrations = Migrations("feed-monitor")
 
@@ -173,6 +176,66 @@ def m005_retention_index(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE INDEX stories_with_text ON stories (first_seen) WHERE {_HAS_TEXT}")
 
 
+@migrations()
+def m006_delivery_outbox(db: sqlite_utils.Database) -> None:
+    """Per-target deliveries with an audit trail; alerts keep their content, rendered for
+    each target when sent. Alerts pending from earlier versions are routed afresh."""
+    for column in ("content TEXT", "batch TEXT", "routed_at REAL"):
+        db.execute(f"ALTER TABLE alerts ADD COLUMN {column}")
+    db.execute(
+        """UPDATE alerts SET batch = 'alert-' || id,
+               routed_at = CASE WHEN status = 'pending' THEN NULL ELSE created_at END,
+               content = (
+                   SELECT json_object('story_title', s.title, 'link', s.link,
+                       'feed', coalesce(f.name, f.title, f.url), 'published', s.published,
+                       'watchlist', m.watchlist, 'keywords', json(m.keywords),
+                       'terms', json(m.terms), 'snippet', m.snippet,
+                       'highlight', json_array(0, 0))
+                   FROM matches m JOIN stories s ON s.id = m.story_id
+                   JOIN feeds f ON f.id = s.feed_id WHERE m.id = alerts.match_id)"""
+    )
+    db.execute("CREATE INDEX alerts_unrouted ON alerts (id) WHERE routed_at IS NULL")
+    db.execute(
+        """
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('alert', 'summary', 'digest')),
+            status TEXT NOT NULL
+                CHECK (status IN ('held', 'pending', 'sent', 'failed', 'released')),
+            reason TEXT,
+            due_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            released_into INTEGER REFERENCES deliveries(id),
+            created_at REAL NOT NULL,
+            sent_at REAL
+        )"""
+    )
+    db.execute("CREATE INDEX deliveries_due ON deliveries (status, due_at)")
+    db.execute(
+        """
+        CREATE TABLE delivery_alerts (
+            delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+            alert_id INTEGER NOT NULL REFERENCES alerts(id),
+            PRIMARY KEY (delivery_id, alert_id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX delivery_alerts_by_alert ON delivery_alerts (alert_id)")
+    db.execute(
+        """
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+            at REAL NOT NULL,
+            target TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX attempts_by_delivery ON attempts (delivery_id)")
+
+
 @dataclass(frozen=True)
 class FeedState:
     """What the store remembers about a feed between polls."""
@@ -255,7 +318,7 @@ class StoryToSave:
 
     entry: Entry
     source: SourceKeys
-    matches: list[tuple[Match, AlertMessage | None]]  # None: matched, but too old to alert
+    matches: list[tuple[Match, AlertContent | None]]  # None: matched, but too old to alert
     copies: list[SourceKeys] = field(default_factory=list)  # the same story again, this poll
 
 
@@ -281,6 +344,7 @@ class PollPlan:
     new: list[StoryToSave] = field(default_factory=list)
     sources: list[SourceToAdd] = field(default_factory=list)
     edits: list[StoryEdit] = field(default_factory=list)
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of each watchlist
 
 
 @dataclass(frozen=True)
@@ -319,7 +383,7 @@ class MatchRow:
     feed_url: str
     feed_name: str | None
     feed_title: str | None
-    alert_status: str  # pending, sent, failed, or "not alerted" (too old to alert)
+    alert_status: str  # pending, held, sent, failed, or "not alerted" (too old to alert)
     attempts: int
     last_error: str | None
     sent_at: float | None
@@ -335,10 +399,35 @@ class SourceRow:
 
 
 @dataclass(frozen=True)
-class PendingAlert:
+class DueDelivery:
+    """A delivery to make now, with the content of every alert it carries."""
+
     id: int
+    target: str
+    kind: DeliveryKind
+    reason: str | None
     attempts: int
-    message: AlertMessage
+    contents: list[AlertContent]
+
+
+@dataclass(frozen=True)
+class AlertDeliveryRow:
+    """One alert and how its deliveries stand, for ``feed-monitor alerts``."""
+
+    id: int
+    created_at: float
+    watchlist: str
+    title: str
+    link: str | None
+    deliveries: list[dict[str, Any]]  # target, status, attempts, last_error, sent_at, reason
+
+    @property
+    def status(self) -> str:
+        states = {d["status"] for d in self.deliveries}
+        for status in ("failed", "pending", "held"):
+            if status in states:
+                return status
+        return "sent" if states else "unrouted"
 
 
 class Store:
@@ -505,10 +594,11 @@ class Store:
                     continue  # another run stored it meanwhile
                 for source in (story.source, *story.copies):
                     _insert_source(self.db, story_id, feed_id, source, now)
-                for match, message in story.matches:
+                for match, content in story.matches:
                     match_id = self._insert_match(story_id, match, now)
-                    if message is not None:
-                        self._queue_alert(match_id, message, now)
+                    if content is not None:
+                        tags = plan.tags.get(match.watchlist, ())
+                        self._queue_alert(match_id, content, tags, f"{feed_id}@{now}", now)
                         queued += 1
             for added in plan.sources:
                 _insert_source(self.db, added.story_id, feed_id, added.source, now)
@@ -596,12 +686,17 @@ class Store:
         ).fetchone()
         return int(row[0])
 
-    def _queue_alert(self, match_id: int, message: AlertMessage, now: float) -> None:
+    def _queue_alert(
+        self, match_id: int, content: AlertContent, tags: Sequence[str], batch: str, now: float
+    ) -> None:
+        # status/next_attempt_at/body are the first schema's columns; deliveries track sending.
         self.db.execute(
-            """INSERT INTO alerts (match_id, tags, title, body, status, next_attempt_at, created_at)
-               VALUES (?, ?, ?, ?, 'pending', ?, ?)""",
-            [match_id, json.dumps(message.tags), message.title, message.body, now, now],
-        )
+            """INSERT INTO alerts (match_id, tags, title, body, status, next_attempt_at,
+                                   created_at, content, batch)
+               VALUES (?, ?, ?, '', 'pending', ?, ?, ?, ?)""",
+            [match_id, json.dumps(list(tags)), content.story_title, now, now,
+             json.dumps(dataclasses.asdict(content)), batch],
+        )  # fmt: skip
 
     # Outbox ----------------------------------------------------------------
 
@@ -638,12 +733,25 @@ class Store:
         rows = self.db.execute(
             f"""SELECT m.id, m.watchlist, m.keywords, m.terms, m.snippet, m.created_at,
                        s.id, s.title, s.link, f.url, f.name, f.title,
-                       coalesce(a.status, 'not alerted'), coalesce(a.attempts, 0),
-                       a.last_error, a.sent_at
+                       CASE WHEN a.id IS NULL THEN 'not alerted'
+                            WHEN d.failed THEN 'failed' WHEN d.pending THEN 'pending'
+                            WHEN d.held THEN 'held' WHEN d.sent THEN 'sent'
+                            WHEN a.routed_at IS NULL THEN 'pending'
+                            ELSE a.status END,  -- alerts sent before per-target deliveries
+                       coalesce(d.attempts, a.attempts, 0), coalesce(d.last_error, a.last_error),
+                       coalesce(d.sent_at, a.sent_at)
                 FROM matches m
                 JOIN stories s ON s.id = m.story_id
                 JOIN feeds f ON f.id = s.feed_id
                 LEFT JOIN alerts a ON a.match_id = m.id
+                LEFT JOIN (
+                    SELECT da.alert_id, sum(x.status = 'failed') AS failed,
+                           sum(x.status = 'pending') AS pending, sum(x.status = 'held') AS held,
+                           sum(x.status = 'sent') AS sent, sum(x.attempts) AS attempts,
+                           max(x.last_error) AS last_error, max(x.sent_at) AS sent_at
+                    FROM delivery_alerts da JOIN deliveries x ON x.id = da.delivery_id
+                    WHERE x.status != 'released' GROUP BY da.alert_id
+                ) d ON d.alert_id = a.id
                 WHERE {where} ORDER BY m.created_at DESC, m.id DESC""",
             params,
         ).fetchall()
@@ -717,41 +825,194 @@ class Store:
             [json.dumps(ids)],
         )
 
-    def due_alerts(self, now: float, *, after_id: int = 0, limit: int = 100) -> list[PendingAlert]:
-        """Pending alerts due by ``now`` with an id above ``after_id``, oldest first."""
+    def unrouted_alerts(self, limit: int = 1000) -> list[UnroutedAlert]:
+        """Alerts stored but not yet given deliveries, oldest first."""
         rows = self.db.execute(
-            """SELECT id, attempts, tags, title, body FROM alerts
-               WHERE status = 'pending' AND next_attempt_at <= ? AND id > ?
-               ORDER BY id LIMIT ?""",
-            [now, after_id, limit],
+            """SELECT a.id, m.watchlist, a.tags, a.batch FROM alerts a
+               JOIN matches m ON m.id = a.match_id
+               WHERE a.routed_at IS NULL ORDER BY a.id LIMIT ?""",
+            [limit],
+        ).fetchall()
+        return [UnroutedAlert(id, w, tuple(json.loads(tags)), batch) for id, w, tags, batch in rows]
+
+    def save_routes(
+        self, alert_ids: Sequence[int], deliveries: Sequence[Delivery], now: float
+    ) -> None:
+        """Write the deliveries decided for ``alert_ids`` and mark those alerts routed."""
+        with self._writing():
+            for delivery in deliveries:
+                held_until = delivery.held_until
+                self._insert_delivery(
+                    delivery.target, delivery.kind, "pending" if held_until is None else "held",
+                    delivery.reason, now if held_until is None else held_until,
+                    delivery.alert_ids, now,
+                )  # fmt: skip
+            self.db.execute(
+                "UPDATE alerts SET routed_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+                [now, json.dumps(list(alert_ids))],
+            )
+
+    def _insert_delivery(
+        self, target: str, kind: str, status: str, reason: str | None, due_at: float,
+        alert_ids: Sequence[int], now: float,
+    ) -> int:  # fmt: skip
+        [(delivery_id,)] = self.db.execute(
+            """INSERT INTO deliveries (target, kind, status, reason, due_at, created_at)
+               VALUES (?, ?, ?, ?, ?, ?) RETURNING id""",
+            [target, kind, status, reason, due_at, now],
+        ).fetchall()
+        self.db.execute(
+            "INSERT INTO delivery_alerts (delivery_id, alert_id) SELECT ?, value FROM json_each(?)",
+            [delivery_id, json.dumps(list(alert_ids))],
+        )
+        return int(delivery_id)
+
+    def held_due(self, now: float) -> list[HeldDelivery]:
+        """Held deliveries (digests, quiet hours) whose time has come."""
+        rows = self.db.execute(
+            """SELECT d.id, d.target, d.reason, json_group_array(da.alert_id)
+               FROM deliveries d JOIN delivery_alerts da ON da.delivery_id = d.id
+               WHERE d.status = 'held' AND d.due_at <= ? GROUP BY d.id ORDER BY d.id""",
+            [now],
         ).fetchall()
         return [
-            PendingAlert(id, attempts, AlertMessage(title, body, tuple(json.loads(tags))))
-            for id, attempts, tags, title, body in rows
+            HeldDelivery(id, target, reason or "", tuple(json.loads(ids)))
+            for id, target, reason, ids in rows
         ]
 
-    def mark_sent(self, alert_id: int, now: float) -> None:
+    def save_releases(self, releases: Sequence[Release], now: float) -> None:
+        """Turn released held deliveries into one pending delivery per release."""
+        with self._writing():
+            for release in releases:
+                if len(release.held_ids) == 1 and len(release.alert_ids) == 1:
+                    self.db.execute(
+                        "UPDATE deliveries SET status = 'pending', due_at = ? WHERE id = ?",
+                        [now, release.held_ids[0]],
+                    )
+                    continue
+                digest_id = self._insert_delivery(
+                    release.target, "digest", "pending", release.reason, now, release.alert_ids,
+                    now,
+                )  # fmt: skip
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'released', released_into = ? "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    [digest_id, json.dumps(list(release.held_ids))],
+                )
+
+    def due_deliveries(self, now: float, *, limit: int = 500) -> list[DueDelivery]:
+        """Pending deliveries due by ``now``, oldest first, with their alerts' content."""
+        rows = self.db.execute(
+            """SELECT d.id, d.target, d.kind, d.reason, d.attempts,
+                      json_group_array(json(a.content))
+               FROM deliveries d
+               JOIN delivery_alerts da ON da.delivery_id = d.id
+               JOIN alerts a ON a.id = da.alert_id
+               WHERE d.status = 'pending' AND d.due_at <= ?
+               GROUP BY d.id ORDER BY d.id LIMIT ?""",
+            [now, limit],
+        ).fetchall()
+        return [
+            DueDelivery(id, target, kind, reason, attempts,
+                        [_content(item) for item in json.loads(contents)])
+            for id, target, kind, reason, attempts, contents in rows
+        ]  # fmt: skip
+
+    def record_attempt(
+        self, delivery_id: int, target_label: str, *, ok: bool, detail: str, now: float,
+        retry_at: float | None = None,
+    ) -> None:  # fmt: skip
+        """Log one attempt; a failure is retried at ``retry_at``, or marked failed if None."""
         with self._writing():
             self.db.execute(
-                "UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
-                "last_error = NULL WHERE id = ?",
-                [now, alert_id],
+                "INSERT INTO attempts (delivery_id, at, target, ok, detail) VALUES (?, ?, ?, ?, ?)",
+                [delivery_id, now, target_label, int(ok), detail],
             )
+            if ok:
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+                    "last_error = NULL WHERE id = ?",
+                    [now, delivery_id],
+                )
+            else:
+                self.db.execute(
+                    """UPDATE deliveries SET attempts = attempts + 1, last_error = ?,
+                           status = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END,
+                           due_at = coalesce(?, due_at)
+                       WHERE id = ?""",
+                    [detail, retry_at, retry_at, delivery_id],
+                )
 
-    def mark_failed_attempt(self, alert_id: int, error: str, retry_at: float | None) -> None:
-        """Record a failed attempt; ``retry_at`` None means no more retries."""
+    def alert_rows(self, *, failed_only: bool = False, limit: int = 50) -> list[AlertDeliveryRow]:
+        """The newest alerts and how each of their deliveries stands."""
+        failed = (
+            "AND EXISTS (SELECT 1 FROM delivery_alerts x JOIN deliveries y ON y.id = x.delivery_id "
+            "WHERE x.alert_id = a.id AND y.status = 'failed')"
+            if failed_only
+            else ""
+        )
+        rows = self.db.execute(
+            f"""SELECT a.id, a.created_at, m.watchlist, a.title, json_extract(a.content, '$.link'),
+                       (SELECT json_group_array(json_object('id', d.id, 'target', d.target,
+                               'kind', d.kind, 'status', d.status, 'attempts', d.attempts,
+                               'last_error', d.last_error, 'sent_at', d.sent_at,
+                               'reason', d.reason))
+                        FROM delivery_alerts da JOIN deliveries d ON d.id = da.delivery_id
+                        WHERE da.alert_id = a.id)
+                FROM alerts a JOIN matches m ON m.id = a.match_id
+                WHERE 1 {failed} ORDER BY a.id DESC LIMIT ?""",
+            [limit],
+        ).fetchall()
+        return [
+            AlertDeliveryRow(id, created, watchlist, title, link, json.loads(deliveries))
+            for id, created, watchlist, title, link, deliveries in rows
+        ]
+
+    def attempts_of(self, delivery_id: int) -> list[tuple[float, str, bool, str]]:
+        """A delivery's audit trail: (time, target, ok, detail), oldest first."""
+        rows = self.db.execute(
+            "SELECT at, target, ok, detail FROM attempts WHERE delivery_id = ? ORDER BY id",
+            [delivery_id],
+        ).fetchall()
+        return [(at, target, bool(ok), detail) for at, target, ok, detail in rows]
+
+    def retry_failed(self, alert_ids: Sequence[int] | None, now: float) -> int:
+        """Queue failed deliveries again (of ``alert_ids``, or all), with fresh attempts."""
+        where = "status = 'failed'"
+        params: list[object] = [now]
+        if alert_ids is not None:
+            where += (
+                " AND id IN (SELECT delivery_id FROM delivery_alerts "
+                "WHERE alert_id IN (SELECT value FROM json_each(?)))"
+            )
+            params.append(json.dumps(list(alert_ids)))
         with self._writing():
-            self.db.execute(
-                """UPDATE alerts SET attempts = attempts + 1, last_error = ?,
-                       status = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END,
-                       next_attempt_at = coalesce(?, next_attempt_at)
-                   WHERE id = ?""",
-                [error, retry_at, retry_at, alert_id],
+            cursor = self.db.execute(
+                f"UPDATE deliveries SET status = 'pending', attempts = 0, due_at = ? WHERE {where}",
+                params,
             )
+        return cursor.rowcount
 
-    def alert_counts(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT status, count(*) FROM alerts GROUP BY status").fetchall()
-        return {status: count for status, count in rows}
+    def has_undelivered(self) -> bool:
+        """Whether any alert awaits routing or any delivery is pending."""
+        [(found,)] = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE routed_at IS NULL) "
+            "OR EXISTS (SELECT 1 FROM deliveries WHERE status IN ('pending', 'held'))"
+        ).fetchall()
+        return bool(found)
+
+    def delivery_counts(self) -> dict[str, int]:
+        """Deliveries by status: held, pending, sent, failed (released ones are not counted)."""
+        rows = self.db.execute(
+            "SELECT status, count(*) FROM deliveries WHERE status != 'released' GROUP BY status"
+        ).fetchall()
+        counts = {status: count for status, count in rows}
+        [(unrouted,)] = self.db.execute(
+            "SELECT count(*) FROM alerts WHERE routed_at IS NULL"
+        ).fetchall()
+        if unrouted:
+            counts["pending"] = counts.get("pending", 0) + unrouted
+        return counts
 
     @contextlib.contextmanager
     def batching(self, seconds: float = 1.0) -> Iterator[None]:
@@ -812,3 +1073,17 @@ def _insert_source(
         [story_id, feed_id, source.entry_key, source.link, source.link_key,
          source.canonical_link, source.title_key, int(source.opaque), source.content_hash, now],
     )  # fmt: skip
+
+
+def _content(item: dict[str, Any]) -> AlertContent:
+    return AlertContent(
+        story_title=item["story_title"] or "",
+        link=item["link"],
+        feed=item["feed"] or "",
+        published=item["published"],
+        watchlist=item["watchlist"],
+        keywords=tuple(item["keywords"]),
+        terms=tuple(item["terms"]),
+        snippet=item["snippet"] or "",
+        highlight=(int(item["highlight"][0]), int(item["highlight"][1])),
+    )

@@ -113,7 +113,7 @@ def test_failed_delivery_is_kept_and_retried_by_the_next_run(
     assert "0 sent, 1 failed deliveries" in first.stdout
     assert sink.received == []
     status = cli("status", "--config", config)
-    assert "0 sent, 1 pending, 0 failed" in status.stdout
+    assert "deliveries: 0 sent, 1 pending, 0 held for digests, 0 failed" in status.stdout
 
     sink.fail_with = None
     second = cli("once", "--config", config)
@@ -148,15 +148,15 @@ def test_test_notify_reports_each_target(tmp_path: Path, sink: AlertSink) -> Non
     config = write_config(tmp_path, feeds=[], notify=[sink.url])
     ok = cli("test-notify", "--config", config)
     assert ok.returncode == 0, ok.stderr
-    assert "JSON success" in ok.stdout
+    assert f"json://127.0.0.1:{sink.port}/alerts" in ok.stdout and ": success" in ok.stdout
     [alert] = sink.wait_for(1)
     assert alert["title"] == "feed-monitor test alert"
 
     sink.fail_with = 500
     failed = cli("test-notify", "--config", config)
     assert failed.returncode == 1
-    assert "JSON failure" in failed.stdout
-
+    assert ": failure: Failed to send JSON POST notification" in failed.stdout
+    assert ": failure" in failed.stdout
 
 def test_alerts_are_routed_by_tag(tmp_path: Path, feeds: FeedServer) -> None:
     from tests.servers import alert_sink

@@ -12,6 +12,7 @@ from monitor.errors import StoreError
 from monitor.identity import TITLE_WINDOW, source_keys
 from monitor.match import Matcher
 from monitor.models import Entry
+from monitor.outbox import Policy, Target, route
 from monitor.pipeline import plan_poll
 from monitor.store import PollPlan, PollRecord, Store
 
@@ -39,7 +40,7 @@ def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     applied = store.db.execute("SELECT name FROM _sqlite_migrations ORDER BY id").fetchall()
     assert [name for (name,) in applied] == [
         "m001_initial", "m002_story_sources", "m003_full_text_search", "m004_feed_health",
-        "m005_retention_index",
+        "m005_retention_index", "m006_delivery_outbox",
     ]  # fmt: skip
     store.close()
 
@@ -73,8 +74,8 @@ def test_save_poll_stores_each_story_once_with_its_alert(tmp_path: Path) -> None
     # The same plan again (a concurrent run that raced us) adds nothing.
     assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided) == 0
     assert plan(store, feed.id, entries("S-400 a", "b")).new == []
-    [due] = store.due_alerts(NOW)
-    assert "S-400 a" in due.message.title
+    [alert] = store.unrouted_alerts()
+    assert alert.watchlist == "w"
     store.close()
 
 
@@ -93,17 +94,32 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
     store.close()
 
 
-def test_outbox_retry_bookkeeping(tmp_path: Path) -> None:
+def test_outbox_retry_bookkeeping_and_audit_trail(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "m.db")
     feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
     decided = plan(store, feed.id, entries("S-400 a"))
     store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided)
-    [alert] = store.due_alerts(NOW)
-    store.mark_failed_attempt(alert.id, "JSON failure", NOW + 60)
-    assert store.due_alerts(NOW + 59) == []
-    [again] = store.due_alerts(NOW + 60)
-    assert again.attempts == 1
-    store.mark_failed_attempt(alert.id, "JSON failure", None)
-    assert store.due_alerts(NOW + 1e9) == []
-    assert store.alert_counts() == {"failed": 1}
+    [alert] = store.unrouted_alerts()
+    policy = Policy([Target("good"), Target("dead")])
+    store.save_routes([alert.id], route([alert], policy, NOW), NOW)
+    assert store.unrouted_alerts() == []
+    good, dead = store.due_deliveries(NOW)
+    assert good.contents[0].story_title == "S-400 a" and good.contents[0].feed == "E"
+    store.record_attempt(good.id, "json://good", ok=True, detail="success", now=NOW)
+    store.record_attempt(dead.id, "json://dead", ok=False, detail="refused", now=NOW,
+                         retry_at=NOW + 60)  # fmt: skip
+    assert store.due_deliveries(NOW + 59) == []
+    [again] = store.due_deliveries(NOW + 60)
+    assert again.id == dead.id and again.attempts == 1  # the good target is not sent again
+    store.record_attempt(dead.id, "json://dead", ok=False, detail="refused", now=NOW + 60)
+    assert store.due_deliveries(NOW + 1e9) == []
+    assert store.delivery_counts() == {"sent": 1, "failed": 1}
+    assert [(ok, detail) for _, _, ok, detail in store.attempts_of(dead.id)] == [
+        (False, "refused"), (False, "refused")
+    ]  # fmt: skip
+    [row] = store.alert_rows(failed_only=True)
+    assert row.status == "failed" and {d["status"] for d in row.deliveries} == {"sent", "failed"}
+    assert store.retry_failed(None, NOW + 100) == 1
+    [retried] = store.due_deliveries(NOW + 100)
+    assert retried.id == dead.id and retried.attempts == 0
     store.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from monitor.outbox import Delivery
 from monitor.store import Store, migrations
 from tests.conftest import cli, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
@@ -82,7 +83,7 @@ def test_a_database_from_the_first_schema_is_upgraded_in_place(tmp_path: Path) -
     )
     db.execute(
         "INSERT INTO alerts (match_id, tags, title, body, status, next_attempt_at, created_at) "
-        "VALUES (1, '[]', 't', 'b', 'sent', 1, 1)"
+        "VALUES (1, '[]', 't', 'b', 'pending', 1, 1)"
     )
     db.close()
 
@@ -96,7 +97,14 @@ def test_a_database_from_the_first_schema_is_upgraded_in_place(tmp_path: Path) -
         "SELECT story_id, canonical_link FROM story_sources WHERE entry_key = 'id:g1'"
     ).fetchone()
     assert row == (7, "https://e.org/s400")
-    assert store.alert_counts() == {"sent": 1}
+    # The alert left pending by the old version is routed and sent with its full content.
+    [alert] = store.unrouted_alerts()
+    store.save_routes([alert.id], [Delivery("console", "alert", (alert.id,))], now=2)
+    [delivery] = store.due_deliveries(now=2)
+    [content] = delivery.contents
+    assert (content.story_title, content.link, content.feed) == (
+        "S-400 deal", "https://e.org/s400?utm_source=x", "E"
+    )  # fmt: skip
     store.close()
 
 

@@ -1,0 +1,225 @@
+"""Outbox decisions: which target gets which alert, when, and folded into what.
+
+Pure, with the clock passed in: the store carries the decisions out (``Store.route``,
+``Store.release_held``) and the pipeline delivers. The rules:
+
+- An alert goes to every target sharing one of its tags (every target when it has none).
+- A watchlist with a digest holds its alerts until the digest's next time; a target or
+  watchlist in quiet hours holds them until the quiet hours end. Held alerts for one
+  target are sent together, as one digest, when their time comes.
+- Burst guard: when one poll yields more than ``burst_limit`` immediate alerts for one
+  target, they are folded into one summary message.
+- A failed delivery is retried after ``retry_after`` doubling up to ``max_retry_after``,
+  ``max_attempts`` times in all, then marked failed (kept; ``alerts retry`` re-queues).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Literal
+
+DeliveryKind = Literal["alert", "summary", "digest"]
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily span of local time, such as 22:00-07:00 (it may cross midnight)."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> QuietHours:
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a span of time such as 22:00-07:00") from None
+        if start == end:
+            raise ValueError("quiet hours must not start and end at the same time")
+        return cls(start, end)
+
+    def end_after(self, now: float, zone: tzinfo) -> float | None:
+        """If ``now`` is within these hours, when they end (Unix time); else None."""
+        local = datetime.fromtimestamp(now, zone)
+        clock = local.time().replace(tzinfo=None)
+        if self.start < self.end:
+            inside = self.start <= clock < self.end
+        else:
+            inside = clock >= self.start or clock < self.end
+        if not inside:
+            return None
+        end = datetime.combine(local.date(), self.end, zone)
+        if end <= local:
+            end = datetime.combine(local.date() + timedelta(days=1), self.end, zone)
+        return end.timestamp()
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True)
+class DigestSchedule:
+    """When a watchlist's digest is sent: a crontab line, or every ``every`` seconds."""
+
+    cron: str | None = None
+    every: float | None = None
+
+    def next_after(self, now: float, zone: tzinfo) -> float:
+        if self.every is not None:
+            # Aligned to the epoch, so `every: 1h` sends on the hour whenever it started.
+            return (math.floor(now / self.every) + 1) * self.every
+        assert self.cron is not None
+        from apscheduler.triggers.cron import CronTrigger
+
+        trigger = CronTrigger.from_crontab(self.cron, timezone=zone)
+        moment = datetime.fromtimestamp(now, zone)
+        fire = trigger.get_next_fire_time(None, moment + timedelta(seconds=1))
+        assert fire is not None  # a valid crontab always fires again
+        return float(fire.timestamp())
+
+    def __str__(self) -> str:
+        return f"cron {self.cron!r}" if self.cron else f"every {self.every:g}s"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A notify target as routing sees it."""
+
+    key: str  # stable across restarts: derived from its URL
+    tags: frozenset[str] = frozenset()
+    quiet_hours: QuietHours | None = None
+
+
+@dataclass(frozen=True)
+class WatchlistRules:
+    digest: DigestSchedule | None = None
+    quiet_hours: QuietHours | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything routing and retrying depend on, taken from the config."""
+
+    targets: Sequence[Target]
+    watchlists: dict[str, WatchlistRules] = field(default_factory=dict)
+    zone: tzinfo | None = None
+    burst_limit: int = 5
+    max_attempts: int = 12
+    retry_after: float = 60.0
+    max_retry_after: float = 3600.0
+
+
+@dataclass(frozen=True)
+class UnroutedAlert:
+    id: int
+    watchlist: str
+    tags: tuple[str, ...]
+    batch: str  # alerts from one poll share it
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A decision: send these alerts to this target, now or once ``held_until`` passes."""
+
+    target: str
+    kind: DeliveryKind
+    alert_ids: tuple[int, ...]
+    held_until: float | None = None
+    reason: str | None = None  # why it is held: "digest <watchlist>" or "quiet hours"
+
+
+def targets_for(tags: Iterable[str], targets: Sequence[Target]) -> list[Target]:
+    wanted = set(tags)
+    if not wanted:
+        return list(targets)
+    return [target for target in targets if target.tags & wanted]
+
+
+def route(alerts: Sequence[UnroutedAlert], policy: Policy, now: float) -> list[Delivery]:
+    """The deliveries for newly stored alerts."""
+    zone = policy.zone
+    held: list[Delivery] = []
+    immediate: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for alert in alerts:
+        rules = policy.watchlists.get(alert.watchlist, WatchlistRules())
+        for target in targets_for(alert.tags, policy.targets):
+            hold = _hold(rules, target, alert.watchlist, now, zone)
+            if hold is None:
+                immediate[(alert.batch, target.key)].append(alert.id)
+            else:
+                held.append(Delivery(target.key, "alert", (alert.id,), *hold))
+    out: list[Delivery] = []
+    for (_, target_key), ids in immediate.items():
+        if len(ids) > policy.burst_limit:
+            out.append(Delivery(target_key, "summary", tuple(ids)))
+        else:
+            out.extend(Delivery(target_key, "alert", (alert_id,)) for alert_id in ids)
+    return out + held
+
+
+def _hold(
+    rules: WatchlistRules, target: Target, watchlist: str, now: float, zone: tzinfo | None
+) -> tuple[float, str] | None:
+    local = zone or _local_zone()
+    if rules.digest is not None:
+        return rules.digest.next_after(now, local), f"digest {watchlist}"
+    for quiet in (target.quiet_hours, rules.quiet_hours):
+        if quiet is not None and (end := quiet.end_after(now, local)) is not None:
+            return end, "quiet hours"
+    return None
+
+
+@dataclass(frozen=True)
+class HeldDelivery:
+    id: int
+    target: str
+    reason: str
+    alert_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Release:
+    """Held deliveries whose time has come, sent as one message (a digest when many)."""
+
+    target: str
+    reason: str
+    held_ids: tuple[int, ...]
+    alert_ids: tuple[int, ...]
+
+
+def release(held: Sequence[HeldDelivery], policy: Policy, now: float) -> list[Release]:
+    """Group due held deliveries by target and reason; a target still in quiet hours waits."""
+    local = policy.zone or _local_zone()
+    quiet = {target.key: target.quiet_hours for target in policy.targets}
+    groups: dict[tuple[str, str], list[HeldDelivery]] = defaultdict(list)
+    for delivery in held:
+        hours = quiet.get(delivery.target)
+        if hours is not None and hours.end_after(now, local) is not None:
+            continue
+        groups[(delivery.target, delivery.reason)].append(delivery)
+    return [
+        Release(
+            target,
+            reason,
+            tuple(d.id for d in group),
+            tuple(dict.fromkeys(i for d in group for i in d.alert_ids)),
+        )
+        for (target, reason), group in groups.items()
+    ]
+
+
+def retry_delay(attempts: int, policy: Policy) -> float | None:
+    """Seconds to wait before the next try after ``attempts`` failures; None: give up."""
+    if attempts >= policy.max_attempts:
+        return None
+    return min(policy.retry_after * 2.0 ** (attempts - 1), policy.max_retry_after)
+
+
+def _local_zone() -> tzinfo:
+    zone = datetime.now().astimezone().tzinfo
+    assert zone is not None
+    return zone

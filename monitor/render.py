@@ -1,0 +1,238 @@
+"""Rendering alerts: one alert, a digest or a burst summary, as text, Markdown or HTML.
+
+Pure: no I/O. Everything taken from a feed is untrusted, so before it reaches a template
+it is escaped for the target's format, stripped of control characters, shortened, and
+defanged: mass mentions and pings (``@everyone``, ``<!channel>``, ``@room``...) are
+broken with a zero-width space so no chat service acts on them. Only http(s) links are
+ever rendered. Templates are ``string.Template`` texts (``$title``, ``${feed}``): plain
+substitution, nothing a config could use to reach anything else.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import string
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from monitor.models import AlertContent
+
+Format = Literal["text", "markdown", "html"]
+FORMATS: tuple[Format, ...] = ("text", "markdown", "html")
+
+MAX_TITLE_CHARS = 200
+MAX_FIELD_CHARS = 600  # a feed name or snippet longer than this is cut
+DIGEST_ITEMS = 50  # a digest lists this many stories, then counts the rest
+
+PLACEHOLDERS = {
+    "title": "the story's title",
+    "link": "the story's link (http/https only; empty when it has none)",
+    "feed": "the feed's name",
+    "published": "when the story was published (UTC)",
+    "watchlist": "the watchlist's name",
+    "keywords": "the watchlist keywords that matched",
+    "terms": "how the story spells them",
+    "snippet": "text around the first match, the match highlighted",
+}
+
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "title": "[$watchlist] $title",
+    "text": (
+        "$title\n$link\n\nWatchlist: $watchlist\nMatched:   $keywords (as $terms)\n"
+        "Feed:      $feed\nPublished: $published\n\n$snippet"
+    ),
+    "markdown": (
+        "**$title**\n$link\n\n**Matched** $keywords (as $terms) · **Watchlist** $watchlist\n"
+        "**Feed** $feed · **Published** $published\n\n> $snippet"
+    ),
+    "html": (
+        '<p><b><a href="$link">$title</a></b></p>\n'
+        "<p>Matched <b>$keywords</b> (as $terms) in watchlist <b>$watchlist</b><br>\n"
+        "Feed: $feed<br>\nPublished: $published</p>\n<blockquote>$snippet</blockquote>"
+    ),
+}
+
+_ZWSP = "\u200b"
+# @everyone, @here, @channel, @room (Discord, Slack, Matrix, Mattermost), Slack's
+# <!channel>/<!here>/<@U123> and Discord's <@123>/<@&123>/<#123> pings.
+_MENTION_RE = re.compile(r"@(?=[^\s@])|<(?=[!@#])")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~=])")
+_HIGHLIGHT = {"text": ("»", "«"), "markdown": ("**", "**"), "html": ("<b>", "</b>")}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A message ready for one target: its title, and a body in ``format``."""
+
+    title: str
+    body: str
+    format: Format
+
+
+def defang(text: str) -> str:
+    """Neutralize mentions and pings in untrusted text by breaking them with a zero-width space."""
+    return _MENTION_RE.sub(lambda m: m.group(0) + _ZWSP, text)
+
+
+def clean(text: str, limit: int) -> str:
+    """Untrusted text on one line: no control or bidi characters, at most ``limit`` chars."""
+    text = " ".join(_CONTROL_RE.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def escape(text: str, fmt: Format) -> str:
+    """``text`` shown literally in ``fmt``, and defanged."""
+    if fmt == "html":
+        text = html.escape(text, quote=True)
+    elif fmt == "markdown":
+        text = _MARKDOWN_SPECIAL_RE.sub(r"\\\1", text)
+    return defang(text)
+
+
+def safe_link(link: str | None) -> str | None:
+    """The link if it is an http(s) URL with a host, else None (never javascript:, file:...)."""
+    if not link:
+        return None
+    link = link.strip()
+    parts = urlsplit(link)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if any(ch.isspace() or ch in "<>\"'`" for ch in link):
+        return None
+    return link
+
+
+def format_time(stamp: float | None) -> str:
+    if stamp is None:
+        return "unknown"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+
+
+def check_template(text: str) -> str | None:
+    """Why ``text`` cannot be used as a template, or None."""
+    template = string.Template(text)
+    if not template.is_valid():
+        return "invalid template: a $ must start $name or ${name} (write $$ for a dollar sign)"
+    unknown = [name for name in template.get_identifiers() if name not in PLACEHOLDERS]
+    if unknown:
+        return f"unknown placeholder ${unknown[0]}; known: " + ", ".join(
+            f"${name}" for name in PLACEHOLDERS
+        )
+    return None
+
+
+def alert_fields(content: AlertContent, fmt: Format) -> dict[str, str]:
+    """The placeholders' values for one alert, escaped for ``fmt``."""
+    link = safe_link(content.link)
+    snippet = clean(content.snippet, MAX_FIELD_CHARS)
+    start, end = content.highlight
+    if not (0 <= start < end <= len(snippet)) or snippet != content.snippet:
+        start, end = _find_first(snippet, content.terms)
+    opening, closing = _HIGHLIGHT[fmt]
+    marked = (
+        escape(snippet[:start], fmt)
+        + opening
+        + escape(snippet[start:end], fmt)
+        + closing
+        + escape(snippet[end:], fmt)
+        if end > start
+        else escape(snippet, fmt)
+    )
+    return {
+        "title": escape(clean(content.story_title or "(untitled story)", MAX_TITLE_CHARS), fmt),
+        "link": (html.escape(link) if fmt == "html" else link) if link else "",
+        "feed": escape(clean(content.feed, MAX_FIELD_CHARS), fmt),
+        "published": format_time(content.published),
+        "watchlist": escape(content.watchlist, fmt),
+        "keywords": escape(", ".join(content.keywords), fmt),
+        "terms": escape(clean(", ".join(content.terms), MAX_FIELD_CHARS), fmt),
+        "snippet": marked,
+    }
+
+
+def render_alert(
+    content: AlertContent,
+    fmt: Format,
+    templates: Mapping[str, str] | None = None,
+    *,
+    title_in_body: bool = False,
+) -> Rendered:
+    """One alert for a target reading ``fmt``.
+
+    ``title_in_body``: the service shows the title inside the body (Telegram, for one),
+    so it must be escaped like the body; elsewhere a title is plain text (an email subject).
+    """
+    templates = {**DEFAULT_TEMPLATES, **(templates or {})}
+    body = string.Template(templates[fmt]).substitute(alert_fields(content, fmt))
+    title_fields = alert_fields(content, fmt if title_in_body else "text")
+    title = string.Template(templates["title"]).substitute(title_fields)
+    return Rendered(clean(title, MAX_TITLE_CHARS), body, fmt)
+
+
+def render_digest(
+    contents: Sequence[AlertContent], fmt: Format, heading: str, *, title_in_body: bool = False
+) -> Rendered:
+    """Many alerts in one message: a title saying how many and why, one line per story."""
+    shown = contents[:DIGEST_ITEMS]
+    lines = []
+    for content in shown:
+        fields = alert_fields(content, fmt)
+        link = fields["link"]
+        if fmt == "html":
+            title = f'<a href="{link}">{fields["title"]}</a>' if link else fields["title"]
+            lines.append(f"<li>{title} — {fields['keywords']} · {fields['feed']}</li>")
+        elif fmt == "markdown":
+            title = f"[{fields['title']}]({link})" if link else fields["title"]
+            lines.append(f"- {title} — {fields['keywords']} · {fields['feed']}")
+        else:
+            lines.append(f"- {fields['title']} ({fields['keywords']}; {fields['feed']})")
+            if link:
+                lines.append(f"  {link}")
+    rest = len(contents) - len(shown)
+    more = f"…and {rest} more: run `feed-monitor alerts` to see them all." if rest else ""
+    heading_text = clean(heading, MAX_TITLE_CHARS)
+    if fmt == "html":
+        body = "<ul>\n" + "\n".join(lines) + "\n</ul>"
+        body += f"\n<p>{html.escape(more)}</p>" if more else ""
+    else:
+        body = "\n".join(lines) + (f"\n\n{more}" if more else "")
+    title = escape(heading_text, fmt) if title_in_body else heading_text
+    return Rendered(title, body, fmt)
+
+
+def _find_first(snippet: str, terms: Sequence[str]) -> tuple[int, int]:
+    lowered = snippet.lower()
+    found = [(lowered.find(term.lower()), len(term)) for term in terms if term]
+    hits = [(at, at + size) for at, size in found if at >= 0]
+    return min(hits) if hits else (0, 0)
+
+
+def render_delivery(
+    kind: str,
+    reason: str | None,
+    contents: Sequence[AlertContent],
+    fmt: Format,
+    templates: Mapping[str, str] | None = None,
+    *,
+    title_in_body: bool = False,
+) -> Rendered:
+    """The message for one outbox delivery: one alert, a burst summary, or a digest."""
+    if kind == "alert" and len(contents) == 1:
+        return render_alert(contents[0], fmt, templates, title_in_body=title_in_body)
+    count = len(contents)
+    watchlists = sorted({content.watchlist for content in contents})
+    if kind == "summary":
+        feeds = sorted({content.feed for content in contents})
+        heading = f"[{', '.join(watchlists)}] {count} matching stories in one poll of {feeds[0]}"
+        if len(feeds) > 1:
+            heading = f"[{', '.join(watchlists)}] {count} matching stories at once"
+    elif reason == "quiet hours":
+        heading = f"[{', '.join(watchlists)}] {count} alerts held during quiet hours"
+    else:
+        heading = f"[{', '.join(watchlists)}] digest: {count} matching stories"
+    return render_digest(contents, fmt, heading, title_in_body=title_in_body)

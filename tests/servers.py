@@ -107,6 +107,7 @@ def alert_sink() -> Iterator[AlertSink]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             payload = json.loads(self.rfile.read(length) or b"{}")
+            payload["_path"] = self.path  # json:// and chat webhooks post to different paths
             if state.fail_with is not None:
                 self.reply(state.fail_with)
                 return

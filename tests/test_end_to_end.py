@@ -158,6 +158,7 @@ def test_test_notify_reports_each_target(tmp_path: Path, sink: AlertSink) -> Non
     assert ": failure: Failed to send JSON POST notification" in failed.stdout
     assert ": failure" in failed.stdout
 
+
 def test_alerts_are_routed_by_tag(tmp_path: Path, feeds: FeedServer) -> None:
     from tests.servers import alert_sink
 

@@ -123,3 +123,26 @@ def test_outbox_retry_bookkeeping_and_audit_trail(tmp_path: Path) -> None:
     [retried] = store.due_deliveries(NOW + 100)
     assert retried.id == dead.id and retried.attempts == 0
     store.close()
+
+
+def test_held_alerts_are_released_as_one_digest_per_target(tmp_path: Path) -> None:
+    from monitor.outbox import DigestSchedule, WatchlistRules, release
+
+    store = Store.open(tmp_path / "m.db")
+    feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
+    for n, title in enumerate(("S-400 a", "S-400 b")):
+        decided = plan(store, feed.id, entries(title))
+        store.save_poll(feed.id, PollRecord(NOW + n, NOW + 900, status=200), decided)
+    policy = Policy([Target("a"), Target("b")], {"w": WatchlistRules(DigestSchedule(every=3600))})
+    unrouted = store.unrouted_alerts()
+    store.save_routes([a.id for a in unrouted], route(unrouted, policy, NOW), NOW)
+    assert store.due_deliveries(NOW) == [] and store.held_due(NOW) == []
+    assert store.delivery_counts() == {"held": 4}
+    digest_time = (NOW // 3600 + 1) * 3600
+    store.save_releases(release(store.held_due(digest_time), policy, digest_time), digest_time)
+    due = store.due_deliveries(digest_time)
+    assert sorted((d.target, d.kind, len(d.contents)) for d in due) == [
+        ("a", "digest", 2), ("b", "digest", 2)
+    ]  # fmt: skip
+    assert store.delivery_counts() == {"pending": 2}
+    store.close()

@@ -61,7 +61,9 @@ _ZWSP = "\u200b"
 # <!channel>/<!here>/<@U123> and Discord's <@123>/<@&123>/<#123> pings.
 _MENTION_RE = re.compile(r"@(?=[^\s@])|<(?=[!@#])")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~=])")
+# What makes inline Markdown (values are one line, never at a line's start in the
+# templates); escaping more shows stray backslashes in chats with partial Markdown.
+_MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_\[\]<>~|])")
 _HIGHLIGHT = {"text": ("»", "«"), "markdown": ("**", "**"), "html": ("<b>", "</b>")}
 
 

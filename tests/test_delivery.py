@@ -112,8 +112,8 @@ def test_chat_webhook_gets_markdown_without_pings(
     [post] = sink.wait_for(1)
     assert post["_path"] == "/hooks/hooktoken123"
     text = post["text"]
-    assert "**S\\-400**" in text  # the match, highlighted; feed markup escaped
-    assert "\\*\\*now\\*\\*" in text and "\\<\\!channel\\>" in text
+    assert "**S-400**" in text  # the match, highlighted; feed markup escaped
+    assert "\\*\\*now\\*\\*" in text and "\\<\u200b!channel\\>" in text
     for ping in ("@everyone", "@here", "<!channel>"):
         assert ping not in text
     listed = cli("alerts", "--config", config)

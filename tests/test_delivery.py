@@ -192,3 +192,30 @@ def test_burst_guard_folds_one_poll_into_one_summary(
     assert summary["title"] == "[turkey-air-defense] 7 matching stories in one poll of Wire"
     for n in range(7):
         assert f"S-400 battery {n} deployed" in summary["message"]
+
+
+def test_a_digest_watchlist_sends_one_message_when_its_time_comes(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    now = time.time()
+    items = [
+        {"title": f"CAATSA waiver {n}", "link": f"https://e.org/c{n}", "guid": f"c{n}",
+         "published": now - 60}
+        for n in range(2)
+    ]  # fmt: skip
+    url = feeds.serve("/f.xml", rss(items))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    text = config.read_text().replace(
+        "    keywords: [S-400, CAATSA, F-35]", "    keywords: [S-400, CAATSA, F-35]\n    every: 2s"
+    )
+    config.write_text(text)
+    first = cli("once", "--config", config)
+    assert "2 alerts queued" in first.stdout
+    deadline = time.monotonic() + 20
+    while not sink.received and time.monotonic() < deadline:  # the next 2 s boundary
+        assert cli("once", "--config", config).returncode == 0
+    [digest] = sink.wait_for(1)
+    assert digest["title"] == "[turkey-air-defense] digest: 2 matching stories"
+    assert "CAATSA waiver 0" in digest["message"] and "CAATSA waiver 1" in digest["message"]
+    cli("once", "--config", config)
+    assert len(sink.received) == 1

@@ -258,3 +258,24 @@ def test_self_referencing_and_exploding_aliases_are_refused(tmp_path: Path) -> N
     )
     [bomb] = problems(tmp_path, laughs)
     assert "too many values" in bomb
+
+
+def test_delivery_settings_are_checked_by_key_and_line(tmp_path: Path) -> None:
+    base = "watchlists:\n  - name: w\n    keywords: [S-400]\n"
+    [cron] = problems(tmp_path, base + "    digest: 'at eight'\n")
+    assert cron.endswith(":4: watchlists[0].digest: 'at eight' is not a crontab line such as "
+                         "'0 8 * * *': Wrong number of fields; got 2, expected 5")  # fmt: skip
+    [both] = problems(tmp_path, base + "    digest: '0 8 * * *'\n    every: 1h\n")
+    assert ": watchlists[0]: give either digest (a crontab line) or every" in both
+    [quiet] = problems(tmp_path, base + "    quiet_hours: 'late'\n")
+    assert (
+        ":4: watchlists[0].quiet_hours: 'late' is not a span of time such as 22:00-07:00" in quiet
+    )
+    [template] = problems(tmp_path, "alerts:\n  templates:\n    text: 'by $author'\n")
+    assert template.endswith(":3: alerts.templates.text: unknown placeholder $author; known: "
+                             "$title, $link, $feed, $published, $watchlist, $keywords, $terms, "
+                             "$snippet")  # fmt: skip
+    [zone] = problems(tmp_path, "timezone: Mars/Olympus\n")
+    assert ":1: timezone: unknown time zone 'Mars/Olympus'" in zone
+    [fmt] = problems(tmp_path, "notify:\n  - url: json://127.0.0.1/x\n    format: rtf\n")
+    assert ":3: notify[0].format: Input should be 'text', 'markdown' or 'html'" in fmt

@@ -123,3 +123,30 @@ def test_daemon_polls_reloads_and_stops_cleanly(
     assert daemon.proc.wait(30) == 0
     daemon.wait_for_log("stopped")
     assert not any("Traceback" in line for line in daemon.lines)
+
+
+def test_daemon_sends_a_watchlists_digest_from_its_scheduled_job(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
+) -> None:
+    now = time.time()
+    items = [
+        {"title": f"S-400 battery {n}", "link": f"https://e.org/{n}", "guid": f"g{n}",
+         "published": now - 60}
+        for n in range(3)
+    ]  # fmt: skip
+    url = feeds.serve("/f.xml", rss(items))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    config.write_text(
+        config.read_text().replace(
+            "    keywords: [S-400, CAATSA, F-35]",
+            "    keywords: [S-400, CAATSA, F-35]\n    every: 3s",
+        )
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_for_log("3 alerts queued")
+    [digest] = sink.wait_for(1, timeout=20)  # the outbox job alone would wait 30 s
+    assert digest["title"] == "[turkey-air-defense] digest: 3 matching stories"
+    assert all(f"S-400 battery {n}" in digest["message"] for n in range(3))
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0
+    assert len(sink.received) == 1

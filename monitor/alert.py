@@ -16,6 +16,7 @@ import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from monitor.config import CONSOLE_TARGET, NotifyTarget
 from monitor.render import Format, Rendered
@@ -69,7 +70,8 @@ _MASK = _MaskSecrets()
 
 def secrets_of(url: str, masked: str) -> set[str]:
     """The pieces of ``url`` that its masked form hides (tokens, passwords, keys)."""
-    pieces = set(re.split(r"[:/@?&=#,+]+", url)) - set(re.split(r"[:/@?&=#,+]+", masked))
+    separators = r"[:/@?&=#,+]+"
+    pieces = set(re.split(separators, unquote(url))) - set(re.split(separators, unquote(masked)))
     return {piece for piece in pieces if len(piece) >= 4}
 
 

@@ -127,8 +127,10 @@ def test_a_dead_target_is_retried_alone_and_the_good_one_is_not_sent_twice(
     dead = second_sink.url.replace("/alerts", "/alerts?secret_token=hunter2hunter2")
     config = write_config(tmp_path, feeds=[url], notify=[sink.url, dead])
     second_sink.fail_with = 503
-    first = cli("once", "--config", config)
+    first = cli("-vv", "once", "--config", config)  # debug logging: Apprise's included
     assert first.returncode == 0, first.stderr
+    assert "hunter2hunter2" not in first.stdout + first.stderr
+    assert "delivery 2 to json://" in first.stderr and "failed, retrying in 60s" in first.stderr
     assert "1 sent, 1 failed deliveries" in first.stdout
     assert len(sink.wait_for(1)) == 1 and second_sink.received == []
 

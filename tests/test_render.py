@@ -157,3 +157,14 @@ def test_retry_backoff_grows_caps_and_gives_up() -> None:
     assert delays[0] == 60 and delays[1] == 120 and delays[6] == 3600
     assert all(d is not None and d <= 3600 for d in delays[:-1])
     assert delays[-1] is None
+
+
+def test_the_secret_parts_of_notify_urls_are_found_for_masking() -> None:
+    from monitor.alert import secrets_of
+
+    url = "mailto://user:pa55word@smtp.example.org?to=desk@example.org"
+    masked = "mailto://user:****@smtp.example.org/desk%40example.org?overflow=truncate"
+    assert secrets_of(url, masked) == {"pa55word"}
+    assert secrets_of("tgram://123456789:ABCdefGHIjkl/4242", "tgram://1...l/4242/") == {
+        "123456789", "ABCdefGHIjkl"
+    }  # fmt: skip

@@ -7,12 +7,14 @@ once; the ``Poller``'s semaphore bounds concurrency. Feed state lives in SQLite,
 are rebuilt at start, resuming each feed's schedule where the last run left it.
 
 SIGTERM/SIGINT pause the scheduler, let in-flight polls and deliveries finish (with a
-deadline) and exit; SIGHUP reloads the config and keeps the old one if the new is bad.
+deadline) and exit. SIGHUP, or any edit of the config file (checked every 2 s), reloads
+the config and keeps the old one if the new is bad.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import signal
@@ -40,6 +42,8 @@ DELIVERY_JOB_ID = "deliver-outbox"
 PRUNE_JOB_ID = "retention"
 INDEX_JOB_ID = "search-index"
 DIGEST_JOB_PREFIX = "digest:"
+CONFIG_WATCH_JOB_ID = "config-watch"
+CONFIG_WATCH_INTERVAL = 2.0  # how often the config file is checked for edits
 INDEX_INTERVAL = 30.0  # new stories reach the search index in batches, this often
 DELIVERY_INTERVAL = 30.0
 SHUTDOWN_DEADLINE = 30.0
@@ -53,6 +57,14 @@ def first_poll_at(
     if next_poll_at is not None and next_poll_at > now:
         return next_poll_at
     return now + rng.uniform(0, spread)
+
+
+def config_fingerprint(path: Path) -> str | None:
+    """A digest of the config file's content (None if it cannot be read right now)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 class Daemon:
@@ -72,6 +84,7 @@ class Daemon:
         self.rng = rng or random.Random()
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
+        self._config_seen = config_fingerprint(config_path)
 
     async def run(self) -> None:
         store = Store.open(self.config.database)
@@ -119,6 +132,13 @@ class Daemon:
                     id=INDEX_JOB_ID,
                 )
                 self._schedule_digests()
+                scheduler.add_job(
+                    self._tracked,
+                    "interval",
+                    args=[self._reload_if_edited],
+                    seconds=CONFIG_WATCH_INTERVAL,
+                    id=CONFIG_WATCH_JOB_ID,
+                )
                 scheduler.start()
                 self._install_signal_handlers()
                 log.info(
@@ -144,8 +164,18 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _reload_if_edited(self) -> None:
+        """Reload when the file's content changed since it was last read (an editor's
+        save, a rename over it); an edit that is refused is not reported again."""
+        seen = config_fingerprint(self.config_path)
+        if seen != self._config_seen:
+            self._config_seen = seen
+            log.info("config file changed: reloading")
+            self.reload()
+
     def reload(self) -> None:
         """Load the config file again; keep running on the old one if it is invalid."""
+        self._config_seen = config_fingerprint(self.config_path)
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:

@@ -150,3 +150,46 @@ def test_daemon_sends_a_watchlists_digest_from_its_scheduled_job(
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
     assert len(sink.received) == 1
+
+
+def test_editing_the_config_file_under_the_daemon_takes_effect_within_seconds(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
+) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    defaults = "{interval: 1s, min_interval: 1s, timeout: 5s, max_age: 7d, jitter: 0.1s}"
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url], defaults=defaults)
+    daemon = daemon_factory(config)
+    sink.wait_for(1)
+    good = config.read_text()
+
+    # A bad edit, saved the way editors do (write elsewhere, rename over): refused, logged
+    # with the same message as `check`, and the daemon runs on the old config.
+    mark = len(daemon.lines)
+    edited = config.with_suffix(".tmp")
+    edited.write_text(good.replace("keywords:", "keywordz:"))
+    edited.replace(config)
+    daemon.wait_for_log("config reload refused", after=mark)
+    daemon.wait_for_log(f"{config}:7: watchlists[0].keywordz: unknown key", after=mark)
+    polls = len(feeds.hits("/f.xml"))
+    deadline = time.monotonic() + 15
+    while len(feeds.hits("/f.xml")) < polls + 2:  # still polling on the old config
+        assert time.monotonic() < deadline and daemon.proc.poll() is None
+        time.sleep(0.05)
+
+    # A good edit: a new keyword and a new feed, picked up without a signal or restart.
+    second = feeds.serve("/g.xml", rss([{"title": "Patriot batteries arrive",
+                                        "link": "https://example.org/p", "guid": "p1"}]))  # fmt: skip
+    mark = len(daemon.lines)
+    config.write_text(
+        good.replace("keywords: [", "keywords: [Patriot, ").replace(
+            f"  - url: {url}\n", f"  - url: {url}\n  - url: {second}\n"
+        )
+    )
+    started = time.monotonic()
+    daemon.wait_for_log("config reloaded: 2 feeds", after=mark)
+    alerts = sink.wait_for(2)
+    assert time.monotonic() - started < 10
+    assert "Patriot batteries arrive" in alerts[1]["title"]
+    assert len(alerts) == 2  # the story alerted before the edit is not alerted again
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0

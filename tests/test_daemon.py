@@ -177,8 +177,8 @@ def test_editing_the_config_file_under_the_daemon_takes_effect_within_seconds(
         time.sleep(0.05)
 
     # A good edit: a new keyword and a new feed, picked up without a signal or restart.
-    second = feeds.serve("/g.xml", rss([{"title": "Patriot batteries arrive",
-                                        "link": "https://example.org/p", "guid": "p1"}]))  # fmt: skip
+    patriot = {"title": "Patriot batteries arrive", "link": "https://example.org/p", "guid": "p1"}
+    second = feeds.serve("/g.xml", rss([patriot]))
     mark = len(daemon.lines)
     config.write_text(
         good.replace("keywords: [", "keywords: [Patriot, ").replace(

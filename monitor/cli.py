@@ -12,8 +12,6 @@ import dataclasses
 import gc
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +37,7 @@ from monitor.models import Match
 from monitor.parse import ParserPool
 from monitor.pipeline import Poller, feed_display_name
 from monitor.render import Rendered
+from monitor.service import LogFormat, log_handler
 from monitor.store import Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,13 +95,9 @@ def _load(config_path: Path | None) -> tuple[Path, Config]:
     return path, load_config(path)
 
 
-def configure_logging(verbose: int) -> None:
+def configure_logging(verbose: int, log_format: LogFormat = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    # journald stamps every line itself; a terminal wants the time.
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    logging.basicConfig(level=level, handlers=[log_handler(log_format)], force=True)
     # Client libraries may log request URLs at INFO (private feed URLs can carry tokens);
     # apprise is chatty. Their warnings still show.
     for noisy in ("aiohttp", "apprise", "apscheduler"):
@@ -112,9 +107,19 @@ def configure_logging(verbose: int) -> None:
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="feed-monitor")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="FEED_MONITOR_LOG_FORMAT",
+    show_default=True,
+    help="Log lines as text (journald-friendly under systemd) or JSON objects.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, log_format: LogFormat) -> None:
     """Poll RSS/Atom feeds, match keyword watchlists, send alerts."""
-    configure_logging(verbose)
+    ctx.meta["log_format"] = log_format
+    configure_logging(verbose, log_format)
 
 
 @cli.command()
@@ -336,7 +341,7 @@ def run(config_path: Path | None) -> None:
 
     path, config = _load(config_path)
     if not logging.getLogger().isEnabledFor(logging.INFO):
-        configure_logging(1)  # a service says what it does
+        configure_logging(1, click.get_current_context().meta["log_format"])  # say what it does
     asyncio.run(Daemon(path, config).run())
 
 

@@ -34,6 +34,7 @@ from monitor.errors import ConfigError
 from monitor.fetch import USER_AGENT, Fetcher
 from monitor.parse import ParserPool
 from monitor.pipeline import Clock, Poller
+from monitor.service import sd_notify, watchdog_interval
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ PRUNE_JOB_ID = "retention"
 INDEX_JOB_ID = "search-index"
 DIGEST_JOB_PREFIX = "digest:"
 CONFIG_WATCH_JOB_ID = "config-watch"
+STATUS_JOB_ID = "systemd-status"
+STATUS_INTERVAL = 30.0  # STATUS= to systemd this often (more often with a watchdog)
 CONFIG_WATCH_INTERVAL = 2.0  # how often the config file is checked for edits
 INDEX_INTERVAL = 30.0  # new stories reach the search index in batches, this often
 DELIVERY_INTERVAL = 30.0
@@ -139,8 +142,19 @@ class Daemon:
                     seconds=CONFIG_WATCH_INTERVAL,
                     id=CONFIG_WATCH_JOB_ID,
                 )
+                watchdog = watchdog_interval()
+                scheduler.add_job(
+                    self._tracked,
+                    "interval",
+                    args=[self._report_to_systemd],
+                    # Petted from the scheduler's own loop: if the loop hangs, systemd
+                    # sees no WATCHDOG=1 and restarts the service.
+                    seconds=watchdog / 2 if watchdog else STATUS_INTERVAL,
+                    id=STATUS_JOB_ID,
+                )
                 scheduler.start()
                 self._install_signal_handlers()
+                sd_notify("READY=1", f"STATUS={self.health_summary()}")
                 log.info(
                     "feed-monitor running: %d feeds, %d watchlists, database %s",
                     len(self.config.feeds),
@@ -149,6 +163,7 @@ class Daemon:
                 )
                 await self._stop.wait()
                 log.info("stopping: waiting for in-flight polls and deliveries")
+                sd_notify("STOPPING=1", "STATUS=stopping: finishing in-flight polls and deliveries")
                 scheduler.pause()
                 if self._inflight:
                     _, pending = await asyncio.wait(self._inflight, timeout=SHUTDOWN_DEADLINE)
@@ -163,6 +178,25 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def health_summary(self) -> str:
+        """One line for systemd's status: feeds and the outbox."""
+        states = self.poller.feed_states.values()
+        failing = sum(1 for state in states if state.error_count and state.gone_at is None)
+        gone = sum(1 for state in states if state.gone_at is not None)
+        counts = self.poller.store.delivery_counts()
+        text = f"{len(self.config.feeds)} feeds ({failing} failing"
+        text += f", {gone} gone)" if gone else ")"
+        return text + (
+            f"; deliveries: {counts.get('pending', 0)} pending, "
+            f"{counts.get('held', 0)} held, {counts.get('failed', 0)} failed"
+        )
+
+    async def _report_to_systemd(self) -> None:
+        fields = [f"STATUS={self.health_summary()}"]
+        if watchdog_interval():
+            fields.append("WATCHDOG=1")
+        sd_notify(*fields)
 
     async def _reload_if_edited(self) -> None:
         """Reload when the file's content changed since it was last read (an editor's
@@ -205,6 +239,7 @@ class Daemon:
         self._schedule_feeds(changed)
         self._schedule_digests()
         log.info("config reloaded: %d feeds, %d watchlists", len(new.feeds), len(new.watchlists))
+        sd_notify(f"STATUS=config reloaded; {self.health_summary()}")
 
     def _schedule_digests(self) -> None:
         """A job at each watchlist's digest time sends what was held for it. (The outbox

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, rss, seed_article_item, write_config
+from tests.conftest import REPO, cli, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 
 class DaemonProcess:
     """``feed-monitor run`` in a subprocess, with its log collected as it is written."""
 
-    def __init__(self, config: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "-v", "run", "--config", str(config)],
             cwd=REPO,
@@ -60,8 +62,8 @@ def daemon_factory() -> Iterator[type[DaemonProcess]]:
     started: list[DaemonProcess] = []
 
     class Factory(DaemonProcess):
-        def __init__(self, config: Path) -> None:
-            super().__init__(config)
+        def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+            super().__init__(config, env)
             started.append(self)
 
     yield Factory
@@ -193,3 +195,47 @@ def test_editing_the_config_file_under_the_daemon_takes_effect_within_seconds(
     assert len(alerts) == 2  # the story alerted before the edit is not alerted again
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
+
+
+def test_daemon_speaks_sd_notify_and_logs_for_journald(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
+) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify.sock"))
+    listener.settimeout(15)
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "2000000",
+           "JOURNAL_STREAM": "8:1234"}  # fmt: skip
+    daemon = daemon_factory(config, env)
+    messages: list[str] = []
+
+    def receive_until(field: str) -> None:
+        while not any(field in message for message in messages):
+            messages.append(listener.recv(4096).decode())
+
+    receive_until("READY=1")
+    ready = next(message for message in messages if "READY=1" in message)
+    assert "STATUS=1 feeds (0 failing); deliveries:" in ready
+    watchdog_pets = 0
+    while watchdog_pets < 2:  # petted every second for a 2 s watchdog
+        message = listener.recv(4096).decode()
+        watchdog_pets += "WATCHDOG=1" in message
+        messages.append(message)
+    daemon.proc.send_signal(signal.SIGTERM)
+    receive_until("STOPPING=1")
+    assert daemon.proc.wait(30) == 0
+    listener.close()
+    # journald: a syslog priority on every line, no timestamp of our own.
+    running = daemon.lines[daemon.wait_for_log("feed-monitor running")]
+    assert running.startswith("<6>monitor.daemon: feed-monitor running: 1 feeds")
+
+
+def test_json_log_lines(tmp_path: Path, feeds: FeedServer, sink: AlertSink) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    result = cli("-v", "--log-format", "json", "once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    assert entries and all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
+    assert any(e["level"] == "info" and "1 new" in e["message"] for e in entries)

@@ -1,5 +1,5 @@
 """The command line: check, once, run, status, alerts, backtest, search, matches, story,
-test-notify.
+test-notify, schema.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 a run
 that could not happen (unusable database, failed test alert), 2 a bad config or usage.
@@ -25,6 +25,7 @@ from monitor.config import (
     CONSOLE_TARGET,
     Config,
     check_notify_urls,
+    config_schema,
     format_duration,
     load_config,
     parse_duration,
@@ -343,6 +344,12 @@ def run(config_path: Path | None) -> None:
     if not logging.getLogger().isEnabledFor(logging.INFO):
         configure_logging(1, click.get_current_context().meta["log_format"])  # say what it does
     asyncio.run(Daemon(path, config).run())
+
+
+@cli.command()
+def schema() -> None:
+    """Print the config file's JSON Schema (also shipped as monitor/config.schema.json)."""
+    click.echo(json.dumps(config_schema(), indent=2, ensure_ascii=False))
 
 
 @cli.command("test-notify")

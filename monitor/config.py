@@ -32,9 +32,11 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from monitor.errors import ConfigError
 from monitor.outbox import DigestSchedule, Policy, QuietHours, Target, WatchlistRules
@@ -78,7 +80,19 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdw]?\s*$"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "a duration: 90s, 15m, 1h, 1d, 2w, or seconds",
+        }
+    ),
+]
 
 
 def _as_list(value: object) -> object:
@@ -86,14 +100,28 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[list[str], BeforeValidator(_as_list)]
+StrList = Annotated[
+    list[str],
+    BeforeValidator(_as_list),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
 
 
 def _quiet_hours(value: object) -> object:
     return QuietHours.parse(value) if isinstance(value, str) else value
 
 
-QuietHoursSpan = Annotated[QuietHours, BeforeValidator(_quiet_hours)]
+QuietHoursSpan = Annotated[
+    QuietHours,
+    BeforeValidator(_quiet_hours),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$",
+            "description": "a daily span of local time, such as 22:00-07:00",
+        }
+    ),
+]
 
 
 class _Model(BaseModel):
@@ -161,9 +189,10 @@ class Watchlist(_Model):
     aliases: dict[str, StrList] = {}  # other names of a keyword, reported as that keyword
     require: StrList = []
     exclude: StrList = []
-    fields: Annotated[list[MatchField], BeforeValidator(_as_list)] = Field(
-        default=["title", "summary", "content"], min_length=1
-    )
+    fields: Annotated[
+        list[MatchField],
+        BeforeValidator(_as_list, json_schema_input_type=MatchField | list[MatchField]),
+    ] = Field(default=["title", "summary", "content"], min_length=1)
     notify: StrList = []
     # Delivery: immediate (default), or held and sent as a digest on a schedule.
     delivery: Literal["immediate", "digest"] | None = None
@@ -292,7 +321,7 @@ class AlertSettings(_Model):
 class Config(_Model):
     """A validated configuration. ``path`` is the file it came from."""
 
-    path: Path
+    path: SkipJsonSchema[Path]  # the file it came from; not a key of the file
     database: Path = Path("data/monitor.db")
     concurrency: int = Field(default=16, ge=1, le=256)
     per_host: int = Field(default=2, ge=1, le=64)  # concurrent requests to one host
@@ -303,7 +332,11 @@ class Config(_Model):
     alerts: AlertSettings = AlertSettings()
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
-    notify: list[Annotated[NotifyTarget, BeforeValidator(_url_or_target)]] = []
+    notify: list[
+        Annotated[
+            NotifyTarget, BeforeValidator(_url_or_target, json_schema_input_type=str | NotifyTarget)
+        ]
+    ] = []
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # of each key, for messages
 
     @model_validator(mode="after")
@@ -440,6 +473,16 @@ def load_config(
     config = config.model_copy(update={"database": database})
     config._lines = lines
     return config
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, for editors (shipped as config.schema.json)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **Config.model_json_schema(),
+        "title": "feed-monitor config",
+        "description": "Feeds, keyword watchlists and alert targets for feed-monitor.",
+    }
 
 
 def check_notify_urls(config: Config) -> None:

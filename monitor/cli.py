@@ -1,5 +1,5 @@
-"""The command line: check, once, run, status, alerts, backtest, search, matches, story,
-test-notify, schema.
+"""The command line: check, once, run, status, alerts, feeds, backtest, search, matches,
+story, test-notify, schema.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 a run
 that could not happen (unusable database, failed test alert), 2 a bad config or usage.
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -31,10 +32,12 @@ from monitor.config import (
     parse_duration,
     resolve_config_path,
 )
+from monitor.config_edit import NewFeed, add_feeds, remove_feed
 from monitor.errors import ConfigError, MonitorError
 from monitor.fetch import USER_AGENT, Fetcher
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
+from monitor.opml import OutlineFeed, read_opml, write_opml
 from monitor.parse import ParserPool
 from monitor.pipeline import Poller, feed_display_name
 from monitor.render import Rendered
@@ -344,6 +347,80 @@ def run(config_path: Path | None) -> None:
     if not logging.getLogger().isEnabledFor(logging.INFO):
         configure_logging(1, click.get_current_context().meta["log_format"])  # say what it does
     asyncio.run(Daemon(path, config).run())
+
+
+@cli.group()
+def feeds() -> None:
+    """List the feeds, add or remove one, import or export OPML (comments are kept)."""
+
+
+@feeds.command("list")
+@config_option
+@_json_option
+def feeds_list(config_path: Path | None, as_json: bool) -> None:
+    """The configured feeds, with their names and intervals."""
+    path = resolve_config_path(config_path)
+    config = load_config(path, check_notify=False)
+    rows = [
+        {"url": feed.url, "name": feed.name, "interval": config.feed_interval(feed)}
+        for feed in config.feeds
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        name = row["name"] or feed_display_name(str(row["url"]), None)
+        click.echo(f"{name}  {row['url']}  every {format_duration(float(row['interval'] or 0))}")
+    click.echo(f"{len(rows)} feeds in {path}")
+
+
+@feeds.command("add")
+@config_option
+@click.argument("url")
+@click.option("--name", help="A display name (default: the feed's own title).")
+def feeds_add(config_path: Path | None, url: str, name: str | None) -> None:
+    """Add a feed to the config file."""
+    path = resolve_config_path(config_path)
+    added, _ = add_feeds(path, [NewFeed(url.strip(), name)])
+    click.echo(f"added {url}" if added else f"{url} is already listed")
+
+
+@feeds.command("remove")
+@config_option
+@click.argument("url")
+def feeds_remove(config_path: Path | None, url: str) -> None:
+    """Remove a feed from the config file (its stored stories are kept)."""
+    path = resolve_config_path(config_path)
+    remove_feed(path, url.strip())
+    click.echo(f"removed {url}")
+
+
+@feeds.command("import-opml")
+@config_option
+@click.argument("opml_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
+    """Add every feed of an OPML file (from any feed reader) not listed yet."""
+    path = resolve_config_path(config_path)
+    outlines = read_opml(opml_file.read_bytes())
+    usable = [o for o in outlines if urlsplit(o.url).scheme.lower() in ("http", "https")]
+    added, skipped = add_feeds(path, [NewFeed(o.url, o.title) for o in usable])
+    click.echo(
+        f"added {len(added)} feeds, {len(skipped)} already listed"
+        + (
+            f", {len(outlines) - len(usable)} not http(s), left out"
+            if len(usable) < len(outlines)
+            else ""
+        )
+    )
+
+
+@feeds.command("export-opml")
+@config_option
+def feeds_export_opml(config_path: Path | None) -> None:
+    """Print the feeds as OPML, for any feed reader."""
+    path = resolve_config_path(config_path)
+    config = load_config(path, check_notify=False)
+    click.echo(write_opml([OutlineFeed(feed.url, feed.name) for feed in config.feeds]), nl=False)
 
 
 @cli.command()

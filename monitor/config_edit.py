@@ -1,0 +1,130 @@
+"""Editing the config file in place: adding and removing feeds, keeping the user's
+comments and layout (ruamel.yaml's round-trip mode; reading for runs stays with PyYAML's
+faster C parser in ``monitor.config``).
+
+Every edit is validated as a whole config before it replaces the file, and replaces it
+atomically (a running daemon reloads it within seconds).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from monitor.config import load_config
+from monitor.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NewFeed:
+    url: str
+    name: str | None = None
+
+
+def add_feeds(path: Path, feeds: Sequence[NewFeed]) -> tuple[list[str], list[str]]:
+    """Append feeds not yet listed; returns (added URLs, URLs already listed)."""
+    document, yaml = _read(path)
+    listed = _feed_list(document)
+    known = {_url_of(item) for item in listed}
+    added, skipped = [], []
+    for feed in feeds:
+        if feed.url in known:
+            skipped.append(feed.url)
+            continue
+        item = CommentedMap({"url": feed.url})
+        if feed.name:
+            item["name"] = feed.name
+        listed.append(item)
+        known.add(feed.url)
+        added.append(feed.url)
+    if added:
+        _write(path, document, yaml)
+    return added, skipped
+
+
+def remove_feed(path: Path, url: str) -> None:
+    """Remove the feed with this URL; its stored stories stay in the database."""
+    document, yaml = _read(path)
+    listed = _feed_list(document)
+    for index, item in enumerate(listed):
+        if _url_of(item) == url:
+            del listed[index]
+            _write(path, document, yaml)
+            return
+    raise ConfigError([f"{path}: no feed with url {url} (see: feed-monitor feeds list)"])
+
+
+def _read(path: Path) -> tuple[Any, YAML]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
+    yaml = YAML()  # round-trip: comments, key order and quoting survive
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap the user's long lines
+    mapping, sequence, offset = _indentation(text)
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    try:
+        document = yaml.load(text)
+    except YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+    if document is None:
+        document = CommentedMap()
+    if not isinstance(document, CommentedMap):
+        raise ConfigError([f"{path}:1: the config must be a mapping of keys"])
+    return document, yaml
+
+
+def _indentation(text: str) -> tuple[int, int, int]:
+    """The file's own list indentation (``- url`` or ``  - url`` under ``feeds:``)."""
+    found = re.search(
+        r"^(?:feeds|watchlists|notify):[ \t]*\n(?:[ \t]*#.*\n)*([ \t]*)- ", text, re.M
+    )
+    offset = len(found.group(1)) if found else 2
+    return 2, offset + 2, offset
+
+
+def _feed_list(document: CommentedMap) -> CommentedSeq:
+    feeds = document.get("feeds")
+    if not isinstance(feeds, CommentedSeq) or (feeds.fa.flow_style() and not feeds):
+        fresh = CommentedSeq(list(feeds or []))
+        document["feeds"] = fresh
+        return fresh
+    return feeds
+
+
+def _url_of(item: object) -> str | None:
+    if isinstance(item, dict):
+        return str(item.get("url", "")).strip() or None
+    return str(item).strip() if isinstance(item, str) else None
+
+
+def _write(path: Path, document: CommentedMap, yaml: YAML) -> None:
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    # Validate the edited file as a config before it replaces the old one, then swap it
+    # in atomically, keeping the file's permissions (it may hold secrets).
+    fd, temp = tempfile.mkstemp(prefix=".monitor-", suffix=".yaml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(buffer.getvalue())
+        os.chmod(temp, path.stat().st_mode & 0o7777)
+        try:
+            load_config(temp, check_notify=False)
+        except ConfigError as exc:
+            problems = [problem.replace(temp, str(path)) for problem in exc.problems]
+            raise ConfigError(["the edit would make the config invalid:", *problems]) from None
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)

@@ -1,0 +1,105 @@
+"""`feeds list|add|remove|import-opml|export-opml`: edits keep the user's comments and
+layout; OPML round-trips files from several readers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from monitor.opml import read_opml
+from tests.conftest import REPO, cli
+
+OPML = REPO / "tests" / "data" / "opml"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "monitor.yaml"
+    shutil.copy(REPO / "config" / "monitor.yaml", path)
+    return path
+
+
+def test_add_then_remove_leaves_the_file_exactly_as_it_was(config: Path) -> None:
+    original = config.read_text()
+    added = cli("feeds", "add", "https://example.org/new.xml", "--name", "New", "--config", config)
+    assert added.returncode == 0, added.stderr
+    text = config.read_text()
+    assert "  - url: https://example.org/new.xml\n    name: New\n" in text
+    # Every comment and line of the original is still there, in order.
+    assert [line for line in text.splitlines() if "example.org/new.xml" not in line
+            and line != "    name: New"] == original.splitlines()  # fmt: skip
+    again = cli("feeds", "add", "https://example.org/new.xml", "--config", config)
+    assert "already listed" in again.stdout
+    removed = cli("feeds", "remove", "https://example.org/new.xml", "--config", config)
+    assert removed.returncode == 0, removed.stderr
+    assert config.read_text() == original
+
+
+def test_an_edit_that_would_break_the_config_is_refused(config: Path) -> None:
+    original = config.read_text()
+    bad = cli("feeds", "add", "ftp://example.org/feed", "--config", config)
+    assert bad.returncode == 2
+    assert "must be an http:// or https:// URL" in bad.stderr and "Traceback" not in bad.stderr
+    assert str(config) in bad.stderr
+    missing = cli("feeds", "remove", "https://nowhere.example/feed", "--config", config)
+    assert missing.returncode == 2 and "no feed with url" in missing.stderr
+    assert config.read_text() == original
+
+
+@pytest.mark.parametrize(
+    ("name", "urls"),
+    [
+        ("feedly.opml", ["https://breakingdefense.com/feed/",
+                         "https://www.defensenews.com/arc/outboundfeeds/rss/?outputType=xml",
+                         "https://www.dailysabah.com/rss/politics/defense"]),
+        ("inoreader.opml", ["https://www.bellingcat.com/feed/", "https://www.twz.com/feed",
+                            "https://example.org/feed?a=1&b=2"]),
+        ("netnewswire.opml", ["https://www.armyrecognition.com/feed",
+                              "https://www.navalnews.com/feed/"]),
+        ("miniflux.opml", ["https://bulgarianmilitary.com/feed/"]),
+    ],
+)  # fmt: skip
+def test_opml_from_other_readers_imports_and_round_trips(
+    tmp_path: Path, name: str, urls: list[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("# my feeds\nfeeds: []\nwatchlists:\n  - name: w\n    keywords: [S-400]\n")
+    imported = cli("feeds", "import-opml", OPML / name, "--config", config)
+    assert imported.returncode == 0, imported.stderr
+    assert f"added {len(urls)} feeds" in imported.stdout
+    listed = json.loads(cli("feeds", "list", "--json", "--config", config).stdout)
+    assert [row["url"] for row in listed] == urls
+    assert config.read_text().startswith("# my feeds\n")
+    again = cli("feeds", "import-opml", OPML / name, "--config", config)
+    assert f"added 0 feeds, {len(urls)} already listed" in again.stdout
+
+    exported = cli("feeds", "export-opml", "--config", config)
+    assert exported.returncode == 0, exported.stderr
+    outlines = read_opml(exported.stdout.encode())
+    original = {o.url: o.title for o in read_opml((OPML / name).read_bytes())}
+    assert [(o.url, o.title) for o in outlines] == [(url, original[url]) for url in urls]
+
+
+def test_non_http_outlines_are_left_out(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("feeds: []\n")
+    result = cli("feeds", "import-opml", OPML / "miniflux.opml", "--config", config)
+    assert "added 1 feeds, 0 already listed, 1 not http(s), left out" in result.stdout
+
+
+def test_a_hostile_opml_file_is_refused_cleanly(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("feeds: []\n")
+    bomb = tmp_path / "bomb.opml"
+    bomb.write_text(
+        '<?xml version="1.0"?><!DOCTYPE opml [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        '<opml version="2.0"><body><outline text="&b;" xmlUrl="https://e.org/f"/></body></opml>'
+    )
+    result = cli("feeds", "import-opml", bomb, "--config", config)
+    assert result.returncode == 1
+    assert "not a readable OPML file" in result.stderr and "Traceback" not in result.stderr
+    assert config.read_text() == "feeds: []\n"

@@ -45,6 +45,7 @@ from monitor.service import LogFormat, log_handler
 from monitor.store import Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
+DELIVERY_STATES = ("sent", "pending", "held", "failed")
 
 
 class _Group(click.Group):
@@ -467,14 +468,27 @@ def _ago(stamp: float | None, now: float) -> str:
 
 @cli.command()
 @config_option
-def status(config_path: Path | None) -> None:
+@_json_option
+def status(config_path: Path | None, as_json: bool) -> None:
     """Show each feed's last poll, HTTP status, stories, last error and next poll."""
-    _, config = _load(config_path)
+    path = resolve_config_path(config_path)
+    config = load_config(path, check_notify=False)
     with Store.open(config.database) as store:
         configured = {feed.url for feed in config.feeds}
         feeds = [feed for feed in store.feed_status() if feed.url in configured]
         counts = store.delivery_counts()
     now = time.time()
+    if as_json:
+        names = {feed.url: feed_display_name(feed.url, feed.name, feed.title) for feed in feeds}
+        report = {
+            "feeds": [
+                {**dataclasses.asdict(feed), "display_name": names[feed.url], "health": feed.health}
+                for feed in feeds
+            ],
+            "deliveries": {key: counts.get(key, 0) for key in DELIVERY_STATES},
+        }
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
     rows = [("FEED", "LAST POLL", "HTTP", "STORIES", "INTERVAL", "NEXT POLL", "LAST ERROR")]
     moved: list[str] = []
     for feed in feeds:

@@ -318,6 +318,20 @@ class AlertSettings(_Model):
     templates: Templates = Templates()
 
 
+class HTTPSettings(_Model):
+    """The daemon's optional /healthz and /metrics endpoint."""
+
+    listen: str = "127.0.0.1:9465"  # host:port; keep it on localhost
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, _, port = listen.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{listen!r} is not host:port, such as 127.0.0.1:9465")
+        return listen.strip()
+
+
 class Config(_Model):
     """A validated configuration. ``path`` is the file it came from."""
 
@@ -330,6 +344,7 @@ class Config(_Model):
     retention: Retention = Retention()
     timezone: str | None = None  # for digests and quiet hours; default: the machine's
     alerts: AlertSettings = AlertSettings()
+    http: HTTPSettings | None = None  # off unless set
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
     notify: list[

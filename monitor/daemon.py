@@ -36,6 +36,7 @@ from monitor.parse import ParserPool
 from monitor.pipeline import Clock, Poller
 from monitor.service import sd_notify, watchdog_interval
 from monitor.store import Store
+from monitor.web import make_app, render_metrics, serve
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,11 @@ class Daemon:
                 )
                 scheduler.start()
                 self._install_signal_handlers()
+                web_runner = None
+                if self.config.http is not None:
+                    app = make_app(self.health, self.metrics)
+                    web_runner = await serve(app, self.config.http.listen)
+                    log.info("serving /healthz and /metrics on http://%s", self.config.http.listen)
                 sd_notify("READY=1", f"STATUS={self.health_summary()}")
                 log.info(
                     "feed-monitor running: %d feeds, %d watchlists, database %s",
@@ -165,6 +171,8 @@ class Daemon:
                 log.info("stopping: waiting for in-flight polls and deliveries")
                 sd_notify("STOPPING=1", "STATUS=stopping: finishing in-flight polls and deliveries")
                 scheduler.pause()
+                if web_runner is not None:
+                    await web_runner.cleanup()
                 if self._inflight:
                     _, pending = await asyncio.wait(self._inflight, timeout=SHUTDOWN_DEADLINE)
                     for task in pending:
@@ -191,6 +199,22 @@ class Daemon:
             f"; deliveries: {counts.get('pending', 0)} pending, "
             f"{counts.get('held', 0)} held, {counts.get('failed', 0)} failed"
         )
+
+    def health(self) -> dict[str, object]:
+        """For /healthz: ok while the scheduler runs; the feeds' and outbox's state."""
+        states = list(self.poller.feed_states.values())
+        counts = self.poller.store.delivery_counts()
+        return {
+            "status": "ok" if self.scheduler.running and not self._stop.is_set() else "stopping",
+            "feeds": len(self.config.feeds),
+            "failing_feeds": sum(1 for s in states if s.error_count and s.gone_at is None),
+            "deliveries_pending": counts.get("pending", 0) + counts.get("held", 0),
+            "deliveries_failed": counts.get("failed", 0),
+        }
+
+    def metrics(self) -> str:
+        urls = [feed.url for feed in self.config.feeds]
+        return render_metrics(self.poller.store, self.poller.counters, urls)
 
     async def _report_to_systemd(self) -> None:
         fields = [f"STATUS={self.health_summary()}"]

@@ -8,6 +8,7 @@ stage can run in another thread or process and be tested on its own.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -88,3 +89,13 @@ class AlertContent:
     terms: tuple[str, ...]
     snippet: str
     highlight: tuple[int, int]  # where the first match sits in the snippet
+
+
+@dataclass
+class PollCounters:
+    """Polls since the process started, by outcome (for /metrics)."""
+
+    ok: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    started_at: float = field(default_factory=time.time)

@@ -31,7 +31,7 @@ from monitor.identity import (
     source_keys,
 )
 from monitor.match import Matcher
-from monitor.models import AlertContent, Entry, Match
+from monitor.models import AlertContent, Entry, Match, PollCounters
 from monitor.outbox import Policy, release, retry_delay, route
 from monitor.parse import ParserPool
 from monitor.render import render_delivery
@@ -195,6 +195,7 @@ class Poller:
         self.clock = clock
         self.parser = parser
         self._delivery_lock = asyncio.Lock()
+        self.counters = PollCounters()
         self.apply_config(config, notifier)
 
     def apply_config(self, config: Config, notifier: Notifier) -> None:
@@ -222,6 +223,12 @@ class Poller:
         host = urlsplit(url).hostname or ""
         async with self._limit, self._host_limit(host):
             outcome = await self._poll(feed, state, url, name)
+        if not outcome.ok:
+            self.counters.failed += 1
+        elif outcome.unchanged:
+            self.counters.unchanged += 1
+        else:
+            self.counters.ok += 1
         self.feed_states[feed.url] = self.store.feed_state(state.id)
         return outcome
 

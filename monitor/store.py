@@ -275,6 +275,14 @@ class FeedStatus:
     gone_at: float | None
     interval: float | None
 
+    @property
+    def health(self) -> str:
+        if self.gone_at is not None:
+            return "gone"
+        if self.error_count:
+            return "failing"
+        return "ok" if self.last_polled_at is not None else "not polled yet"
+
 
 @dataclass(frozen=True)
 class PollRecord:

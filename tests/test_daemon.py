@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,3 +240,41 @@ def test_json_log_lines(tmp_path: Path, feeds: FeedServer, sink: AlertSink) -> N
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert entries and all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
     assert any(e["level"] == "info" and "1 new" in e["message"] for e in entries)
+
+
+def test_daemon_serves_healthz_and_metrics_on_localhost(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
+) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(
+        tmp_path, feeds=[url], notify=[sink.url], extra=f"http: {{listen: 127.0.0.1:{port}}}"
+    )
+    daemon = daemon_factory(config)
+    sink.wait_for(1)
+    daemon.wait_for_log("serving /healthz and /metrics")
+    deadline = time.monotonic() + 15
+    while True:  # the delivery is recorded just after the sink sees it
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        if 'feed_monitor_deliveries{state="sent"} 1' in metrics:
+            break
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.1)
+    assert 'feed_monitor_polls_total{outcome="ok"} 1' in metrics
+    assert "feed_monitor_stories 1" in metrics and "feed_monitor_matches_total 1" in metrics
+    assert f'feed_monitor_feed_consecutive_errors{{feed="{url}"}} 0' in metrics
+    assert f'feed_monitor_feed_last_success_timestamp_seconds{{feed="{url}"}} 1' in metrics
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert response.status == 200
+        health = json.loads(response.read())
+    assert health["status"] == "ok" and health["feeds"] == 1 and health["failing_feeds"] == 0
+
+    status = json.loads(cli("status", "--json", "--config", config).stdout)
+    [feed] = status["feeds"]
+    assert feed["url"] == url and feed["health"] == "ok" and feed["stories"] == 1
+    assert status["deliveries"] == {"sent": 1, "pending": 0, "held": 0, "failed": 0}
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0

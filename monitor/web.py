@@ -1,0 +1,83 @@
+"""The daemon's optional HTTP endpoint: ``/healthz`` and Prometheus ``/metrics``.
+
+Off unless the config sets ``http: {listen: 127.0.0.1:9465}``; meant for localhost (a
+reverse proxy or the Prometheus agent on the same host). Served by aiohttp on the
+daemon's own event loop. The numbers come from the database (stories, matches, the
+outbox) and from the poller's counters since start (polls and their outcomes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+from aiohttp import web
+
+from monitor import __version__
+from monitor.models import PollCounters
+from monitor.store import Store
+
+
+def render_metrics(store: Store, counters: PollCounters, configured: Iterable[str]) -> str:
+    """The Prometheus text exposition of the daemon's state."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP feed_monitor_{name} {help_text}")
+        lines.append(f"# TYPE feed_monitor_{name} {kind}")
+        lines.extend(f"feed_monitor_{name}{labels} {value:.17g}" for labels, value in samples)
+
+    metric("info", "gauge", "Build information.", [(f'{{version="{__version__}"}}', 1)])
+    metric("start_time_seconds", "gauge", "When the daemon started (Unix time).",
+           [("", counters.started_at)])  # fmt: skip
+    metric("polls_total", "counter", "Feed polls since start, by outcome.", [
+        ('{outcome="ok"}', counters.ok), ('{outcome="unchanged"}', counters.unchanged),
+        ('{outcome="error"}', counters.failed),
+    ])  # fmt: skip
+    [(stories,)] = store.db.execute("SELECT count(*) FROM stories").fetchall()
+    [(matches,)] = store.db.execute("SELECT count(*) FROM matches").fetchall()
+    metric("stories", "gauge", "Stories stored.", [("", stories)])
+    metric("matches_total", "counter", "Watchlist matches stored.", [("", matches)])
+    counts = store.delivery_counts()
+    metric("deliveries", "gauge", "Outbox deliveries by state (pending + held: the queue).",
+           [(f'{{state="{state}"}}', counts.get(state, 0))
+            for state in ("sent", "pending", "held", "failed")])  # fmt: skip
+    wanted = set(configured)
+    feeds = [feed for feed in store.feed_status() if feed.url in wanted]
+    labels = {feed.url: f'{{feed="{_label(feed.url)}"}}' for feed in feeds}
+    metric("feed_last_success_timestamp_seconds", "gauge",
+           "When each feed was last polled successfully (Unix time).",
+           [(labels[feed.url], feed.last_success_at or 0) for feed in feeds])  # fmt: skip
+    metric("feed_consecutive_errors", "gauge", "Failed polls in a row, per feed.",
+           [(labels[feed.url], feed.error_count) for feed in feeds])  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def make_app(
+    health: Callable[[], dict[str, object]], metrics: Callable[[], str]
+) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        report = health()
+        status = 200 if report.get("status") == "ok" else 503
+        return web.Response(text=json.dumps(report), status=status, content_type="application/json")
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(text=metrics(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
+    return app
+
+
+async def serve(app: web.Application, listen: str) -> web.AppRunner:
+    host, _, port = listen.rpartition(":")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+    return runner

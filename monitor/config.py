@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from monitor.errors import ConfigError
+from monitor.health import HealthRules
 from monitor.outbox import DigestSchedule, Policy, QuietHours, Target, WatchlistRules
 from monitor.render import Format, check_template
 from monitor.schedule import Cadence
@@ -318,6 +319,18 @@ class AlertSettings(_Model):
     templates: Templates = Templates()
 
 
+class HealthSettings(_Model):
+    """Notices to operators about feeds that fail or fall silent (one per change)."""
+
+    notify: StrList = Field(min_length=1)  # tags of the targets that get notices
+    failing_after: Duration = 6 * 3600.0  # failing every poll this long
+    silence_factor: float = Field(default=10.0, gt=1)  # no new story for this many usual gaps
+    min_silence: Duration = 2 * 86400.0  # ...and never less than this
+
+    def rules(self) -> HealthRules:
+        return HealthRules(self.failing_after, self.silence_factor, self.min_silence)
+
+
 class HTTPSettings(_Model):
     """The daemon's optional /healthz and /metrics endpoint."""
 
@@ -345,6 +358,7 @@ class Config(_Model):
     timezone: str | None = None  # for digests and quiet hours; default: the machine's
     alerts: AlertSettings = AlertSettings()
     http: HTTPSettings | None = None  # off unless set
+    health: HealthSettings | None = None  # off unless set
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
     notify: list[
@@ -371,13 +385,18 @@ class Config(_Model):
                 raise _KeyedError(("watchlists", i, "name"), "another watchlist has this name")
             names.add(watchlist.name)
         known_tags = {tag for target in self.notify for tag in target.tags}
-        for i, watchlist in enumerate(self.watchlists):
-            for tag in watchlist.notify:
+        routed: list[tuple[Loc, list[str]]] = [
+            (("watchlists", i, "notify"), watchlist.notify)
+            for i, watchlist in enumerate(self.watchlists)
+        ]
+        if self.health is not None:
+            routed.append((("health", "notify"), self.health.notify))
+        for loc, tags in routed:
+            for tag in tags:
                 if tag not in known_tags:
                     known = ", ".join(sorted(known_tags)) or "none are defined"
                     raise _KeyedError(
-                        ("watchlists", i, "notify"),
-                        f"unknown tag {tag!r}: no notify target has it (known tags: {known})",
+                        loc, f"unknown tag {tag!r}: no notify target has it (known tags: {known})"
                     )
         return self
 

@@ -333,7 +333,7 @@ class Daemon:
                     timezone=UTC,
                 ),
             )
-        if outcome.alerts_queued:
+        if outcome.alerts_queued or outcome.notices:
             await self.poller.deliver_pending()
 
     async def _prune(self) -> None:

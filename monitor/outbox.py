@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Literal
 
-DeliveryKind = Literal["alert", "summary", "digest"]
+DeliveryKind = Literal["alert", "summary", "digest", "notice"]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ that feed only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import math
@@ -24,6 +25,7 @@ from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.fetch import Fetcher
+from monitor.health import decide_notice
 from monitor.identity import (
     TITLE_WINDOW,
     SourceKeys,
@@ -32,9 +34,9 @@ from monitor.identity import (
 )
 from monitor.match import Matcher
 from monitor.models import AlertContent, Entry, Match, PollCounters
-from monitor.outbox import Policy, release, retry_delay, route
+from monitor.outbox import Policy, release, retry_delay, route, targets_for
 from monitor.parse import ParserPool
-from monitor.render import render_delivery
+from monitor.render import render_delivery, render_notice
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.store import (
     DueDelivery,
@@ -169,6 +171,7 @@ class PollOutcome:
     unchanged: bool = False  # 304, or the same body as last time
     gone: bool = False  # 410: the feed is no longer polled
     next_poll_at: float | None = None
+    notices: int = 0  # health notices queued for the operators
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,8 @@ class Poller:
             self.counters.unchanged += 1
         else:
             self.counters.ok += 1
+        if self.config.health is not None and not outcome.gone:
+            outcome = dataclasses.replace(outcome, notices=self._check_health(state.id, name))
         self.feed_states[feed.url] = self.store.feed_state(state.id)
         return outcome
 
@@ -319,6 +324,22 @@ class Poller:
             next_poll_at=record.next_poll_at,
         )
 
+    def _check_health(self, feed_id: int, name: str) -> int:
+        """Queue a notice to the operators if the feed started or stopped failing or
+        being silent; returns how many deliveries were queued."""
+        assert self.config.health is not None
+        now = self.clock()
+        notice = decide_notice(
+            self.store.feed_health(feed_id, name), now, self.config.health.rules()
+        )
+        if notice is None:
+            return 0
+        policy = self.config.delivery_policy()
+        targets = [t.key for t in targets_for(self.config.health.notify, policy.targets)]
+        self.store.queue_notice(feed_id, notice, targets, now)
+        log.warning("feed %s: %s", name, notice.title.removeprefix("[feed-monitor] "))
+        return len(targets)
+
     def _host_limit(self, host: str) -> asyncio.Semaphore:
         """At most ``per_host`` requests at a time to one site, however many feeds it has."""
         if host not in self._hosts:
@@ -364,10 +385,14 @@ class Poller:
             if channel is None:
                 ok, detail, label = False, "this target is no longer in the config", target
             else:
-                message = render_delivery(
-                    delivery.kind, delivery.reason, delivery.contents, channel.format, templates,
-                    title_in_body=channel.title_in_body,
-                )  # fmt: skip
+                if delivery.notice is not None:
+                    message = render_notice(*delivery.notice, channel.format,
+                                            title_in_body=channel.title_in_body)  # fmt: skip
+                else:
+                    message = render_delivery(
+                        delivery.kind, delivery.reason, delivery.contents, channel.format,
+                        templates, title_in_body=channel.title_in_body,
+                    )  # fmt: skip
                 outcome = await asyncio.to_thread(channel.send, message)
                 ok, detail, label = outcome.ok, outcome.detail, channel.label
             now = self.clock()

@@ -238,3 +238,11 @@ def render_delivery(
     else:
         heading = f"[{', '.join(watchlists)}] digest: {count} matching stories"
     return render_digest(contents, fmt, heading, title_in_body=title_in_body)
+
+
+def render_notice(title: str, body: str, fmt: Format, *, title_in_body: bool = False) -> Rendered:
+    """An operator notice (feed health). It quotes a feed's name, so it is escaped too."""
+    lines = [escape(clean(line, MAX_FIELD_CHARS), fmt) for line in body.splitlines()]
+    text = "<br>\n".join(lines) if fmt == "html" else "\n".join(lines)
+    heading = clean(title, MAX_TITLE_CHARS)
+    return Rendered(escape(heading, fmt if title_in_body else "text"), text, fmt)

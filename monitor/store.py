@@ -25,6 +25,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from monitor.errors import StoreError
+from monitor.health import FeedHealth, Notice
 from monitor.identity import SourceKeys, source_keys
 from monitor.models import AlertContent, Entry, Match
 from monitor.outbox import Delivery, DeliveryKind, HeldDelivery, Release, UnroutedAlert
@@ -200,7 +201,7 @@ def m006_delivery_outbox(db: sqlite_utils.Database) -> None:
         CREATE TABLE deliveries (
             id INTEGER PRIMARY KEY,
             target TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('alert', 'summary', 'digest')),
+            kind TEXT NOT NULL CHECK (kind IN ('alert', 'summary', 'digest', 'notice')),
             status TEXT NOT NULL
                 CHECK (status IN ('held', 'pending', 'sent', 'failed', 'released')),
             reason TEXT,
@@ -209,7 +210,9 @@ def m006_delivery_outbox(db: sqlite_utils.Database) -> None:
             last_error TEXT,
             released_into INTEGER REFERENCES deliveries(id),
             created_at REAL NOT NULL,
-            sent_at REAL
+            sent_at REAL,
+            title TEXT,  -- a notice's own text (other kinds render their alerts)
+            body TEXT
         )"""
     )
     db.execute("CREATE INDEX deliveries_due ON deliveries (status, due_at)")
@@ -234,6 +237,14 @@ def m006_delivery_outbox(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX attempts_by_delivery ON attempts (delivery_id)")
+
+
+@migrations()
+def m007_source_health(db: sqlite_utils.Database) -> None:
+    """Since when a feed fails, and which health notice was last sent about it."""
+    for column in ("failing_since REAL", "health_notice TEXT"):
+        db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
+    db.execute("UPDATE feeds SET failing_since = last_polled_at WHERE error_count > 0")
 
 
 @dataclass(frozen=True)
@@ -416,6 +427,7 @@ class DueDelivery:
     reason: str | None
     attempts: int
     contents: list[AlertContent]
+    notice: tuple[str, str] | None = None  # a health notice's title and body
 
 
 @dataclass(frozen=True)
@@ -642,7 +654,8 @@ class Store:
         if r.error is None:
             self.db.execute(
                 """UPDATE feeds SET last_polled_at = ?, last_success_at = ?, last_status = ?,
-                       last_error = NULL, error_count = 0, next_poll_at = ?, interval = ?,
+                       last_error = NULL, error_count = 0, failing_since = NULL,
+                       next_poll_at = ?, interval = ?,
                        etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
                        title = coalesce(?, title), body_hash = coalesce(?, body_hash),
                        effective_url = coalesce(?, effective_url)
@@ -654,10 +667,12 @@ class Store:
             self.db.execute(
                 """UPDATE feeds SET last_polled_at = ?, last_status = ?, last_error = ?,
                        error_count = error_count + 1, next_poll_at = ?,
+                       failing_since = coalesce(failing_since, ?),
                        gone_at = CASE WHEN ? THEN ? ELSE gone_at END
                    WHERE id = ?""",
-                [r.polled_at, r.status, r.error, r.next_poll_at, r.gone, r.polled_at, feed_id],
-            )
+                [r.polled_at, r.status, r.error, r.next_poll_at, r.polled_at, r.gone,
+                 r.polled_at, feed_id],
+            )  # fmt: skip
 
     def _insert_story(self, feed_id: int, key: str, entry: Entry, now: float) -> int | None:
         row = self.db.execute(
@@ -911,20 +926,54 @@ class Store:
     def due_deliveries(self, now: float, *, limit: int = 500) -> list[DueDelivery]:
         """Pending deliveries due by ``now``, oldest first, with their alerts' content."""
         rows = self.db.execute(
-            """SELECT d.id, d.target, d.kind, d.reason, d.attempts,
-                      json_group_array(json(a.content))
+            """SELECT d.id, d.target, d.kind, d.reason, d.attempts, d.title, d.body,
+                      json_group_array(json(a.content)) FILTER (WHERE a.id IS NOT NULL)
                FROM deliveries d
-               JOIN delivery_alerts da ON da.delivery_id = d.id
-               JOIN alerts a ON a.id = da.alert_id
+               LEFT JOIN delivery_alerts da ON da.delivery_id = d.id
+               LEFT JOIN alerts a ON a.id = da.alert_id
                WHERE d.status = 'pending' AND d.due_at <= ?
                GROUP BY d.id ORDER BY d.id LIMIT ?""",
             [now, limit],
         ).fetchall()
         return [
             DueDelivery(id, target, kind, reason, attempts,
-                        [_content(item) for item in json.loads(contents)])
-            for id, target, kind, reason, attempts, contents in rows
+                        [_content(item) for item in json.loads(contents or "[]")],
+                        None if title is None else (title, body or ""))
+            for id, target, kind, reason, attempts, title, body, contents in rows
         ]  # fmt: skip
+
+    def feed_health(self, feed_id: int, name: str, recent: int = 30) -> FeedHealth:
+        """What ``monitor.health`` needs to judge a feed after a poll."""
+        [(url, failing_since, last_error, notice, last_new)] = self.db.execute(
+            """SELECT url, failing_since, last_error, health_notice,
+                      (SELECT max(first_seen) FROM stories WHERE feed_id = feeds.id)
+               FROM feeds WHERE id = ?""",
+            [feed_id],
+        ).fetchall()
+        published = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT published FROM stories WHERE feed_id = ? AND published IS NOT NULL "
+                "ORDER BY id DESC LIMIT ?",
+                [feed_id, recent],
+            )
+        ]
+        return FeedHealth(name, url, failing_since, last_error, published, last_new, notice)
+
+    def queue_notice(
+        self, feed_id: int, notice: Notice, targets: Sequence[str], now: float
+    ) -> None:
+        """Remember the feed's new health state and queue its notice to ``targets``."""
+        with self._writing():
+            self.db.execute(
+                "UPDATE feeds SET health_notice = ? WHERE id = ?", [notice.state, feed_id]
+            )
+            for target in targets:
+                self.db.execute(
+                    "INSERT INTO deliveries (target, kind, status, due_at, created_at, title, "
+                    "body) VALUES (?, 'notice', 'pending', ?, ?, ?, ?)",
+                    [target, now, now, notice.title, notice.body],
+                )
 
     def record_attempt(
         self, delivery_id: int, target_label: str, *, ok: bool, detail: str, now: float,

@@ -40,7 +40,7 @@ def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     applied = store.db.execute("SELECT name FROM _sqlite_migrations ORDER BY id").fetchall()
     assert [name for (name,) in applied] == [
         "m001_initial", "m002_story_sources", "m003_full_text_search", "m004_feed_health",
-        "m005_retention_index", "m006_delivery_outbox",
+        "m005_retention_index", "m006_delivery_outbox", "m007_source_health",
     ]  # fmt: skip
     store.close()
 

@@ -8,12 +8,14 @@ that could not happen (unusable database, failed test alert), 2 a bad config or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import json
 import logging
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -95,6 +97,17 @@ def _json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="JSON output, for scripts.")(func)
 
 
+@contextlib.contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on a terminal's stderr (never in pipes, logs or --json output);
+    yields the function to call as each item is done."""
+    if total < 2 or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield lambda: bar.update(1)
+
+
 def _load(config_path: Path | None) -> tuple[Path, Config]:
     path = resolve_config_path(config_path)
     return path, load_config(path)
@@ -129,9 +142,21 @@ def cli(ctx: click.Context, verbose: int, log_format: LogFormat) -> None:
 
 @cli.command()
 @config_option
-def check(config_path: Path | None) -> None:
+@_json_option
+def check(config_path: Path | None, as_json: bool) -> None:
     """Validate the config and print a summary."""
     path, config = _load(config_path)
+    warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
+    targets = Notifier(config.notify).describe()
+    if as_json:
+        click.echo(json.dumps({
+            "config": str(path), "database": str(config.database),
+            "feeds": [{"url": f.url, "name": f.name, "interval": config.feed_interval(f)}
+                      for f in config.feeds],
+            "watchlists": [w.name for w in config.watchlists],
+            "targets": targets, "warnings": warnings,
+        }, ensure_ascii=False, indent=2))  # fmt: skip
+        return
     click.echo(f"{path}: OK")
     click.echo(f"database:   {config.database}")
     d = config.defaults
@@ -153,10 +178,8 @@ def check(config_path: Path | None) -> None:
             click.echo(f"      require: {', '.join(watchlist.require)}")
         if watchlist.exclude:
             click.echo(f"      exclude: {', '.join(watchlist.exclude)}")
-    warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    targets = Notifier(config.notify).describe()
     label = "" if config.notify else " (no targets configured: alerts go to the console)"
     click.echo(f"notify:     {len(targets)}{label}")
     for target in targets:
@@ -182,8 +205,12 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_
     matcher = Matcher(watchlists)
     checked = 0
     counts = dict.fromkeys((w.name for w in watchlists), 0)
-    with Store.open(config.database) as store:
+    with (
+        Store.open(config.database) as store,
+        _progress(store.count_stories_since(since), "replaying stories") as step,
+    ):
         for story in store.stories_since(since):
+            step()
             checked += 1
             feed = feed_display_name(story.feed_url, story.feed_name, story.feed_title)
             for match in matcher.match(story.entry, feed):
@@ -309,26 +336,35 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
 
 @cli.command()
 @config_option
-def once(config_path: Path | None) -> None:
+@_json_option
+def once(config_path: Path | None, as_json: bool) -> None:
     """Poll every feed once, deliver alerts, and exit."""
     path = resolve_config_path(config_path)
-    asyncio.run(_once(load_config(path, check_notify=False)))
+    asyncio.run(_once(load_config(path, check_notify=False), as_json))
 
 
-async def _once(config: Config) -> None:
+async def _once(config: Config, as_json: bool) -> None:
     with Store.open(config.database) as store, ParserPool() as parser:
         async with Fetcher(
             user_agent=config.user_agent or USER_AGENT, max_connections=config.concurrency
         ) as fetcher:
             poller = Poller(config, store, fetcher, Notifier(config.notify), parser=parser)
-            with store.batching():
-                outcomes = await poller.poll_all()
+            with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
+                outcomes = await poller.poll_all(lambda _: step())
             if store.has_undelivered():
                 check_notify_urls(config)  # deferred by load_config: costly, often not needed
             delivered = await poller.deliver_pending(ignore_backoff=True)
             poller.prune()
             store.index_pending()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
+    if as_json:
+        click.echo(json.dumps({
+            "feeds": [dataclasses.asdict(outcome) for outcome in outcomes],
+            "new_stories": sum(o.new_stories for o in outcomes),
+            "alerts_queued": sum(o.alerts_queued for o in outcomes),
+            "sent": delivered.sent, "failed_deliveries": delivered.failed,
+        }, ensure_ascii=False))  # fmt: skip
+        return
     click.echo(
         f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed, "
         f"{sum(o.unchanged for o in outcomes)} unchanged), "
@@ -433,7 +469,8 @@ def schema() -> None:
 @cli.command("test-notify")
 @config_option
 @click.option("--tag", "tags", multiple=True, help="Only targets with this tag (repeatable).")
-def test_notify(config_path: Path | None, tags: tuple[str, ...]) -> None:
+@_json_option
+def test_notify(config_path: Path | None, tags: tuple[str, ...], as_json: bool) -> None:
     """Send a test alert and report each target's result."""
     _, config = _load(config_path)
     channels = Notifier(config.notify).channels
@@ -444,7 +481,11 @@ def test_notify(config_path: Path | None, tags: tuple[str, ...]) -> None:
             continue
         text = f"This is a test alert from feed-monitor {__version__}. Delivery works."
         outcome = channel.send(Rendered("feed-monitor test alert", text, "text"))
-        click.echo(f"{channel.label}: {outcome.detail}")
+        if as_json:
+            click.echo(json.dumps({"target": channel.label, "ok": outcome.ok,
+                                   "detail": outcome.detail}))  # fmt: skip
+        else:
+            click.echo(f"{channel.label}: {outcome.detail}")
         failed = failed or not outcome.ok
     if failed:
         raise click.exceptions.Exit(1)

@@ -212,9 +212,18 @@ class Poller:
             ((feed.url, feed.name) for feed in config.feeds), self.clock()
         )
 
-    async def poll_all(self) -> list[PollOutcome]:
-        """Poll every configured feed once, concurrently."""
-        return list(await asyncio.gather(*(self.poll(feed) for feed in self.config.feeds)))
+    async def poll_all(
+        self, on_done: Callable[[PollOutcome], None] | None = None
+    ) -> list[PollOutcome]:
+        """Poll every configured feed once, concurrently; ``on_done`` hears of each."""
+
+        async def poll(feed: FeedConfig) -> PollOutcome:
+            outcome = await self.poll(feed)
+            if on_done is not None:
+                on_done(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(poll(feed) for feed in self.config.feeds)))
 
     async def poll(self, feed: FeedConfig) -> PollOutcome:
         """Poll one feed. A failure is logged and recorded against the feed, never raised."""

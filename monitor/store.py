@@ -587,6 +587,12 @@ class Store:
                 out.append((key, KnownSource(*rest)))
         return out
 
+    def count_stories_since(self, since: float) -> int:
+        [(count,)] = self.db.execute(
+            "SELECT count(*) FROM stories WHERE first_seen >= ?", [since]
+        ).fetchall()
+        return int(count)
+
     def stories_since(self, since: float) -> Iterator[StoredStory]:
         """Stories first seen at or after ``since``, oldest first, with their feed."""
         rows = self.db.execute(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import pty
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.conftest import REPO, cli, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 
@@ -199,3 +205,41 @@ def test_once_refuses_an_unusable_notify_url_before_sending_and_keeps_the_alert(
     assert "0 new stories, 0 alerts queued, 1 sent" in fixed.stdout
     [alert] = sink.wait_for(1)
     assert "S-400" in alert["title"]
+
+
+def test_json_output_for_scripts(tmp_path: Path, feeds: FeedServer, sink: AlertSink) -> None:
+    url = feeds.serve("/bm.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    report = json.loads(cli("once", "--json", "--config", config).stdout)
+    assert report["new_stories"] == 1 and report["alerts_queued"] == 1 and report["sent"] == 1
+    [feed] = report["feeds"]
+    assert feed["url"] == url and feed["ok"] and feed["status"] == 200
+    checked = json.loads(cli("check", "--json", "--config", config).stdout)
+    assert checked["watchlists"] == ["turkey-air-defense"] and checked["feeds"][0]["url"] == url
+    assert checked["targets"][0].startswith("json://127.0.0.1")
+    notified = json.loads(cli("test-notify", "--json", "--config", config).stdout)
+    assert notified["ok"] is True
+
+
+def test_progress_is_shown_on_a_terminal_only(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    urls = [feeds.serve(f"/f{n}.xml", rss([])) for n in range(3)]
+    config = write_config(tmp_path, feeds=urls, notify=[sink.url])
+    piped = cli("once", "--config", config)
+    assert "polling feeds" not in piped.stderr
+    # The same command with stderr on a pseudo-terminal, as a person running it sees it.
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "once", "--config", str(config)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=follower, text=True,
+    )  # fmt: skip
+    os.close(follower)
+    stdout, _ = process.communicate(timeout=60)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the process has gone
+        while chunk := os.read(leader, 4096):
+            seen += chunk
+    os.close(leader)
+    assert process.returncode == 0 and "polled 3 feeds" in stdout
+    assert b"polling feeds" in seen and b"100%" in seen

@@ -13,6 +13,7 @@ so the daemon finds the same database whatever directory it is started from.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import logging
 import os
@@ -52,7 +53,8 @@ Loc = tuple[str | int, ...]  # where a value is in the document: keys and list i
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR}: an environment variable; ${credential:NAME}: a systemd credential (LoadCredential=)
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|credential:[A-Za-z0-9_.@-]+)\}")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -622,13 +624,48 @@ def _expand_env(node: Any, environ: dict[str, str], loc: Loc = ()) -> Iterator[t
     for key, value in items:
         here = (*loc, key if isinstance(key, int) and isinstance(node, list) else str(key))
         if isinstance(value, str) and "${" in value:
-            missing = [name for name in _ENV_RE.findall(value) if name not in environ]
+            values = {name: _secret(name, environ) for name in _ENV_RE.findall(value)}
+            missing = [name for name, found in values.items() if found is None]
             if missing:
-                yield here, f"environment variable {', '.join(missing)} is not set"
+                yield here, _missing_message(missing, environ)
             else:
-                node[key] = _ENV_RE.sub(lambda m: environ[m.group(1)], value)
+                node[key] = _ENV_RE.sub(functools.partial(_fill, values), value)
         else:
             yield from _expand_env(value, environ, here)
+
+
+def _fill(values: dict[str, str | None], match: re.Match[str]) -> str:
+    return values[match.group(1)] or ""
+
+
+def _secret(name: str, environ: dict[str, str]) -> str | None:
+    """An environment variable's value, or a systemd credential's (without its newline)."""
+    if not name.startswith("credential:"):
+        return environ.get(name)
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    try:
+        return (Path(directory) / name.removeprefix("credential:")).read_text().rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _missing_message(names: list[str], environ: dict[str, str]) -> str:
+    variables = [name for name in names if not name.startswith("credential:")]
+    credentials = [name.removeprefix("credential:") for name in names if name not in variables]
+    parts = []
+    if variables:
+        parts.append(f"environment variable {', '.join(variables)} is not set")
+    if credentials:
+        where = environ.get("CREDENTIALS_DIRECTORY")
+        parts.append(
+            f"credential {', '.join(credentials)} is not in $CREDENTIALS_DIRECTORY ({where})"
+            if where
+            else f"credential {', '.join(credentials)}: no $CREDENTIALS_DIRECTORY "
+            "(set LoadCredential= in the systemd unit)"
+        )
+    return "; ".join(parts)
 
 
 def _locate(lines: dict[Loc, int], loc: Loc) -> int:

@@ -279,3 +279,20 @@ def test_delivery_settings_are_checked_by_key_and_line(tmp_path: Path) -> None:
     assert ":1: timezone: unknown time zone 'Mars/Olympus'" in zone
     [fmt] = problems(tmp_path, "notify:\n  - url: json://127.0.0.1/x\n    format: rtf\n")
     assert ":3: notify[0].format: Input should be 'text', 'markdown' or 'html'" in fmt
+
+
+def test_systemd_credentials_fill_in_secrets(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "smtp-password").write_text("s3cret\n")
+    text = "notify:\n  - url: 'mailto://user:${credential:smtp-password}@smtp.example.org'\n"
+    path = tmp_path / "monitor.yaml"
+    path.write_text(text)
+    config = load_config(path, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert config.notify[0].url == "mailto://user:s3cret@smtp.example.org"
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, {})
+    assert refused.value.problems == [
+        f"{path}:2: notify[0].url: credential smtp-password: no $CREDENTIALS_DIRECTORY "
+        "(set LoadCredential= in the systemd unit)"
+    ]

@@ -34,12 +34,10 @@ from monitor.config import (
     parse_duration,
     resolve_config_path,
 )
-from monitor.config_edit import NewFeed, add_feeds, remove_feed
 from monitor.errors import ConfigError, MonitorError
 from monitor.fetch import USER_AGENT, Fetcher
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
-from monitor.opml import OutlineFeed, read_opml, write_opml
 from monitor.parse import ParserPool
 from monitor.pipeline import Poller, feed_display_name
 from monitor.render import Rendered
@@ -417,6 +415,8 @@ def feeds_list(config_path: Path | None, as_json: bool) -> None:
 @click.option("--name", help="A display name (default: the feed's own title).")
 def feeds_add(config_path: Path | None, url: str, name: str | None) -> None:
     """Add a feed to the config file."""
+    from monitor.config_edit import NewFeed, add_feeds  # ruamel.yaml: only for edits
+
     path = resolve_config_path(config_path)
     added, _ = add_feeds(path, [NewFeed(url.strip(), name)])
     click.echo(f"added {url}" if added else f"{url} is already listed")
@@ -427,6 +427,8 @@ def feeds_add(config_path: Path | None, url: str, name: str | None) -> None:
 @click.argument("url")
 def feeds_remove(config_path: Path | None, url: str) -> None:
     """Remove a feed from the config file (its stored stories are kept)."""
+    from monitor.config_edit import remove_feed
+
     path = resolve_config_path(config_path)
     remove_feed(path, url.strip())
     click.echo(f"removed {url}")
@@ -437,6 +439,9 @@ def feeds_remove(config_path: Path | None, url: str) -> None:
 @click.argument("opml_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
     """Add every feed of an OPML file (from any feed reader) not listed yet."""
+    from monitor.config_edit import NewFeed, add_feeds
+    from monitor.opml import read_opml
+
     path = resolve_config_path(config_path)
     outlines = read_opml(opml_file.read_bytes())
     usable = [o for o in outlines if urlsplit(o.url).scheme.lower() in ("http", "https")]
@@ -455,6 +460,8 @@ def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
 @config_option
 def feeds_export_opml(config_path: Path | None) -> None:
     """Print the feeds as OPML, for any feed reader."""
+    from monitor.opml import OutlineFeed, write_opml
+
     path = resolve_config_path(config_path)
     config = load_config(path, check_notify=False)
     click.echo(write_opml([OutlineFeed(feed.url, feed.name) for feed in config.feeds]), nl=False)

@@ -31,6 +31,7 @@ _ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
 _READ_CHUNK = 64 * 1024
+_MAX_HEADER_BYTES = 64 * 1024
 
 
 class Fetcher:
@@ -73,6 +74,10 @@ class Fetcher:
                 },
                 auto_decompress=False,  # inflated below, under the size cap
                 timeout=aiohttp.ClientTimeout(total=None),  # the deadline is fetch()'s
+                # Some news sites send headers (Content-Security-Policy, cookies) longer
+                # than aiohttp's 8 KiB default; still bounded.
+                max_line_size=_MAX_HEADER_BYTES,
+                max_field_size=_MAX_HEADER_BYTES,
                 # Feeds are public documents: never send the user's netrc credentials.
                 trust_env=False,
             )

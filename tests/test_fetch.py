@@ -34,6 +34,8 @@ class Handler(QuietHandler):
                 self.reply(
                     200, FEED, {"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 10:00:00 GMT"}
                 )
+        elif path == "/big-headers":
+            self.reply(200, FEED, {"Content-Security-Policy": "default-src 'self' " + "x" * 20000})
         elif path == "/deflate":
             self.reply(200, zlib.compress(FEED), {"Content-Encoding": "deflate"})
         elif path == "/bomb":
@@ -84,6 +86,10 @@ def fetch(url: str, **kwargs: Any) -> Any:
 def test_gzip_is_decoded(base: str) -> None:
     result = fetch(base + "/gzip")
     assert result.status == 200 and result.body == FEED and result.etag == '"v1"'
+
+
+def test_long_response_headers_are_accepted(base: str) -> None:
+    assert fetch(base + "/big-headers").body == FEED
 
 
 def test_deflate_is_decoded(base: str) -> None:

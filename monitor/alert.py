@@ -58,10 +58,7 @@ class _MaskSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "****")
-            record.msg, record.args = message, None
+            record.msg, record.args = _mask(record.getMessage()), None
         return True
 
 

@@ -42,10 +42,9 @@ from monitor.parse import ParserPool
 from monitor.pipeline import Poller, feed_display_name
 from monitor.render import Rendered
 from monitor.service import LogFormat, log_handler
-from monitor.store import Store, StoredStory
+from monitor.store import DELIVERY_STATES, Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
-DELIVERY_STATES = ("sent", "pending", "held", "failed")
 
 
 class _Group(click.Group):

@@ -41,7 +41,14 @@ from pydantic.json_schema import SkipJsonSchema
 
 from monitor.errors import ConfigError
 from monitor.health import HealthRules
-from monitor.outbox import DigestSchedule, Policy, QuietHours, Target, WatchlistRules
+from monitor.outbox import (
+    DigestSchedule,
+    Policy,
+    QuietHours,
+    Target,
+    WatchlistRules,
+    local_zone,
+)
 from monitor.render import Format, check_template
 from monitor.schedule import Cadence
 
@@ -419,7 +426,7 @@ class Config(_Model):
         ] or [Target(CONSOLE_TARGET)]
         rules = {w.name: WatchlistRules(w.digest_schedule, w.quiet_hours) for w in self.watchlists}
         a = self.alerts
-        return Policy(targets, rules, ZoneInfo(self.timezone) if self.timezone else None,
+        return Policy(targets, rules, ZoneInfo(self.timezone) if self.timezone else local_zone(),
                       a.burst_limit, a.max_attempts, a.retry_after, a.max_retry_after)  # fmt: skip
 
     def feed_interval(self, feed: FeedConfig) -> float:

@@ -187,30 +187,31 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
-    def health_summary(self) -> str:
-        """One line for systemd's status: feeds and the outbox."""
-        states = self.poller.feed_states.values()
-        failing = sum(1 for state in states if state.error_count and state.gone_at is None)
-        gone = sum(1 for state in states if state.gone_at is not None)
-        counts = self.poller.store.delivery_counts()
-        text = f"{len(self.config.feeds)} feeds ({failing} failing"
-        text += f", {gone} gone)" if gone else ")"
-        return text + (
-            f"; deliveries: {counts.get('pending', 0)} pending, "
-            f"{counts.get('held', 0)} held, {counts.get('failed', 0)} failed"
-        )
-
     def health(self) -> dict[str, object]:
-        """For /healthz: ok while the scheduler runs; the feeds' and outbox's state."""
+        """For /healthz and systemd's STATUS: ok while the scheduler runs; the feeds' and
+        outbox's state."""
         states = list(self.poller.feed_states.values())
         counts = self.poller.store.delivery_counts()
         return {
             "status": "ok" if self.scheduler.running and not self._stop.is_set() else "stopping",
             "feeds": len(self.config.feeds),
             "failing_feeds": sum(1 for s in states if s.error_count and s.gone_at is None),
+            "gone_feeds": sum(1 for s in states if s.gone_at is not None),
             "deliveries_pending": counts.get("pending", 0) + counts.get("held", 0),
+            "deliveries_due": counts.get("pending", 0),
+            "deliveries_held": counts.get("held", 0),
             "deliveries_failed": counts.get("failed", 0),
         }
+
+    def health_summary(self) -> str:
+        """One line for systemd's status: feeds and the outbox."""
+        h = self.health()
+        gone = f", {h['gone_feeds']} gone" if h["gone_feeds"] else ""
+        return (
+            f"{h['feeds']} feeds ({h['failing_feeds']} failing{gone}); deliveries: "
+            f"{h['deliveries_due']} pending, "
+            f"{h['deliveries_held']} held, {h['deliveries_failed']} failed"
+        )
 
     def metrics(self) -> str:
         urls = [feed.url for feed in self.config.feeds]
@@ -272,7 +273,7 @@ class Daemon:
         for job in self.scheduler.get_jobs():
             if job.id.startswith(DIGEST_JOB_PREFIX):
                 job.remove()
-        zone = self.config.delivery_policy().zone or datetime.now().astimezone().tzinfo
+        zone = self.config.delivery_policy().zone
         for watchlist in self.config.watchlists:
             schedule = watchlist.digest_schedule
             if schedule is None:

@@ -106,7 +106,7 @@ class Policy:
 
     targets: Sequence[Target]
     watchlists: dict[str, WatchlistRules] = field(default_factory=dict)
-    zone: tzinfo | None = None
+    zone: tzinfo = field(default_factory=lambda: local_zone())  # for digests and quiet hours
     burst_limit: int = 5
     max_attempts: int = 12
     retry_after: float = 60.0
@@ -141,13 +141,12 @@ def targets_for(tags: Iterable[str], targets: Sequence[Target]) -> list[Target]:
 
 def route(alerts: Sequence[UnroutedAlert], policy: Policy, now: float) -> list[Delivery]:
     """The deliveries for newly stored alerts."""
-    zone = policy.zone
     held: list[Delivery] = []
     immediate: dict[tuple[str, str], list[int]] = defaultdict(list)
     for alert in alerts:
         rules = policy.watchlists.get(alert.watchlist, WatchlistRules())
         for target in targets_for(alert.tags, policy.targets):
-            hold = _hold(rules, target, alert.watchlist, now, zone)
+            hold = _hold(rules, target, alert.watchlist, now, policy.zone)
             if hold is None:
                 immediate[(alert.batch, target.key)].append(alert.id)
             else:
@@ -162,13 +161,12 @@ def route(alerts: Sequence[UnroutedAlert], policy: Policy, now: float) -> list[D
 
 
 def _hold(
-    rules: WatchlistRules, target: Target, watchlist: str, now: float, zone: tzinfo | None
+    rules: WatchlistRules, target: Target, watchlist: str, now: float, zone: tzinfo
 ) -> tuple[float, str] | None:
-    local = zone or _local_zone()
     if rules.digest is not None:
-        return rules.digest.next_after(now, local), f"digest {watchlist}"
+        return rules.digest.next_after(now, zone), f"digest {watchlist}"
     for quiet in (target.quiet_hours, rules.quiet_hours):
-        if quiet is not None and (end := quiet.end_after(now, local)) is not None:
+        if quiet is not None and (end := quiet.end_after(now, zone)) is not None:
             return end, "quiet hours"
     return None
 
@@ -193,12 +191,11 @@ class Release:
 
 def release(held: Sequence[HeldDelivery], policy: Policy, now: float) -> list[Release]:
     """Group due held deliveries by target and reason; a target still in quiet hours waits."""
-    local = policy.zone or _local_zone()
     quiet = {target.key: target.quiet_hours for target in policy.targets}
     groups: dict[tuple[str, str], list[HeldDelivery]] = defaultdict(list)
     for delivery in held:
         hours = quiet.get(delivery.target)
-        if hours is not None and hours.end_after(now, local) is not None:
+        if hours is not None and hours.end_after(now, policy.zone) is not None:
             continue
         groups[(delivery.target, delivery.reason)].append(delivery)
     return [
@@ -219,7 +216,8 @@ def retry_delay(attempts: int, policy: Policy) -> float | None:
     return min(policy.retry_after * 2.0 ** (attempts - 1), policy.max_retry_after)
 
 
-def _local_zone() -> tzinfo:
+def local_zone() -> tzinfo:
+    """The machine's time zone (the default for digests and quiet hours)."""
     zone = datetime.now().astimezone().tzinfo
     assert zone is not None
     return zone

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 from monitor.models import AlertContent
 
 Format = Literal["text", "markdown", "html"]
-FORMATS: tuple[Format, ...] = ("text", "markdown", "html")
 
 MAX_TITLE_CHARS = 200
 MAX_FIELD_CHARS = 600  # a feed name or snippet longer than this is cut
@@ -170,8 +169,10 @@ def render_alert(
     so it must be escaped like the body; elsewhere a title is plain text (an email subject).
     """
     templates = {**DEFAULT_TEMPLATES, **(templates or {})}
-    body = string.Template(templates[fmt]).substitute(alert_fields(content, fmt))
-    title_fields = alert_fields(content, fmt if title_in_body else "text")
+    fields = alert_fields(content, fmt)
+    title_fmt = fmt if title_in_body else "text"
+    title_fields = fields if title_fmt == fmt else alert_fields(content, title_fmt)
+    body = string.Template(templates[fmt]).substitute(fields)
     title = string.Template(templates["title"]).substitute(title_fields)
     return Rendered(clean(title, MAX_TITLE_CHARS), body, fmt)
 

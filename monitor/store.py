@@ -417,6 +417,9 @@ class SourceRow:
     first_seen: float
 
 
+DELIVERY_STATES = ("sent", "pending", "held", "failed")  # as counted by delivery_counts
+
+
 @dataclass(frozen=True)
 class DueDelivery:
     """A delivery to make now, with the content of every alert it carries."""

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.models import PollCounters
-from monitor.store import Store
+from monitor.store import DELIVERY_STATES, Store
 
 
 def render_metrics(store: Store, counters: PollCounters, configured: Iterable[str]) -> str:
@@ -41,7 +41,7 @@ def render_metrics(store: Store, counters: PollCounters, configured: Iterable[st
     counts = store.delivery_counts()
     metric("deliveries", "gauge", "Outbox deliveries by state (pending + held: the queue).",
            [(f'{{state="{state}"}}', counts.get(state, 0))
-            for state in ("sent", "pending", "held", "failed")])  # fmt: skip
+            for state in DELIVERY_STATES])  # fmt: skip
     wanted = set(configured)
     feeds = [feed for feed in store.feed_status() if feed.url in wanted]
     labels = {feed.url: f'{{feed="{_label(feed.url)}"}}' for feed in feeds}

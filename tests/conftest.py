@@ -66,6 +66,16 @@ def seed_article_item(
     }
 
 
+def numbered_items(title: str, count: int, key: str = "") -> list[dict[str, Any]]:
+    """``count`` fresh stories, ``title`` with ``{n}`` filled in as 0, 1, ..."""
+    now = time.time()
+    return [
+        {"title": title.format(n=n), "link": f"https://e.org/{key}{n}", "guid": f"{key or 'g'}{n}",
+         "published": now - 60}
+        for n in range(count)
+    ]  # fmt: skip
+
+
 def write_config(
     directory: Path,
     *,

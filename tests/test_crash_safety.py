@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import REPO, cli, rss, write_config
+from tests.conftest import REPO, cli, numbered_items, rss, write_config
 from tests.servers import AlertSink, FeedServer
 
 STORIES = 40
@@ -22,12 +22,7 @@ KILLS = 12
 def test_killing_the_daemon_at_random_moments_loses_nothing(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink
 ) -> None:
-    now = time.time()
-    items = [
-        {"title": f"S-400 report number {n}", "link": f"https://e.org/{n}", "guid": f"g{n}",
-         "published": now - 60}
-        for n in range(STORIES)
-    ]  # fmt: skip
+    items = numbered_items("S-400 report number {n}", STORIES)
     half = STORIES // 2
     url = feeds.serve("/f.xml", rss(items[:half]))
     second = feeds.serve("/g.xml", rss(items[half:]))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, cli, rss, seed_article_item, write_config
+from tests.conftest import REPO, cli, numbered_items, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 
@@ -131,12 +131,7 @@ def test_daemon_polls_reloads_and_stops_cleanly(
 def test_daemon_sends_a_watchlists_digest_from_its_scheduled_job(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
 ) -> None:
-    now = time.time()
-    items = [
-        {"title": f"S-400 battery {n}", "link": f"https://e.org/{n}", "guid": f"g{n}",
-         "published": now - 60}
-        for n in range(3)
-    ]  # fmt: skip
+    items = numbered_items("S-400 battery {n}", 3)
     url = feeds.serve("/f.xml", rss(items))
     config = write_config(tmp_path, feeds=[url], notify=[sink.url])
     config.write_text(

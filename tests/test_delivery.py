@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.conftest import cli, numbered_items, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer, alert_sink
 
 HOSTILE = {
@@ -178,12 +178,7 @@ def test_failed_alerts_are_listed_and_requeued(
 def test_burst_guard_folds_one_poll_into_one_summary(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink
 ) -> None:
-    now = time.time()
-    items = [
-        {"title": f"S-400 battery {n} deployed", "link": f"https://e.org/{n}", "guid": f"g{n}",
-         "published": now - 60}
-        for n in range(7)
-    ]  # fmt: skip
+    items = numbered_items("S-400 battery {n} deployed", 7)
     url = feeds.serve("/f.xml", rss(items, title="Wire"))
     config = write_config(
         tmp_path, feeds=[url], notify=[sink.url], extra="alerts: {burst_limit: 3}"
@@ -199,12 +194,7 @@ def test_burst_guard_folds_one_poll_into_one_summary(
 def test_a_digest_watchlist_sends_one_message_when_its_time_comes(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink
 ) -> None:
-    now = time.time()
-    items = [
-        {"title": f"CAATSA waiver {n}", "link": f"https://e.org/c{n}", "guid": f"c{n}",
-         "published": now - 60}
-        for n in range(2)
-    ]  # fmt: skip
+    items = numbered_items("CAATSA waiver {n}", 2, key="c")
     url = feeds.serve("/f.xml", rss(items))
     config = write_config(tmp_path, feeds=[url], notify=[sink.url])
     text = config.read_text().replace(

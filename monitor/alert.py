@@ -47,6 +47,7 @@ def _register_console() -> None:
 class DeliveryOutcome:
     ok: bool
     detail: str  # what the service said, secrets masked
+    timed_out: bool = False  # no answer within the send deadline: it may have arrived
 
 
 class _MaskSecrets(logging.Filter):
@@ -75,11 +76,14 @@ def secrets_of(url: str, masked: str) -> set[str]:
 class Channel:
     """One notify target, ready to send."""
 
-    def __init__(self, target: NotifyTarget | None) -> None:
+    def __init__(self, target: NotifyTarget | None, send_timeout: float = 60.0) -> None:
         import apprise
 
         self.key = target.key if target else CONSOLE_TARGET
-        self._apprise = apprise.Apprise()
+        # async_mode off: Apprise sends in the calling thread (a daemon thread of the
+        # delivery's own) instead of its shared thread pool, whose threads the interpreter
+        # waits for at exit: a send stuck there would make every shutdown hang.
+        self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
         if target is None:
             _register_console()
         url = target.url if target else CONSOLE_URL
@@ -99,6 +103,7 @@ class Channel:
             )
         self.label: str = server.url(privacy=True)  # type: ignore[no-untyped-call]
         _MASK.secrets |= secrets_of(url, self.label)
+        _set_timeouts(server, url, send_timeout)
 
     def send(self, message: Rendered) -> DeliveryOutcome:
         """Deliver ``message``. Blocks; never raises for a failed delivery."""
@@ -123,6 +128,24 @@ class Channel:
         return DeliveryOutcome(bool(result), "; ".join(details) or "not sent")
 
 
+def _set_timeouts(server: Any, url: str, send_timeout: float) -> None:
+    """Apprise's socket timeouts, chosen to fit within the send's own deadline.
+
+    Its defaults (4 s to read an answer; 15 s for SMTP) give up on receivers that are
+    slow but working, which then accept the message anyway: the retry is a copy. Here a
+    receiver may take most of ``send_timeout`` to answer; only one slower than that costs
+    a repeat. The connect timeout stays short: a refused or unreachable target fails fast.
+    A URL's own ``cto=``/``rto=`` win.
+    """
+    answer_within = max(1.0, send_timeout - 5.0)
+    if "rto=" not in url:
+        server.socket_read_timeout = answer_within
+    if "cto=" not in url:
+        # SMTP uses this one timeout for every socket operation of the session.
+        is_smtp = hasattr(server, "smtp_host")
+        server.socket_connect_timeout = answer_within if is_smtp else min(10.0, answer_within)
+
+
 def _native_format(server: Any) -> Format:
     resolved = str(getattr(server.resolve_format(None), "value", "text"))
     return resolved if resolved in ("text", "markdown", "html") else "text"  # type: ignore[return-value]
@@ -137,15 +160,16 @@ def _mask(text: str) -> str:
 class Notifier:
     """The configured targets (or the console), by outbox key, made on first use."""
 
-    def __init__(self, targets: list[NotifyTarget]) -> None:
+    def __init__(self, targets: list[NotifyTarget], send_timeout: float = 60.0) -> None:
         self._targets = targets
+        self._send_timeout = send_timeout
         self._channels: dict[str, Channel] | None = None
 
     @property
     def channels(self) -> dict[str, Channel]:
         if self._channels is None:
             logging.getLogger("apprise").addFilter(_MASK)
-            made = [Channel(target) for target in self._targets] or [Channel(None)]
+            made = [Channel(t, self._send_timeout) for t in self._targets] or [Channel(None)]
             self._channels = {channel.key: channel for channel in made}
         return self._channels
 

@@ -13,6 +13,7 @@ import dataclasses
 import gc
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,6 @@ from urllib.parse import urlsplit
 import click
 
 from monitor import __version__
-from monitor.alert import Notifier
 from monitor.config import (
     CONSOLE_TARGET,
     Config,
@@ -34,17 +34,18 @@ from monitor.config import (
     parse_duration,
     resolve_config_path,
 )
+from monitor.delivery import send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
-from monitor.fetch import USER_AGENT, Fetcher
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
-from monitor.parse import ParserPool
-from monitor.pipeline import Poller, feed_display_name
+from monitor.pipeline import feed_display_name
 from monitor.render import Rendered
+from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
+ONCE_LOCK_WAIT = 600.0  # a second `once` waits this long for the first, then gives up
 
 
 class _Group(click.Group):
@@ -144,7 +145,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
     """Validate the config and print a summary."""
     path, config = _load(config_path)
     warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
-    targets = Notifier(config.notify).describe()
+    targets = notifier_for(config).describe()
     if as_json:
         click.echo(json.dumps({
             "config": str(path), "database": str(config.database),
@@ -337,22 +338,21 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
 def once(config_path: Path | None, as_json: bool) -> None:
     """Poll every feed once, deliver alerts, and exit."""
     path = resolve_config_path(config_path)
-    asyncio.run(_once(load_config(path, check_notify=False), as_json))
+    config = load_config(path, check_notify=False)
+    with process_lock(config.database, "once", wait=ONCE_LOCK_WAIT):
+        asyncio.run(_once(config, as_json))
 
 
 async def _once(config: Config, as_json: bool) -> None:
-    with Store.open(config.database) as store, ParserPool() as parser:
-        async with Fetcher(
-            user_agent=config.user_agent or USER_AGENT, max_connections=config.concurrency
-        ) as fetcher:
-            poller = Poller(config, store, fetcher, Notifier(config.notify), parser=parser)
-            with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
-                outcomes = await poller.poll_all(lambda _: step())
-            if store.has_undelivered():
-                check_notify_urls(config)  # deferred by load_config: costly, often not needed
-            delivered = await poller.deliver_pending(ignore_backoff=True)
-            poller.prune()
-            store.index_pending()
+    async with open_runtime(config) as runtime:
+        store = runtime.store
+        with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
+            outcomes = await runtime.poller.poll_all(lambda _: step())
+        if store.has_undelivered():
+            check_notify_urls(config)  # deferred by load_config: costly, often not needed
+        delivered = await runtime.deliverer.deliver_due(ignore_backoff=True)
+        runtime.poller.prune()
+        store.index_pending()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
     if as_json:
         click.echo(json.dumps({
@@ -479,14 +479,16 @@ def schema() -> None:
 def test_notify(config_path: Path | None, tags: tuple[str, ...], as_json: bool) -> None:
     """Send a test alert and report each target's result."""
     _, config = _load(config_path)
-    channels = Notifier(config.notify).channels
+    channels = notifier_for(config).channels
     wanted = {target.key for target in config.notify if not tags or set(target.tags) & set(tags)}
+    text = f"This is a test alert from feed-monitor {__version__}. Delivery works."
+    message = Rendered("feed-monitor test alert", text, "text")
+    timeout = config.alerts.send_timeout
     failed = False
     for key, channel in channels.items():
         if config.notify and key not in wanted:
             continue
-        text = f"This is a test alert from feed-monitor {__version__}. Delivery works."
-        outcome = channel.send(Rendered("feed-monitor test alert", text, "text"))
+        outcome, _ = asyncio.run(send_with_deadline(channel, message, timeout))
         if as_json:
             click.echo(json.dumps({"target": channel.label, "ok": outcome.ok,
                                    "detail": outcome.detail}))  # fmt: skip
@@ -631,7 +633,7 @@ def _target_labels(config: Config) -> dict[str, str]:
     """Outbox keys to masked target URLs, without loading Apprise when there is none."""
     if not config.notify:
         return {CONSOLE_TARGET: "console"}
-    return {key: channel.label for key, channel in Notifier(config.notify).channels.items()}
+    return {key: channel.label for key, channel in notifier_for(config).channels.items()}
 
 
 def main() -> None:
@@ -639,4 +641,18 @@ def main() -> None:
     # collector from walking them again, on every full collection and once more at exit
     # (~40 ms of a short `once` run; also less work for a long-running daemon).
     gc.freeze()
-    cli(prog_name="feed-monitor")
+    try:
+        cli(prog_name="feed-monitor")
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+        if stuck := stuck_sends():
+            # Apprise runs each send in a pool thread that the interpreter would wait for
+            # at exit, forever if the target never answers: leave without waiting.
+            logging.getLogger(__name__).warning(
+                "exiting with %d sends still waiting for an answer (given up)", stuck
+            )
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise

@@ -325,6 +325,9 @@ class AlertSettings(_Model):
     retry_after: Duration = 60.0  # the first retry; doubles after each failure
     max_retry_after: Duration = 3600.0
     burst_limit: int = Field(default=5, ge=1)  # alerts for one target from one poll
+    # The longest one send may take, however slowly a target answers. Apprise's own socket
+    # timeouts are set just under it: a receiver slower than this may get a copy later.
+    send_timeout: Duration = Field(default=60.0, ge=1.0, le=3600.0)
     templates: Templates = Templates()
 
 

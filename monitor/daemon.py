@@ -1,4 +1,4 @@
-"""The daemon: APScheduler runs each feed's poll on its interval, plus the outbox.
+"""The daemon: APScheduler runs each feed's poll on its interval; delivery runs beside it.
 
 Scheduling rules (APScheduler 3.11 traps in ../shared/notes/libraries.md): every job has
 ``misfire_grace_time=None`` and ``coalesce=True`` so a poll that came due while others ran
@@ -6,8 +6,10 @@ is late, never dropped, and ``max_instances=1`` so one feed is never polled twic
 once; the ``Poller``'s semaphore bounds concurrency. Feed state lives in SQLite, so jobs
 are rebuilt at start, resuming each feed's schedule where the last run left it.
 
-SIGTERM/SIGINT pause the scheduler, let in-flight polls and deliveries finish (with a
-deadline) and exit. SIGHUP, or any edit of the config file (checked every 2 s), reloads
+SIGTERM/SIGINT pause the scheduler, let in-flight polls and sends finish within
+``SHUTDOWN_DEADLINE`` and exit; a send stuck inside Apprise is left to its daemon thread
+(its claim runs out and it is retried after the restart), so the exit is bounded.
+SIGHUP, or any edit of the config file (checked every 2 s), reloads
 the config and keeps the old one if the new is bad.
 """
 
@@ -28,19 +30,15 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig, load_config
 from monitor.errors import ConfigError
-from monitor.fetch import USER_AGENT, Fetcher
-from monitor.parse import ParserPool
-from monitor.pipeline import Clock, Poller
+from monitor.pipeline import Clock
+from monitor.runtime import Runtime, open_runtime, process_lock
 from monitor.service import sd_notify, watchdog_interval
-from monitor.store import Store
 from monitor.web import make_app, render_metrics, serve
 
 log = logging.getLogger(__name__)
 
-DELIVERY_JOB_ID = "deliver-outbox"
 PRUNE_JOB_ID = "retention"
 INDEX_JOB_ID = "search-index"
 DIGEST_JOB_PREFIX = "digest:"
@@ -49,7 +47,7 @@ STATUS_JOB_ID = "systemd-status"
 STATUS_INTERVAL = 30.0  # STATUS= to systemd this often (more often with a watchdog)
 CONFIG_WATCH_INTERVAL = 2.0  # how often the config file is checked for edits
 INDEX_INTERVAL = 30.0  # new stories reach the search index in batches, this often
-DELIVERY_INTERVAL = 30.0
+DELIVERY_INTERVAL = 30.0  # a delivery pass at least this often (retries, digests)
 SHUTDOWN_DEADLINE = 30.0
 START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds
 
@@ -91,98 +89,90 @@ class Daemon:
         self._config_seen = config_fingerprint(config_path)
 
     async def run(self) -> None:
-        store = Store.open(self.config.database)
-        parser = ParserPool()
+        with process_lock(self.config.database, "daemon"):
+            async with open_runtime(self.config, clock=self.clock) as runtime:
+                self.runtime = runtime
+                await self._serve(runtime)
+        log.info("stopped")
+
+    async def _serve(self, runtime: Runtime) -> None:
         scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
+        self.scheduler = scheduler
+        # Delivery runs beside polling, never inside a poll: a stuck target cannot hold
+        # up the next poll of any feed.
+        delivery = asyncio.create_task(runtime.deliverer.run(DELIVERY_INTERVAL))
         try:
-            async with Fetcher(
-                user_agent=self.config.user_agent or USER_AGENT,
-                max_connections=self.config.concurrency,
-            ) as fetcher:
-                self.poller = Poller(
-                    self.config,
-                    store,
-                    fetcher,
-                    Notifier(self.config.notify),
-                    parser=parser,
-                    clock=self.clock,
-                )
-                self.scheduler = scheduler
-                self._schedule_feeds(self.config.feeds)
-                scheduler.add_job(
-                    self._tracked,
-                    "interval",
-                    args=[self.poller.deliver_pending],
-                    seconds=DELIVERY_INTERVAL,
-                    id=DELIVERY_JOB_ID,
-                    next_run_time=datetime.now(UTC),
-                )
-                scheduler.add_job(
-                    self._tracked,
-                    "interval",
-                    args=[self._prune],
-                    hours=24,
-                    id=PRUNE_JOB_ID,
-                    next_run_time=datetime.fromtimestamp(self.clock() + 3600, UTC),
-                )
-                scheduler.add_job(
-                    self._tracked,
-                    "interval",
-                    args=[self._index],
-                    seconds=INDEX_INTERVAL,
-                    id=INDEX_JOB_ID,
-                )
-                self._schedule_digests()
-                scheduler.add_job(
-                    self._tracked,
-                    "interval",
-                    args=[self._reload_if_edited],
-                    seconds=CONFIG_WATCH_INTERVAL,
-                    id=CONFIG_WATCH_JOB_ID,
-                )
-                watchdog = watchdog_interval()
-                scheduler.add_job(
-                    self._tracked,
-                    "interval",
-                    args=[self._report_to_systemd],
-                    # Petted from the scheduler's own loop: if the loop hangs, systemd
-                    # sees no WATCHDOG=1 and restarts the service.
-                    seconds=watchdog / 2 if watchdog else STATUS_INTERVAL,
-                    id=STATUS_JOB_ID,
-                )
-                scheduler.start()
-                self._install_signal_handlers()
-                web_runner = None
-                if self.config.http is not None:
-                    app = make_app(self.health, self.metrics)
-                    web_runner = await serve(app, self.config.http.listen)
-                    log.info("serving /healthz and /metrics on http://%s", self.config.http.listen)
-                sd_notify("READY=1", f"STATUS={self.health_summary()}")
-                log.info(
-                    "feed-monitor running: %d feeds, %d watchlists, database %s",
-                    len(self.config.feeds),
-                    len(self.config.watchlists),
-                    self.config.database,
-                )
-                await self._stop.wait()
-                log.info("stopping: waiting for in-flight polls and deliveries")
-                sd_notify("STOPPING=1", "STATUS=stopping: finishing in-flight polls and deliveries")
-                scheduler.pause()
-                if web_runner is not None:
-                    await web_runner.cleanup()
-                if self._inflight:
-                    _, pending = await asyncio.wait(self._inflight, timeout=SHUTDOWN_DEADLINE)
-                    for task in pending:
-                        task.cancel()
+            self._schedule_feeds(self.config.feeds)
+            scheduler.add_job(
+                self._tracked,
+                "interval",
+                args=[self._prune],
+                hours=24,
+                id=PRUNE_JOB_ID,
+                next_run_time=datetime.fromtimestamp(self.clock() + 3600, UTC),
+            )
+            scheduler.add_job(
+                self._tracked, "interval", args=[self._index], seconds=INDEX_INTERVAL,
+                id=INDEX_JOB_ID,
+            )  # fmt: skip
+            self._schedule_digests()
+            scheduler.add_job(
+                self._tracked,
+                "interval",
+                args=[self._reload_if_edited],
+                seconds=CONFIG_WATCH_INTERVAL,
+                id=CONFIG_WATCH_JOB_ID,
+            )
+            watchdog = watchdog_interval()
+            scheduler.add_job(
+                self._tracked,
+                "interval",
+                args=[self._report_to_systemd],
+                # Petted from the scheduler's own loop: if the loop hangs, systemd
+                # sees no WATCHDOG=1 and restarts the service.
+                seconds=watchdog / 2 if watchdog else STATUS_INTERVAL,
+                id=STATUS_JOB_ID,
+            )
+            scheduler.start()
+            self._install_signal_handlers()
+            web_runner = None
+            if self.config.http is not None:
+                app = make_app(self.health, self.metrics)
+                web_runner = await serve(app, self.config.http.listen)
+                log.info("serving /healthz and /metrics on http://%s", self.config.http.listen)
+            sd_notify("READY=1", f"STATUS={self.health_summary()}")
+            log.info(
+                "feed-monitor running: %d feeds, %d watchlists, database %s",
+                len(self.config.feeds),
+                len(self.config.watchlists),
+                self.config.database,
+            )
+            await self._stop.wait()
+            log.info("stopping: waiting for in-flight polls and deliveries")
+            sd_notify("STOPPING=1", "STATUS=stopping: finishing in-flight polls and deliveries")
+            scheduler.pause()
+            if web_runner is not None:
+                await web_runner.cleanup()
+            await asyncio.gather(
+                self._finish_polls(SHUTDOWN_DEADLINE),
+                runtime.deliverer.close(SHUTDOWN_DEADLINE),
+            )
         finally:
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
             if scheduler.running:
                 scheduler.shutdown(wait=False)
-            parser.close()
-            store.close()
-        log.info("stopped")
+
+    async def _finish_polls(self, deadline: float) -> None:
+        """Let in-flight polls end within ``deadline`` seconds; cancel the rest (a poll
+        cancelled before its save is polled again after the restart)."""
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=deadline)
+            for task in pending:
+                task.cancel()
 
     def stop(self) -> None:
         self._stop.set()
@@ -190,8 +180,8 @@ class Daemon:
     def health(self) -> dict[str, object]:
         """For /healthz and systemd's STATUS: ok while the scheduler runs; the feeds' and
         outbox's state."""
-        states = list(self.poller.feed_states.values())
-        counts = self.poller.store.delivery_counts()
+        states = list(self.runtime.poller.feed_states.values())
+        counts = self.runtime.store.delivery_counts()
         return {
             "status": "ok" if self.scheduler.running and not self._stop.is_set() else "stopping",
             "feeds": len(self.config.feeds),
@@ -215,7 +205,7 @@ class Daemon:
 
     def metrics(self) -> str:
         urls = [feed.url for feed in self.config.feeds]
-        return render_metrics(self.poller.store, self.poller.counters, urls)
+        return render_metrics(self.runtime.store, self.runtime.poller.counters, urls)
 
     async def _report_to_systemd(self) -> None:
         fields = [f"STATUS={self.health_summary()}"]
@@ -248,7 +238,7 @@ class Daemon:
         old = self.config
         old_feeds = {feed.url: feed for feed in old.feeds}
         self.config = new
-        self.poller.apply_config(new, Notifier(new.notify))
+        self.runtime.apply_config(new)
         new_urls = {feed.url for feed in new.feeds}
         for url in old_feeds.keys() - new_urls:
             self.scheduler.remove_job(url)
@@ -287,16 +277,13 @@ class Daemon:
                     seconds=schedule.every, start_date=datetime.fromtimestamp(0, UTC), timezone=UTC
                 )
             self.scheduler.add_job(
-                self._tracked,
-                trigger,
-                args=[self.poller.deliver_pending],
-                id=f"{DIGEST_JOB_PREFIX}{watchlist.name}",
+                self._nudge_delivery, trigger, id=f"{DIGEST_JOB_PREFIX}{watchlist.name}"
             )
 
     def _schedule_feeds(self, feeds: list[FeedConfig]) -> None:
         now = self.clock()
         for feed in feeds:
-            state = self.poller.feed_states[feed.url]
+            state = self.runtime.poller.feed_states[feed.url]
             if state.gone_at is not None:
                 log.warning("feed %s is gone (HTTP 410) and is not polled", feed.url)
                 continue
@@ -319,7 +306,7 @@ class Daemon:
         feed = next((feed for feed in self.config.feeds if feed.url == url), None)
         if feed is None:  # removed by a reload while this run was queued
             return
-        outcome = await self.poller.poll(feed)
+        outcome = await self.runtime.poller.poll(feed)
         if self.scheduler.get_job(url) is None:
             pass  # a reload removed the feed while it was being polled
         elif outcome.gone:
@@ -335,13 +322,17 @@ class Daemon:
                 ),
             )
         if outcome.alerts_queued or outcome.notices:
-            await self.poller.deliver_pending()
+            self.runtime.deliverer.nudge()
+
+    async def _nudge_delivery(self) -> None:
+        """A digest's time: the delivery loop releases what was held for it."""
+        self.runtime.deliverer.nudge()
 
     async def _prune(self) -> None:
-        self.poller.prune()
+        self.runtime.poller.prune()
 
     async def _index(self) -> None:
-        self.poller.store.index_pending()
+        self.runtime.store.index_pending()
 
     async def _tracked(self, job: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a job, remembering it so shutdown can wait for it; never let it crash."""

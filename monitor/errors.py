@@ -7,6 +7,7 @@ they turn into messages and exit codes::
     MonitorError
     ├── ConfigError          the config file cannot be used (names file, line, key)
     ├── StoreError           the SQLite database cannot be opened or written
+    │   └── StoreBusyError   another process holds it for the same job (a second daemon)
     ├── FeedError            one feed could not be polled; affects that feed only
     │   ├── FetchError       network trouble: DNS, refused, timeout, too large, redirects
     │   │   └── HTTPStatusError   the server answered with a 4xx/5xx status
@@ -56,3 +57,7 @@ class ParseError(FeedError):
 
 class DeliveryError(MonitorError):
     """An alert could not be delivered to a notification target."""
+
+
+class StoreBusyError(StoreError):
+    """Another feed-monitor process holds the database for the same job."""

@@ -1,12 +1,12 @@
-"""The poll pipeline: fetch → parse → decide → store, then deliver the outbox.
+"""The poll pipeline: fetch → parse → decide → store. Delivery is apart (``monitor.delivery``).
 
 ``plan_poll`` is the pure decider: given a poll's entries and what the store already
 knows of their identity keys, it returns which are new stories (with the watchlists they
 match and which of those matches become alerts), which are known stories seen under a
 new feed, link or guid, and which are edits. ``Poller`` carries the plan out: it does the
-I/O around it (HTTP, parsing off the event loop, one SQLite transaction per poll, Apprise
-delivery in a worker thread) and turns each feed's failure into a recorded error for
-that feed only.
+I/O around it (HTTP, parsing off the event loop, one SQLite transaction per poll) and
+turns each feed's failure into a recorded error for that feed only. A poll never waits
+for a delivery: it stores its alerts and returns.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.fetch import Fetcher
@@ -34,12 +32,10 @@ from monitor.identity import (
 )
 from monitor.match import Matcher
 from monitor.models import AlertContent, Entry, Match, PollCounters
-from monitor.outbox import Policy, release, retry_delay, route, targets_for
+from monitor.outbox import targets_for
 from monitor.parse import ParserPool
-from monitor.render import render_delivery, render_notice
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.store import (
-    DueDelivery,
     FeedState,
     Lookup,
     PollPlan,
@@ -174,21 +170,14 @@ class PollOutcome:
     notices: int = 0  # health notices queued for the operators
 
 
-@dataclass(frozen=True)
-class DeliverySummary:
-    sent: int = 0
-    failed: int = 0
-
-
 class Poller:
-    """Polls feeds and delivers alerts for one loaded config."""
+    """Polls feeds for one loaded config."""
 
     def __init__(
         self,
         config: Config,
         store: Store,
         fetcher: Fetcher,
-        notifier: Notifier,
         *,
         clock: Clock = time.time,
         parser: ParserPool,
@@ -197,14 +186,12 @@ class Poller:
         self.fetcher = fetcher
         self.clock = clock
         self.parser = parser
-        self._delivery_lock = asyncio.Lock()
         self.counters = PollCounters()
-        self.apply_config(config, notifier)
+        self.apply_config(config)
 
-    def apply_config(self, config: Config, notifier: Notifier) -> None:
-        """Start using a (re)loaded config: feeds rows, matcher and targets."""
+    def apply_config(self, config: Config) -> None:
+        """Start using a (re)loaded config: feeds rows and matcher."""
         self.config = config
-        self.notifier = notifier
         self.matcher = Matcher(config.watchlists)
         self._limit = asyncio.Semaphore(config.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
@@ -290,16 +277,6 @@ class Poller:
             state.id, [entry.link_key for entry in parsed.entries if entry.link_key]
         )
         keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
-        lookup = self.store.lookup(state.id, [keys for _, keys in keyed], now - TITLE_WINDOW)
-        plan = plan_poll(
-            keyed,
-            lookup,
-            self.matcher,
-            feed_id=state.id,
-            feed_name=name,
-            now=now,
-            max_age=self.config.defaults.max_age,
-        )
         interval = interval_after_success(
             cadence,
             published=(entry.published for entry in parsed.entries),
@@ -317,7 +294,20 @@ class Poller:
             body_hash=body_hash,
             moved_to=result.moved_to,
         )
-        queued = self.store.save_poll(state.id, record, plan)
+        # Look up and save in one write transaction: another process polling a feed with
+        # the same stories at the same moment sees them as known, never stores them twice.
+        with self.store.transaction():
+            lookup = self.store.lookup(state.id, [keys for _, keys in keyed], now - TITLE_WINDOW)
+            plan = plan_poll(
+                keyed,
+                lookup,
+                self.matcher,
+                feed_id=state.id,
+                feed_name=name,
+                now=now,
+                max_age=self.config.defaults.max_age,
+            )
+            queued = self.store.save_poll(state.id, record, plan)
         log.info(
             "feed %s: %d entries, %d new, %d alerts queued; next poll in %s",
             name, len(parsed.entries), len(plan.new), queued, format_duration(round(interval)),
@@ -361,64 +351,3 @@ class Poller:
         if pruned:
             log.info("retention: dropped the text of %d old stories", pruned)
         return pruned
-
-    async def deliver_pending(self, *, ignore_backoff: bool = False) -> DeliverySummary:
-        """Route new alerts, release held ones whose time has come, and make every due
-        delivery: one target after another in turn, the targets side by side, so a dead
-        or slow target holds back no other. ``ignore_backoff`` retries failed ones now."""
-        self.store.flush()  # never deliver an alert that is not committed
-        async with self._delivery_lock:
-            policy = self.config.delivery_policy()
-            now = self.clock()
-            while unrouted := self.store.unrouted_alerts():
-                routes = route(unrouted, policy, now)
-                self.store.save_routes([alert.id for alert in unrouted], routes, now)
-            self.store.save_releases(release(self.store.held_due(now), policy, now), now)
-            due = self.store.due_deliveries(math.inf if ignore_backoff else now)
-            by_target: dict[str, list[DueDelivery]] = {}
-            for delivery in due:
-                by_target.setdefault(delivery.target, []).append(delivery)
-            results = await asyncio.gather(
-                *(self._deliver_to(target, deliveries, policy)
-                  for target, deliveries in by_target.items())
-            )  # fmt: skip
-        return DeliverySummary(sum(r.sent for r in results), sum(r.failed for r in results))
-
-    async def _deliver_to(
-        self, target: str, deliveries: list[DueDelivery], policy: Policy
-    ) -> DeliverySummary:
-        channel = self.notifier.channels.get(target)
-        templates = self.config.alerts.templates.overrides()
-        sent = failed = 0
-        for delivery in deliveries:
-            if channel is None:
-                ok, detail, label = False, "this target is no longer in the config", target
-            else:
-                if delivery.notice is not None:
-                    message = render_notice(*delivery.notice, channel.format,
-                                            title_in_body=channel.title_in_body)  # fmt: skip
-                else:
-                    message = render_delivery(
-                        delivery.kind, delivery.reason, delivery.contents, channel.format,
-                        templates, title_in_body=channel.title_in_body,
-                    )  # fmt: skip
-                outcome = await asyncio.to_thread(channel.send, message)
-                ok, detail, label = outcome.ok, outcome.detail, channel.label
-            now = self.clock()
-            if ok:
-                self.store.record_attempt(delivery.id, label, ok=True, detail=detail, now=now)
-                sent += 1
-                continue
-            failed += 1
-            delay = None if channel is None else retry_delay(delivery.attempts + 1, policy)
-            retry_at = None if delay is None else now + delay
-            self.store.record_attempt(
-                delivery.id, label, ok=False, detail=detail, now=now, retry_at=retry_at
-            )
-            if retry_at is None:
-                log.error("delivery %d to %s: giving up after %d attempts: %s",
-                          delivery.id, label, delivery.attempts + 1, detail)  # fmt: skip
-            else:
-                log.warning("delivery %d to %s failed, retrying in %ds: %s",
-                            delivery.id, label, delay, detail)  # fmt: skip
-        return DeliverySummary(sent, failed)

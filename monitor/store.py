@@ -247,6 +247,14 @@ def m007_source_health(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE feeds SET failing_since = last_polled_at WHERE error_count > 0")
 
 
+@migrations()
+def m008_delivery_claims(db: sqlite_utils.Database) -> None:
+    """Which process is sending a delivery, until when: one sender per delivery, and the
+    claim of a process that died runs out."""
+    for column in ("claimed_by TEXT", "claimed_until REAL"):
+        db.execute(f"ALTER TABLE deliveries ADD COLUMN {column}")
+
+
 @dataclass(frozen=True)
 class FeedState:
     """What the store remembers about a feed between polls."""
@@ -460,6 +468,7 @@ class Store:
         self.db = db
         self._batch_seconds: float | None = None
         self._batch_started = 0.0
+        self._depth = 0  # nested _writing blocks; the outermost one commits
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -857,13 +866,17 @@ class Store:
             [json.dumps(ids)],
         )
 
-    def unrouted_alerts(self, limit: int = 1000) -> list[UnroutedAlert]:
-        """Alerts stored but not yet given deliveries, oldest first."""
+    def unrouted_alerts(self, batches: int = 100) -> list[UnroutedAlert]:
+        """Alerts stored but not yet given deliveries, oldest first, by whole polls (the
+        burst guard folds one poll's alerts into one summary, however many there are)."""
         rows = self.db.execute(
             """SELECT a.id, m.watchlist, a.tags, a.batch FROM alerts a
                JOIN matches m ON m.id = a.match_id
-               WHERE a.routed_at IS NULL ORDER BY a.id LIMIT ?""",
-            [limit],
+               WHERE a.routed_at IS NULL AND a.batch IN (
+                   SELECT batch FROM alerts WHERE routed_at IS NULL
+                   GROUP BY batch ORDER BY min(id) LIMIT ?)
+               ORDER BY a.id""",
+            [batches],
         ).fetchall()
         return [UnroutedAlert(id, w, tuple(json.loads(tags)), batch) for id, w, tags, batch in rows]
 
@@ -933,16 +946,61 @@ class Store:
                 )
 
     def due_deliveries(self, now: float, *, limit: int = 500) -> list[DueDelivery]:
-        """Pending deliveries due by ``now``, oldest first, with their alerts' content."""
+        """Pending deliveries due by ``now`` and not claimed by a live sender, oldest first,
+        with their alerts' content (for inspection; senders use ``claim_due``)."""
+        rows = self.db.execute(
+            """SELECT id FROM deliveries
+               WHERE status = 'pending' AND due_at <= ? AND coalesce(claimed_until, 0) < ?
+               ORDER BY id LIMIT ?""",
+            [now, now, limit],
+        ).fetchall()
+        return self._load_deliveries([row[0] for row in rows])
+
+    def due_targets(self, now: float) -> list[str]:
+        """Targets with a pending delivery due by ``now`` that nobody has claimed."""
+        rows = self.db.execute(
+            """SELECT DISTINCT target FROM deliveries
+               WHERE status = 'pending' AND due_at <= ? AND coalesce(claimed_until, 0) < ?""",
+            [now, now],
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def claim_due(
+        self, target: str, *, now: float, owner: str, lease: float, due_by: float | None = None,
+        skip: Sequence[int] = (), limit: int = 1,
+    ) -> list[DueDelivery]:  # fmt: skip
+        """Claim up to ``limit`` of ``target``'s due deliveries for ``owner`` until
+        ``now + lease``, atomically: two processes never claim the same delivery, and a
+        claim whose owner died runs out. A claim counts as an attempt, made before the
+        send, so a crash between send and record costs one repeat, not endless ones.
+        ``due_by`` (default ``now``) lets retries be made early; ``skip`` lists deliveries
+        this process sent but could not record yet."""
+        with self._writing():
+            rows = self.db.execute(
+                """UPDATE deliveries SET claimed_by = ?, claimed_until = ?,
+                       attempts = attempts + 1
+                   WHERE id IN (
+                       SELECT id FROM deliveries
+                       WHERE target = ? AND status = 'pending' AND due_at <= ?
+                         AND coalesce(claimed_until, 0) < ?
+                         AND id NOT IN (SELECT value FROM json_each(?))
+                       ORDER BY id LIMIT ?)
+                   RETURNING id""",
+                [owner, now + lease, target, now if due_by is None else due_by, now,
+                 json.dumps(list(skip)), limit],
+            ).fetchall()  # fmt: skip
+        return self._load_deliveries(sorted(row[0] for row in rows))
+
+    def _load_deliveries(self, ids: Sequence[int]) -> list[DueDelivery]:
         rows = self.db.execute(
             """SELECT d.id, d.target, d.kind, d.reason, d.attempts, d.title, d.body,
                       json_group_array(json(a.content)) FILTER (WHERE a.id IS NOT NULL)
                FROM deliveries d
                LEFT JOIN delivery_alerts da ON da.delivery_id = d.id
                LEFT JOIN alerts a ON a.id = da.alert_id
-               WHERE d.status = 'pending' AND d.due_at <= ?
-               GROUP BY d.id ORDER BY d.id LIMIT ?""",
-            [now, limit],
+               WHERE d.id IN (SELECT value FROM json_each(?))
+               GROUP BY d.id ORDER BY d.id""",
+            [json.dumps(list(ids))],
         ).fetchall()
         return [
             DueDelivery(id, target, kind, reason, attempts,
@@ -988,7 +1046,8 @@ class Store:
         self, delivery_id: int, target_label: str, *, ok: bool, detail: str, now: float,
         retry_at: float | None = None,
     ) -> None:  # fmt: skip
-        """Log one attempt; a failure is retried at ``retry_at``, or marked failed if None."""
+        """Log one attempt (counted when it was claimed) and release the claim; a failure
+        is retried at ``retry_at``, or marked failed if None."""
         with self._writing():
             self.db.execute(
                 "INSERT INTO attempts (delivery_id, at, target, ok, detail) VALUES (?, ?, ?, ?, ?)",
@@ -996,18 +1055,37 @@ class Store:
             )
             if ok:
                 self.db.execute(
-                    "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
-                    "last_error = NULL WHERE id = ?",
+                    "UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL, "
+                    "claimed_by = NULL, claimed_until = NULL WHERE id = ?",
                     [now, delivery_id],
                 )
             else:
                 self.db.execute(
-                    """UPDATE deliveries SET attempts = attempts + 1, last_error = ?,
+                    """UPDATE deliveries SET last_error = ?,
                            status = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END,
-                           due_at = coalesce(?, due_at)
+                           due_at = coalesce(?, due_at), claimed_by = NULL, claimed_until = NULL
                        WHERE id = ?""",
                     [detail, retry_at, retry_at, delivery_id],
                 )
+
+    def record_late_success(
+        self, delivery_id: int, target_label: str, *, detail: str, now: float
+    ) -> bool:
+        """A send given up for lost answered after all: it was delivered. Marks it sent
+        unless another sender has claimed it since; returns whether it did."""
+        with self._writing():
+            cursor = self.db.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL "
+                "WHERE id = ? AND status = 'pending' AND claimed_by IS NULL",
+                [now, delivery_id],
+            )
+            if cursor.rowcount:
+                self.db.execute(
+                    "INSERT INTO attempts (delivery_id, at, target, ok, detail) "
+                    "VALUES (?, ?, ?, 1, ?)",
+                    [delivery_id, now, target_label, f"answered late: {detail}"],
+                )
+        return bool(cursor.rowcount)
 
     def alert_rows(self, *, failed_only: bool = False, limit: int = 50) -> list[AlertDeliveryRow]:
         """The newest alerts and how each of their deliveries stands."""
@@ -1105,21 +1183,39 @@ class Store:
                 raise StoreError(f"database write failed: {exc}") from None
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Reads and writes that must see no other process's writes in between (a poll's
+        identity lookup and its save; routing alerts): one write transaction."""
+        with self._writing():
+            yield
+
+    @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """One transaction (or savepoint, when batching); SQLite failures become StoreError."""
+        """One transaction (a savepoint within an enclosing one, or within a batch);
+        SQLite failures become StoreError.
+
+        Transactions begin IMMEDIATE, taking the write lock at once: a deferred one that
+        read first and then wrote could fail at once with "database is locked" when
+        another process wrote in between, whatever the busy timeout."""
+        outermost = self._depth == 0
+        self._depth += 1
         try:
-            if self._batch_seconds is not None and not self.db.conn.in_transaction:
-                self.db.execute("BEGIN")
+            if not self.db.conn.in_transaction:
+                self.db.execute("BEGIN IMMEDIATE")
                 self._batch_started = time.monotonic()
             with self.db.atomic():
                 yield
-            if (
-                self._batch_seconds is not None
-                and time.monotonic() - self._batch_started > self._batch_seconds
+            if outermost and (
+                self._batch_seconds is None
+                or time.monotonic() - self._batch_started > self._batch_seconds
             ):
                 self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"database write failed: {exc}") from None
+            if outermost and self._batch_seconds is None and self.db.conn.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise StoreError(f"database write failed: {exc}") from exc
+        finally:
+            self._depth -= 1
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:

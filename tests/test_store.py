@@ -41,6 +41,7 @@ def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     assert [name for (name,) in applied] == [
         "m001_initial", "m002_story_sources", "m003_full_text_search", "m004_feed_health",
         "m005_retention_index", "m006_delivery_outbox", "m007_source_health",
+        "m008_delivery_claims",
     ]  # fmt: skip
     store.close()
 
@@ -103,14 +104,17 @@ def test_outbox_retry_bookkeeping_and_audit_trail(tmp_path: Path) -> None:
     policy = Policy([Target("good"), Target("dead")])
     store.save_routes([alert.id], route([alert], policy, NOW), NOW)
     assert store.unrouted_alerts() == []
-    good, dead = store.due_deliveries(NOW)
+    [good] = store.claim_due("good", now=NOW, owner="me", lease=60)
+    [dead] = store.claim_due("dead", now=NOW, owner="me", lease=60)
     assert good.contents[0].story_title == "S-400 a" and good.contents[0].feed == "E"
+    assert good.attempts == dead.attempts == 1  # a claim counts as an attempt
     store.record_attempt(good.id, "json://good", ok=True, detail="success", now=NOW)
     store.record_attempt(dead.id, "json://dead", ok=False, detail="refused", now=NOW,
                          retry_at=NOW + 60)  # fmt: skip
     assert store.due_deliveries(NOW + 59) == []
     [again] = store.due_deliveries(NOW + 60)
     assert again.id == dead.id and again.attempts == 1  # the good target is not sent again
+    [again] = store.claim_due("dead", now=NOW + 60, owner="me", lease=60)
     store.record_attempt(dead.id, "json://dead", ok=False, detail="refused", now=NOW + 60)
     assert store.due_deliveries(NOW + 1e9) == []
     assert store.delivery_counts() == {"sent": 1, "failed": 1}

@@ -1,0 +1,102 @@
+"""The running parts, wired once: what both ``once`` and the daemon use.
+
+``open_runtime`` opens the database, the parser workers and the HTTP client, and builds
+the ``Poller`` (fetch → parse → store) and the ``Deliverer`` (outbox → targets) on top of
+them; leaving it closes them in reverse order. ``process_lock`` keeps two daemons off one
+database, and makes a second ``once`` wait for the first: two processes on one database
+would be safe (deliveries are claimed, stories saved in one transaction with their
+lookup) but would poll every feed twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from monitor.alert import Notifier
+from monitor.config import Config
+from monitor.delivery import Deliverer
+from monitor.errors import StoreBusyError
+from monitor.fetch import USER_AGENT, Fetcher
+from monitor.parse import ParserPool
+from monitor.pipeline import Poller
+from monitor.store import Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Role = Literal["daemon", "once"]
+_LOCK_BYTE: dict[Role, int] = {"daemon": 0, "once": 1}  # one lock file, a byte per role
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    poller: Poller
+    deliverer: Deliverer
+
+    def apply_config(self, config: Config) -> None:
+        """Use a reloaded config from now on (the database path stays)."""
+        self.config = config
+        self.poller.apply_config(config)
+        self.deliverer.apply_config(config, notifier_for(config))
+
+
+def notifier_for(config: Config) -> Notifier:
+    return Notifier(config.notify, config.alerts.send_timeout)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(config: Config, *, clock: Clock = time.time) -> AsyncIterator[Runtime]:
+    with Store.open(config.database) as store, ParserPool() as parser:
+        async with Fetcher(
+            user_agent=config.user_agent or USER_AGENT, max_connections=config.concurrency
+        ) as fetcher:
+            poller = Poller(config, store, fetcher, parser=parser, clock=clock)
+            deliverer = Deliverer(config, store, notifier_for(config), clock=clock)
+            yield Runtime(config, store, poller, deliverer)
+
+
+@contextlib.contextmanager
+def process_lock(database: Path, role: Role, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold ``role``'s lock on ``database`` (``<database>.lock``) while inside.
+
+    Taken by another process: wait up to ``wait`` seconds for it, then raise
+    ``StoreBusyError``. The lock dies with its process, however it ends."""
+    path = database.with_name(database.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _LOCK_BYTE[role])
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(_busy_message(database, role)) from None
+                if not told:
+                    log.warning("another `once` is running on %s; waiting for it", database)
+                    told = True
+                time.sleep(0.2)  # lockf has no timeout; this is a bounded wait, not a sync
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _busy_message(database: Path, role: Role) -> str:
+    if role == "daemon":
+        return (
+            f"another feed-monitor daemon is running on {database}; stop it first "
+            "(`systemctl stop feed-monitor`), or give this one its own database"
+        )
+    return f"another `feed-monitor once` has been running on {database} too long; try later"

@@ -91,6 +91,13 @@ def _parse_since(ctx: click.Context, param: click.Parameter, value: str) -> floa
         raise click.BadParameter(str(exc)) from None
 
 
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="JSON output, for scripts.")(func)
 
@@ -334,13 +341,27 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--timeout",
+    "deadline",
+    default="30m",
+    show_default=True,
+    callback=lambda ctx, param, value: _duration(value),
+    help="Stop after this long, whatever is still running (what is done is kept).",
+)
 @_json_option
-def once(config_path: Path | None, as_json: bool) -> None:
+def once(config_path: Path | None, deadline: float, as_json: bool) -> None:
     """Poll every feed once, deliver alerts, and exit."""
     path = resolve_config_path(config_path)
     config = load_config(path, check_notify=False)
-    with process_lock(config.database, "once", wait=ONCE_LOCK_WAIT):
-        asyncio.run(_once(config, as_json))
+    with process_lock(config.database, "once", wait=min(ONCE_LOCK_WAIT, deadline)):
+        try:
+            asyncio.run(asyncio.wait_for(_once(config, as_json), deadline))
+        except TimeoutError:
+            raise MonitorError(
+                f"once: stopped after its --timeout of {format_duration(deadline)}; what was "
+                "polled and sent is kept, the rest is done by the next run"
+            ) from None
 
 
 async def _once(config: Config, as_json: bool) -> None:

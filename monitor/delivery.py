@@ -220,13 +220,14 @@ class Deliverer:
         """Send ``target``'s due deliveries one after another until none is left, its
         send gets stuck, or the component closes."""
         summary = DeliverySummary()
+        attempted: list[int] = []  # once per pass: a failure waits for its retry time
         channel = self.notifier.channels.get(target)
         templates = self.config.alerts.templates.overrides()
         while not self._closing:
             try:
                 claimed = self.store.claim_due(
                     target, now=self.clock(), owner=self.owner, lease=self.lease,
-                    due_by=due_by, skip=list(self._unrecorded),
+                    due_by=due_by, skip=[*self._unrecorded, *attempted],
                 )  # fmt: skip
             except StoreError as exc:
                 log.error("delivery to %s paused: %s", target, exc)
@@ -234,6 +235,7 @@ class Deliverer:
             if not claimed:
                 break
             [delivery] = claimed
+            attempted.append(delivery.id)
             if channel is None:
                 outcome = DeliveryOutcome(False, "this target is no longer in the config")
                 label = target

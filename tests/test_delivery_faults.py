@@ -161,6 +161,7 @@ def test_two_runs_at_once_send_each_alert_once(
     outputs = [run.communicate(timeout=120) for run in runs]
     for run, (out, err) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, err
+        assert "polled 2 feeds (2 ok" in out
         assert "Traceback" not in err and "database is locked" not in err
     sink.wait_for(30)
     counts = story_titles(sink.received)
@@ -305,3 +306,17 @@ def test_test_notify_is_bounded_by_the_send_deadline(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no answer within 2s" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_once_is_bounded_by_its_timeout(tmp_path: Path, feeds: FeedServer) -> None:
+    url = feeds.serve("/f.xml", rss(numbered_items("S-400 depot {n}", 1)))
+    with slow_receiver(stall=True) as stalled:
+        config = write_config(tmp_path, feeds=[url], notify=[stalled.url])
+        result = cli("once", "--timeout", "3s", "--config", config, timeout=30)
+        assert stalled.received  # the send was under way when the deadline came
+    assert result.returncode == 1
+    assert "stopped after its --timeout of 3s" in result.stderr
+    assert "Traceback" not in result.stderr
+    with Store.open(tmp_path / "monitor.db") as store:
+        [(stories,)] = store.db.execute("SELECT count(*) FROM stories").fetchall()
+    assert stories == 1  # what was polled is kept

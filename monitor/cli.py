@@ -8,6 +8,7 @@ that could not happen (unusable database, failed test alert), 2 a bad config or 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import gc
@@ -461,7 +462,11 @@ def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
     refused = [(o.url, problem) for o in outlines if (problem := url_problem(o.url))]
     usable = [o for o in outlines if not url_problem(o.url)]
     added, skipped = add_feeds(path, [NewFeed(o.url, o.title) for o in usable])
-    _say(f"added {len(added)} feeds, {len(skipped)} already listed, {len(refused)} left out")
+    reasons = collections.Counter(problem for _, problem in refused)
+    _say(
+        f"added {len(added)} feeds, {len(skipped)} already listed"
+        + "".join(f", {count} {reason}, left out" for reason, count in reasons.items())
+    )
     for url, problem in refused:
         _say(f"  left out {url!r}: {problem}")
 

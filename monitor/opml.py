@@ -80,18 +80,18 @@ def _clean_name(name: str) -> str | None:
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` is not a feed URL to import, or None."""
+    """Why ``url`` is not a feed URL to import ("not http(s)"...), or None."""
     if has_control_characters(url) or any(char.isspace() for char in url):
-        return "contains a control character or a space"
+        return "with a control character or space"
     try:
         parts = urlsplit(url)
         _ = parts.port  # a malformed port raises ValueError
-    except ValueError as exc:
-        return f"not a valid URL ({exc})"
+    except ValueError:
+        return "not a valid URL"
     if parts.scheme.lower() not in ("http", "https"):
-        return "not an http(s) URL"
+        return "not http(s)"
     if not parts.hostname:
-        return "has no host"
+        return "without a host"
     return None
 
 

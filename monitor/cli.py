@@ -39,7 +39,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
-from monitor.redact import RedactingFilter, redact_text, safe_json, terminal_safe
+from monitor.redact import RedactingFilter, hide_secrets, redact_text, safe_json, terminal_safe
 from monitor.render import Rendered
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
@@ -479,7 +479,10 @@ def feeds_export_opml(config_path: Path | None) -> None:
 
     path = resolve_config_path(config_path)
     config = load_config(path, check_notify=False)
-    click.echo(write_opml([OutlineFeed(feed.url, feed.name) for feed in config.feeds]), nl=False)
+    # The URLs as the config file has them (an export must be importable), but never a
+    # value that came from the environment or a credential: that is kept out of the file.
+    feeds = [OutlineFeed(hide_secrets(feed.url), feed.name) for feed in config.feeds]
+    click.echo(write_opml(feeds), nl=False)
 
 
 @cli.command()

@@ -50,25 +50,21 @@ _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _JSON_UNSAFE_RE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 _lock = threading.Lock()
-_secrets: frozenset[str] = frozenset()
+_secrets: tuple[str, ...] = ()  # longest first: a secret containing another is masked whole
 
 
 def remember_secret(value: str) -> None:
     """Record a value taken from the environment or a credential: it is never shown."""
     global _secrets
-    if len(value) < MIN_SECRET_LENGTH:
+    if len(value) < MIN_SECRET_LENGTH or value in _secrets:
         return
     with _lock:
-        _secrets = _secrets | {value}
+        _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
 
 
-def known_secrets() -> frozenset[str]:
-    return _secrets
-
-
-def _replace_secrets(text: str) -> str:
-    # Longest first: a secret that contains another is masked whole.
-    for secret in sorted(_secrets, key=len, reverse=True):
+def hide_secrets(text: str) -> str:
+    """``text`` with every known secret replaced (and nothing else changed)."""
+    for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
@@ -80,7 +76,7 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
         _ = parts.port  # a malformed port raises ValueError
     except ValueError:
-        return _replace_secrets(url)
+        return hide_secrets(url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
@@ -88,7 +84,7 @@ def mask_url(url: str) -> str:
     masked = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     if not parts.query and url.endswith("?"):
         masked += "?"  # keep the URL as written otherwise
-    return _replace_secrets(masked)
+    return hide_secrets(masked)
 
 
 def _mask_param(param: str) -> str:
@@ -102,7 +98,7 @@ def redact_text(text: str) -> str:
     """Free text with every URL in it masked and every known secret replaced."""
     if "://" in text:
         text = _URL_IN_TEXT_RE.sub(lambda m: mask_url(m.group(0)), text)
-    return _replace_secrets(text)
+    return hide_secrets(text)
 
 
 def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:

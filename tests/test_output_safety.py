@@ -126,6 +126,13 @@ def test_config_and_status_views_mask_credentials(polled: Polled, command: list[
         assert "token=****" in out and "api_key=****" in out and "t=****" in out
 
 
+def test_export_keeps_the_files_urls_but_not_environment_values(polled: Polled) -> None:
+    exported = _invoke("feeds", "export-opml", "--config", str(polled.config))
+    assert exported.exit_code == 0, exported.output
+    assert ENV_SECRET not in exported.stdout and "/c.xml?t=****" in exported.stdout
+    assert "alice:pw-Secret-3@" in exported.stdout  # written in the file: an export carries it
+
+
 def test_status_shows_the_moved_feed_and_the_error_masked(polled: Polled) -> None:
     text = _assert_clean(_invoke("status", "--config", str(polled.config)))
     assert "moved permanently to" in text and "d2.xml?token=****" in text

@@ -8,6 +8,7 @@ that could not happen (unusable database, failed test alert), 2 a bad config or 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import gc
@@ -19,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -39,6 +39,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
+from monitor.redact import RedactingFilter, hide_secrets, redact_text, safe_json, terminal_safe
 from monitor.render import Rendered
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
@@ -60,6 +61,25 @@ class _Group(click.Group):
         except MonitorError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+
+
+def _say(*lines: str, err: bool = False) -> None:
+    """Print ``lines`` for a person, each on one line of its own: URLs and known secrets
+    masked, control characters neutralized (feed text reaches here, and a title must not
+    retitle the terminal, clear it or forge a line). Every line a command prints goes
+    through here or ``_say_json``."""
+    for line in lines:
+        click.echo(_shown(line), err=err)
+
+
+def _shown(text: str) -> str:
+    return terminal_safe(redact_text(text))
+
+
+def _say_json(value: object, indent: int | None = None) -> None:
+    """Print ``value`` as JSON for scripts: the data exact, but secrets masked and no
+    character a terminal acts on left raw."""
+    click.echo(safe_json(value, indent=indent))
 
 
 def config_option(func: F) -> F:
@@ -120,7 +140,11 @@ def _load(config_path: Path | None) -> tuple[Path, Config]:
 
 def configure_logging(verbose: int, log_format: LogFormat = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, handlers=[log_handler(log_format)], force=True)
+    handler = log_handler(log_format)
+    # Every record of every logger passes here: URLs, secrets and control characters in
+    # it are masked before anything is written.
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Client libraries may log request URLs at INFO (private feed URLs can carry tokens);
     # apprise is chatty. Their warnings still show.
     for noisy in ("aiohttp", "apprise", "apscheduler"):
@@ -154,41 +178,41 @@ def check(config_path: Path | None, as_json: bool) -> None:
     warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
     targets = notifier_for(config).describe()
     if as_json:
-        click.echo(json.dumps({
+        _say_json({
             "config": str(path), "database": str(config.database),
             "feeds": [{"url": f.url, "name": f.name, "interval": config.feed_interval(f)}
                       for f in config.feeds],
             "watchlists": [w.name for w in config.watchlists],
             "targets": targets, "warnings": warnings,
-        }, ensure_ascii=False, indent=2))  # fmt: skip
+        }, indent=2)  # fmt: skip
         return
-    click.echo(f"{path}: OK")
-    click.echo(f"database:   {config.database}")
+    _say(f"{path}: OK")
+    _say(f"database:   {config.database}")
     d = config.defaults
-    click.echo(
+    _say(
         f"defaults:   every {format_duration(d.interval)}, timeout {format_duration(d.timeout)}, "
         f"alert on stories newer than {format_duration(d.max_age)}"
     )
-    click.echo(f"feeds:      {len(config.feeds)}")
+    _say(f"feeds:      {len(config.feeds)}")
     for feed in config.feeds:
-        click.echo(
+        _say(
             f"  - {feed_display_name(feed.url, feed.name)}  {feed.url}  "
             f"(every {format_duration(config.feed_interval(feed))})"
         )
-    click.echo(f"watchlists: {len(config.watchlists)}")
+    _say(f"watchlists: {len(config.watchlists)}")
     for watchlist in config.watchlists:
         route = ", ".join(watchlist.notify) if watchlist.notify else "all targets"
-        click.echo(f"  - {watchlist.name}: {', '.join(watchlist.keywords)}  -> {route}")
+        _say(f"  - {watchlist.name}: {', '.join(watchlist.keywords)}  -> {route}")
         if watchlist.require:
-            click.echo(f"      require: {', '.join(watchlist.require)}")
+            _say(f"      require: {', '.join(watchlist.require)}")
         if watchlist.exclude:
-            click.echo(f"      exclude: {', '.join(watchlist.exclude)}")
+            _say(f"      exclude: {', '.join(watchlist.exclude)}")
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _say(f"warning: {warning}", err=True)
     label = "" if config.notify else " (no targets configured: alerts go to the console)"
-    click.echo(f"notify:     {len(targets)}{label}")
+    _say(f"notify:     {len(targets)}{label}")
     for target in targets:
-        click.echo(f"  - {target}")
+        _say(f"  - {target}")
 
 
 @cli.command()
@@ -224,35 +248,32 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_
     if not as_json:
         summary = ", ".join(f"{count} {name}" for name, count in counts.items())
         window = click.get_current_context().meta["since"]
-        click.echo(f"{checked} stories first seen in the last {window}; matches: {summary}")
+        _say(f"{checked} stories first seen in the last {window}; matches: {summary}")
 
 
 def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: bool) -> None:
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "watchlist": match.watchlist,
-                    "keywords": match.keywords,
-                    "terms": match.terms,
-                    "title": story.entry.title,
-                    "link": story.entry.link,
-                    "feed": feed,
-                    "published": story.entry.published,
-                    "first_seen": story.first_seen,
-                    "snippet": match.snippet,
-                },
-                ensure_ascii=False,
-            )
+        _say_json(
+            {
+                "watchlist": match.watchlist,
+                "keywords": match.keywords,
+                "terms": match.terms,
+                "title": story.entry.title,
+                "link": story.entry.link,
+                "feed": feed,
+                "published": story.entry.published,
+                "first_seen": story.first_seen,
+                "snippet": match.snippet,
+            },
         )
         return
     start, end = match.highlight
     marked = f"{match.snippet[:start]}»{match.snippet[start:end]}«{match.snippet[end:]}"
     seen = time.strftime("%Y-%m-%d %H:%M", time.gmtime(story.first_seen))
-    click.echo(f"{seen}  [{match.watchlist}]  {story.entry.title}")
-    click.echo(f"    {feed}  {story.entry.link or ''}")
-    click.echo(f"    matched {', '.join(match.keywords)} (as {', '.join(match.terms)})")
-    click.echo(f"    {marked}\n")
+    _say(f"{seen}  [{match.watchlist}]  {story.entry.title}")
+    _say(f"    {feed}  {story.entry.link or ''}")
+    _say(f"    matched {', '.join(match.keywords)} (as {', '.join(match.terms)})")
+    _say(f"    {marked}", "")
 
 
 def _when(stamp: float | None) -> str:
@@ -273,12 +294,12 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
     for hit in hits:
         feed = feed_display_name(hit.feed_url, hit.feed_name, hit.feed_title)
         if as_json:
-            click.echo(json.dumps({**dataclasses.asdict(hit), "feed": feed}, ensure_ascii=False))
+            _say_json({**dataclasses.asdict(hit), "feed": feed})
         else:
-            click.echo(f"{_when(hit.first_seen)}  #{hit.story_id}  {hit.title}")
-            click.echo(f"    {feed}  {hit.link or ''}\n    {hit.snippet}\n")
+            _say(f"{_when(hit.first_seen)}  #{hit.story_id}  {hit.title}")
+            _say(f"    {feed}  {hit.link or ''}", f"    {hit.snippet}", "")
     if not as_json:
-        click.echo(f"{len(hits)} stories")
+        _say(f"{len(hits)} stories")
 
 
 @cli.command()
@@ -294,18 +315,18 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
     for row in rows:
         feed = feed_display_name(row.feed_url, row.feed_name, row.feed_title)
         if as_json:
-            click.echo(json.dumps({**dataclasses.asdict(row), "feed": feed}, ensure_ascii=False))
+            _say_json({**dataclasses.asdict(row), "feed": feed})
             continue
         state = row.alert_status
         if row.alert_status == "sent":
             state = f"sent {_when(row.sent_at)}"
         elif row.attempts:
             state += f" after {row.attempts} attempts: {row.last_error or ''}"
-        click.echo(f"{_when(row.created_at)}  [{row.watchlist}]  #{row.story_id}  {row.title}")
-        click.echo(f"    {feed}  {row.link or ''}")
-        click.echo(f"    matched {', '.join(row.keywords)}  alert: {state}\n")
+        _say(f"{_when(row.created_at)}  [{row.watchlist}]  #{row.story_id}  {row.title}")
+        _say(f"    {feed}  {row.link or ''}")
+        _say(f"    matched {', '.join(row.keywords)}  alert: {state}", "")
     if not as_json:
-        click.echo(f"{len(rows)} matches")
+        _say(f"{len(rows)} matches")
 
 
 @cli.command()
@@ -321,22 +342,17 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     if not sources:
         raise click.ClickException(f"no story #{story_id}")
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "sources": [dataclasses.asdict(source) for source in sources],
-                    "matches": [dataclasses.asdict(row) for row in found],
-                },
-                ensure_ascii=False,
-            )
-        )
+        _say_json({
+            "sources": [dataclasses.asdict(source) for source in sources],
+            "matches": [dataclasses.asdict(row) for row in found],
+        })  # fmt: skip
         return
-    click.echo(f"#{story_id}  seen in {len(sources)} places:")
+    _say(f"#{story_id}  seen in {len(sources)} places:")
     for source in sources:
         feed = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
-        click.echo(f"  {_when(source.first_seen)}  {feed}  {source.link or '(no link)'}")
+        _say(f"  {_when(source.first_seen)}  {feed}  {source.link or '(no link)'}")
     for row in found:
-        click.echo(f"matched [{row.watchlist}] {', '.join(row.keywords)}: alert {row.alert_status}")
+        _say(f"matched [{row.watchlist}] {', '.join(row.keywords)}: alert {row.alert_status}")
 
 
 @cli.command()
@@ -376,14 +392,14 @@ async def _once(config: Config, as_json: bool) -> None:
         store.index_pending()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
     if as_json:
-        click.echo(json.dumps({
+        _say_json({
             "feeds": [dataclasses.asdict(outcome) for outcome in outcomes],
             "new_stories": sum(o.new_stories for o in outcomes),
             "alerts_queued": sum(o.alerts_queued for o in outcomes),
             "sent": delivered.sent, "failed_deliveries": delivered.failed,
-        }, ensure_ascii=False))  # fmt: skip
+        })  # fmt: skip
         return
-    click.echo(
+    _say(
         f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed, "
         f"{sum(o.unchanged for o in outcomes)} unchanged), "
         f"{sum(o.new_stories for o in outcomes)} new stories, "
@@ -421,12 +437,12 @@ def feeds_list(config_path: Path | None, as_json: bool) -> None:
         for feed in config.feeds
     ]
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        _say_json(rows, indent=2)
         return
     for row in rows:
         name = row["name"] or feed_display_name(str(row["url"]), None)
-        click.echo(f"{name}  {row['url']}  every {format_duration(float(row['interval'] or 0))}")
-    click.echo(f"{len(rows)} feeds in {path}")
+        _say(f"{name}  {row['url']}  every {format_duration(float(row['interval'] or 0))}")
+    _say(f"{len(rows)} feeds in {path}")
 
 
 @feeds.command("add")
@@ -439,7 +455,7 @@ def feeds_add(config_path: Path | None, url: str, name: str | None) -> None:
 
     path = resolve_config_path(config_path)
     added, _ = add_feeds(path, [NewFeed(url.strip(), name)])
-    click.echo(f"added {url}" if added else f"{url} is already listed")
+    _say(f"added {url}" if added else f"{url} is already listed")
 
 
 @feeds.command("remove")
@@ -451,7 +467,7 @@ def feeds_remove(config_path: Path | None, url: str) -> None:
 
     path = resolve_config_path(config_path)
     remove_feed(path, url.strip())
-    click.echo(f"removed {url}")
+    _say(f"removed {url}")
 
 
 @feeds.command("import-opml")
@@ -460,20 +476,20 @@ def feeds_remove(config_path: Path | None, url: str) -> None:
 def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
     """Add every feed of an OPML file (from any feed reader) not listed yet."""
     from monitor.config_edit import NewFeed, add_feeds
-    from monitor.opml import read_opml
+    from monitor.opml import read_opml, url_problem
 
     path = resolve_config_path(config_path)
     outlines = read_opml(opml_file.read_bytes())
-    usable = [o for o in outlines if urlsplit(o.url).scheme.lower() in ("http", "https")]
+    refused = [(o.url, problem) for o in outlines if (problem := url_problem(o.url))]
+    usable = [o for o in outlines if not url_problem(o.url)]
     added, skipped = add_feeds(path, [NewFeed(o.url, o.title) for o in usable])
-    click.echo(
+    reasons = collections.Counter(problem for _, problem in refused)
+    _say(
         f"added {len(added)} feeds, {len(skipped)} already listed"
-        + (
-            f", {len(outlines) - len(usable)} not http(s), left out"
-            if len(usable) < len(outlines)
-            else ""
-        )
+        + "".join(f", {count} {reason}, left out" for reason, count in reasons.items())
     )
+    for url, problem in refused:
+        _say(f"  left out {url!r}: {problem}")
 
 
 @feeds.command("export-opml")
@@ -484,7 +500,10 @@ def feeds_export_opml(config_path: Path | None) -> None:
 
     path = resolve_config_path(config_path)
     config = load_config(path, check_notify=False)
-    click.echo(write_opml([OutlineFeed(feed.url, feed.name) for feed in config.feeds]), nl=False)
+    # The URLs as the config file has them (an export must be importable), but never a
+    # value that came from the environment or a credential: that is kept out of the file.
+    feeds = [OutlineFeed(hide_secrets(feed.url), feed.name) for feed in config.feeds]
+    click.echo(write_opml(feeds), nl=False)
 
 
 @cli.command()
@@ -511,10 +530,9 @@ def test_notify(config_path: Path | None, tags: tuple[str, ...], as_json: bool) 
             continue
         outcome, _ = asyncio.run(send_with_deadline(channel, message, timeout))
         if as_json:
-            click.echo(json.dumps({"target": channel.label, "ok": outcome.ok,
-                                   "detail": outcome.detail}))  # fmt: skip
+            _say_json({"target": channel.label, "ok": outcome.ok, "detail": outcome.detail})
         else:
-            click.echo(f"{channel.label}: {outcome.detail}")
+            _say(f"{channel.label}: {outcome.detail}")
         failed = failed or not outcome.ok
     if failed:
         raise click.exceptions.Exit(1)
@@ -557,14 +575,14 @@ def status(config_path: Path | None, as_json: bool) -> None:
             ],
             "deliveries": {key: counts.get(key, 0) for key in DELIVERY_STATES},
         }
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        _say_json(report, indent=2)
         return
     rows = [("FEED", "LAST POLL", "HTTP", "STORIES", "INTERVAL", "NEXT POLL", "LAST ERROR")]
     moved: list[str] = []
     for feed in feeds:
         rows.append(
             (
-                feed_display_name(feed.url, feed.name, feed.title),
+                _shown(feed_display_name(feed.url, feed.name, feed.title)),
                 _ago(feed.last_polled_at, now),
                 str(feed.last_status or "-"),
                 str(feed.stories),
@@ -574,7 +592,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
                 else _ago(feed.next_poll_at, now)
                 if feed.last_polled_at
                 else "-",
-                (feed.last_error or "")[:80],
+                _shown(feed.last_error or "")[:80],
             )
         )
         if feed.effective_url and feed.effective_url != feed.url:
@@ -583,12 +601,11 @@ def status(config_path: Path | None, as_json: bool) -> None:
     for line in moved:
         rows.append((f"  {line}", "", "", "", "", "", ""))
     for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-    click.echo(
-        f"\ndeliveries: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
-        f"{counts.get('held', 0)} held for digests, {counts.get('failed', 0)} failed"
+        _say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    _say(
+        "",
+        f"deliveries: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
+        f"{counts.get('held', 0)} held for digests, {counts.get('failed', 0)} failed",
     )
 
 
@@ -621,19 +638,17 @@ def alerts(
                     for at, target, ok, detail in trails[d["id"]]
                 ]
             out.append(item)
-        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        _say_json(out, indent=2)
         return
     if not rows:
-        click.echo("no alerts" + (" with failed deliveries" if failed else ""))
+        _say("no alerts" + (" with failed deliveries" if failed else ""))
         return
     for row in rows:
-        click.echo(
-            f"#{row.id}  {_when(row.created_at)}  [{row.watchlist}] {row.title}  {row.status}"
-        )
+        _say(f"#{row.id}  {_when(row.created_at)}  [{row.watchlist}] {row.title}  {row.status}")
         for d in row.deliveries:
             note = f"  {d['last_error']}" if d["last_error"] and d["status"] != "sent" else ""
             held = f" ({d['reason']})" if d["reason"] else ""
-            click.echo(
+            _say(
                 f"    {labels.get(d['target'], d['target'])}: {d['status']}{held}, "
                 f"{d['attempts']} attempts{note}"
             )
@@ -647,7 +662,7 @@ def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     _, config = _load(config_path)
     with Store.open(config.database) as store:
         count = store.retry_failed(list(alert_ids) or None, time.time())
-    click.echo(f"{count} failed deliveries queued again")
+    _say(f"{count} failed deliveries queued again")
 
 
 def _target_labels(config: Config) -> dict[str, str]:

@@ -49,6 +49,7 @@ from monitor.outbox import (
     WatchlistRules,
     local_zone,
 )
+from monitor.redact import remember_secret
 from monitor.render import Format, check_template
 from monitor.schedule import Cadence
 
@@ -623,7 +624,9 @@ class _YAMLReader:
 
 
 def _expand_env(node: Any, environ: dict[str, str], loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
-    """Replace ``${VAR}`` in every string in place; yield (loc, message) for unset ones."""
+    """Replace ``${VAR}`` in every string in place (and ``$${`` by a literal ``${``);
+    yield (loc, message) for unset ones. Every value filled in is remembered as a secret
+    (``monitor.redact``): it is never printed."""
     items: list[tuple[Any, Any]]
     if isinstance(node, dict):
         items = list(node.items())
@@ -634,18 +637,33 @@ def _expand_env(node: Any, environ: dict[str, str], loc: Loc = ()) -> Iterator[t
     for key, value in items:
         here = (*loc, key if isinstance(key, int) and isinstance(node, list) else str(key))
         if isinstance(value, str) and "${" in value:
-            values = {name: _secret(name, environ) for name in _ENV_RE.findall(value)}
+            names = [m.group(2) for m in _PLACEHOLDER_RE.finditer(value) if m.group(2)]
+            values = {name: _secret(name, environ) for name in names}
             missing = [name for name, found in values.items() if found is None]
             if missing:
                 yield here, _missing_message(missing, environ)
             else:
-                node[key] = _ENV_RE.sub(functools.partial(_fill, values), value)
+                for found in values.values():
+                    remember_secret(found or "")
+                node[key] = _PLACEHOLDER_RE.sub(functools.partial(_fill, values), value)
         else:
             yield from _expand_env(value, environ, here)
 
 
+# ``$${`` is a literal ``${`` (as in docker-compose and systemd): how text that must not be
+# expanded, such as an imported feed URL, is written into the config.
+_PLACEHOLDER_RE = re.compile(r"\$(\$\{)|" + _ENV_RE.pattern)
+
+
+def escape_placeholders(text: str) -> str:
+    """``text`` written so that config loading reads it back literally (``${`` -> ``$${``)."""
+    return text.replace("${", "$${")
+
+
 def _fill(values: dict[str, str | None], match: re.Match[str]) -> str:
-    return values[match.group(1)] or ""
+    if match.group(1):
+        return "${"
+    return values[match.group(2)] or ""
 
 
 def _secret(name: str, environ: dict[str, str]) -> str | None:

@@ -4,6 +4,11 @@ faster C parser in ``monitor.config``).
 
 Every edit is validated as a whole config before it replaces the file, and replaces it
 atomically (a running daemon reloads it within seconds).
+
+Values written here come from outside the file (an OPML file, the command line), so they
+are literal: a ``${VAR}`` in them is written as ``$${VAR}``, never expanded from the
+environment (an imported URL must not be able to ask for a secret), and a value with a
+control character (a newline would forge lines of output) is refused.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from monitor.config import load_config
+from monitor.config import escape_placeholders, load_config
 from monitor.errors import ConfigError
+from monitor.redact import has_control_characters, redact_text, terminal_safe
 
 
 @dataclass(frozen=True)
@@ -38,18 +44,29 @@ def add_feeds(path: Path, feeds: Sequence[NewFeed]) -> tuple[list[str], list[str
     known = {_url_of(item) for item in listed}
     added, skipped = [], []
     for feed in feeds:
-        if feed.url in known:
+        _refuse_control_characters(path, feed)
+        url = escape_placeholders(feed.url)
+        if url in known:
             skipped.append(feed.url)
             continue
-        item = CommentedMap({"url": feed.url})
+        item = CommentedMap({"url": url})
         if feed.name:
-            item["name"] = feed.name
+            item["name"] = escape_placeholders(feed.name)
         listed.append(item)
-        known.add(feed.url)
+        known.add(url)
         added.append(feed.url)
     if added:
         _write(path, document, yaml)
     return added, skipped
+
+
+def _refuse_control_characters(path: Path, feed: NewFeed) -> None:
+    for key, value in (("url", feed.url), ("name", feed.name or "")):
+        if has_control_characters(value):
+            raise ConfigError([
+                f"{path}: feeds: the new feed's {key} contains a control character "
+                f"(such as a newline): {terminal_safe(redact_text(value))}"
+            ])  # fmt: skip
 
 
 def remove_feed(path: Path, url: str) -> None:
@@ -57,7 +74,7 @@ def remove_feed(path: Path, url: str) -> None:
     document, yaml = _read(path)
     listed = _feed_list(document)
     for index, item in enumerate(listed):
-        if _url_of(item) == url:
+        if _url_of(item) in (url, escape_placeholders(url)):
             del listed[index]
             _write(path, document, yaml)
             return

@@ -4,6 +4,14 @@ Pure: bytes in, ``OutlineFeed`` list out, and the reverse. An OPML file comes fr
 elsewhere, so it is parsed with defusedxml (no entity expansion, no external entities).
 Readers nest feeds in folders (``<outline text="Defense"><outline xmlUrl=.../>``); the
 folder becomes the feed's ``category``.
+
+An OPML file is untrusted text. Folders are walked without recursion (a file nested
+5,000 deep is still just a list). Names are cleaned by ``terminal_safe``: control
+characters, which could forge lines of output, are neutralized (a name is only a label,
+so the rest of it is kept).
+URLs are not cleaned but judged by ``url_problem``: a URL with a control character or a
+space is not one a feed reader wrote, and guessing what it meant could fetch the wrong
+thing, so such a feed is left out, and said so.
 """
 
 from __future__ import annotations
@@ -12,11 +20,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
+from urllib.parse import urlsplit
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from monitor.errors import MonitorError
+from monitor.redact import has_control_characters, terminal_safe
 
 
 class OPMLError(MonitorError):
@@ -41,21 +51,48 @@ def read_opml(data: bytes) -> list[OutlineFeed]:
         raise OPMLError("not an OPML file: no <opml><body>")
     seen: set[str] = set()
     out = []
-    for feed in _outlines(body, None):
+    for feed in _outlines(body):
         if feed.url not in seen:
             seen.add(feed.url)
             out.append(feed)
     return out
 
 
-def _outlines(node: ET.Element, category: str | None) -> Iterator[OutlineFeed]:
-    for outline in node.findall("outline"):
+def _outlines(body: ET.Element) -> Iterator[OutlineFeed]:
+    """Every feed under ``body``, in document order, each with its nearest folder's name."""
+    stack: list[tuple[Iterator[ET.Element], str | None]] = [(iter(body.findall("outline")), None)]
+    while stack:
+        outlines, category = stack[-1]
+        outline = next(outlines, None)
+        if outline is None:
+            stack.pop()
+            continue
         url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
-        title = (outline.get("title") or outline.get("text") or "").strip() or None
+        title = _clean_name(outline.get("title") or outline.get("text") or "")
         if url:
             yield OutlineFeed(url, title, category)
         else:  # a folder
-            yield from _outlines(outline, title or category)
+            stack.append((iter(outline.findall("outline")), title or category))
+
+
+def _clean_name(name: str) -> str | None:
+    return " ".join(terminal_safe(name).split()) or None
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not a feed URL to import ("not http(s)"...), or None."""
+    if has_control_characters(url) or any(char.isspace() for char in url):
+        return "with a control character or space"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "not http(s)"
+    if not parts.hostname:
+        return "without a host"
+    return None
 
 
 def write_opml(feeds: Sequence[OutlineFeed], title: str = "feed-monitor feeds") -> str:

@@ -1,7 +1,7 @@
 """Turning untrusted feed markup into clean, comparable plain text.
 
 Pure functions, no I/O: HTML to text (tags dropped, entities decoded, attribute values
-ignored), Unicode NFKC normalization, and whitespace folding.
+ignored), Unicode NFKC normalization, whitespace folding, and no NUL characters.
 
 ``html_to_text`` uses regular expressions rather than ``html.parser``: it runs on every
 field of every entry, and is five times faster this way. The output is only ever matched
@@ -33,7 +33,12 @@ _BLOCK = frozenset((
 
 
 def normalize_text(text: str) -> str:
-    """NFKC-normalize and fold runs of whitespace into single spaces."""
+    """NFKC-normalize and fold runs of whitespace into single spaces.
+
+    A NUL becomes U+FFFD, as HTML reads ``&#0;``: SQLite's C string functions (the
+    search index's tokenizer and ``snippet()``, ``json_object``) end text at a NUL, so
+    everything after it would silently disappear from search and snippets."""
+    text = text.replace("\x00", "\ufffd")
     return _SPACE_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 

@@ -3,7 +3,8 @@
 Off unless the config sets ``http: {listen: 127.0.0.1:9465}``; meant for localhost (a
 reverse proxy or the Prometheus agent on the same host). Served by aiohttp on the
 daemon's own event loop. The numbers come from the database (stories, matches, the
-outbox) and from the poller's counters since start (polls and their outcomes).
+outbox) and from the poller's counters since start (polls and their outcomes). Feeds are
+labelled by their masked URLs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.models import PollCounters
+from monitor.redact import mask_url
 from monitor.store import DELIVERY_STATES, Store
 
 
@@ -44,13 +46,28 @@ def render_metrics(store: Store, counters: PollCounters, configured: Iterable[st
             for state in DELIVERY_STATES])  # fmt: skip
     wanted = set(configured)
     feeds = [feed for feed in store.feed_status() if feed.url in wanted]
-    labels = {feed.url: f'{{feed="{_label(feed.url)}"}}' for feed in feeds}
+    labels = _feed_labels([feed.url for feed in feeds])
     metric("feed_last_success_timestamp_seconds", "gauge",
            "When each feed was last polled successfully (Unix time).",
            [(labels[feed.url], feed.last_success_at or 0) for feed in feeds])  # fmt: skip
     metric("feed_consecutive_errors", "gauge", "Failed polls in a row, per feed.",
            [(labels[feed.url], feed.error_count) for feed in feeds])  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _feed_labels(urls: list[str]) -> dict[str, str]:
+    """Each feed's label set: its URL masked (``mask_url``: a scrape must not collect a
+    feed's password or token). Two URLs that mask alike get ``#2``, ``#3``... appended, so
+    that no two series share labels."""
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for url in urls:
+        shown = mask_url(url)
+        seen[shown] = seen.get(shown, 0) + 1
+        if seen[shown] > 1:
+            shown = f"{shown} #{seen[shown]}"
+        out[url] = f'{{feed="{_label(shown)}"}}'
+    return out
 
 
 def _label(value: str) -> str:

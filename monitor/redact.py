@@ -1,0 +1,159 @@
+"""What may leave the process: secrets masked, terminal control characters neutralized.
+
+One place for the rules, used by every output path (the CLI's lines and JSON, the log
+handler, ``/metrics``):
+
+- ``mask_url``: a URL without its secrets. Userinfo (``user:pass@``) and the values of
+  secret-looking query parameters (``token``, ``key``, ``password``, ``sig``...) become
+  ``****``, and so does any known secret.
+- Known secrets are the values that config loading took from the environment or from
+  systemd credentials (``${VAR}``, ``${credential:NAME}``): ``remember_secret`` records
+  them, and they are never printed, wherever they turn up.
+- ``redact_text``: free text (a log message, an error) with every URL in it masked and
+  every known secret replaced.
+- ``terminal_safe``: text a terminal shows literally. Control characters (escape
+  sequences, ``\\r``, NUL...) and bidi overrides in feed text would otherwise retitle the
+  window, clear the screen or reorder what the reader sees.
+- ``RedactingFilter``: a logging filter, installed on the log handler at logging setup,
+  that applies ``redact_text`` (and neutralizes control characters) in every record of
+  every logger, traceback included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "****"
+# Shorter values are not secrets worth the name, and masking "1" or "on" wherever it
+# occurs would make every line unreadable.
+MIN_SECRET_LENGTH = 4
+
+# Query parameter names whose values are credentials: api_key, access_token, X-Amz-Signature,
+# password, client_secret, auth, sig, session... (matched anywhere in the lower-cased name).
+_SECRET_PARAM_RE = re.compile(
+    r"token|key|pass|pwd|secret|auth(?!or)|sig|session|credential|private|jwt|bearer|otp|hash",
+    re.IGNORECASE,
+)
+# A URL inside free text: a scheme, "://", and everything up to whitespace or a quote.
+_URL_IN_TEXT_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+# What a terminal acts on: C0 controls, DEL, C1 controls (U+009B is a CSI), and the bidi
+# embeddings, overrides and isolates that reorder a line ("Trojan Source").
+_LINE_BREAKS = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
+_TERMINAL_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# JSON strings may carry them (the data stays exact), but escaped, never raw.
+_JSON_UNSAFE_RE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+_lock = threading.Lock()
+_secrets: tuple[str, ...] = ()  # longest first: a secret containing another is masked whole
+
+
+def remember_secret(value: str) -> None:
+    """Record a value taken from the environment or a credential: it is never shown."""
+    global _secrets
+    if len(value) < MIN_SECRET_LENGTH or value in _secrets:
+        return
+    with _lock:
+        _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
+
+
+def hide_secrets(text: str) -> str:
+    """``text`` with every known secret replaced (and nothing else changed)."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def mask_url(url: str) -> str:
+    """``url`` without userinfo, secret-looking query values or known secrets."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError:
+        return hide_secrets(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    query = "&".join(_mask_param(param) for param in parts.query.split("&")) if parts.query else ""
+    masked = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if not parts.query and url.endswith("?"):
+        masked += "?"  # keep the URL as written otherwise
+    return hide_secrets(masked)
+
+
+def _mask_param(param: str) -> str:
+    name, equals, value = param.partition("=")
+    if equals and value and _SECRET_PARAM_RE.search(name):
+        return f"{name}={MASK}"
+    return param
+
+
+def redact_text(text: str) -> str:
+    """Free text with every URL in it masked and every known secret replaced."""
+    if "://" in text:
+        text = _URL_IN_TEXT_RE.sub(lambda m: mask_url(m.group(0)), text)
+    return hide_secrets(text)
+
+
+def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` as a terminal shows it literally, on one line (unless ``keep_newlines``).
+
+    Line breaks and tabs become spaces (a newline in a feed title must not forge a line
+    of output), bidi controls are dropped, and every other control character becomes
+    U+FFFD, so that something visibly was there.
+    """
+    return _TERMINAL_CONTROL_RE.sub(lambda m: _neutral(m.group(0), keep_newlines), text)
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` has a character that ``terminal_safe`` would change."""
+    return _TERMINAL_CONTROL_RE.search(text) is not None
+
+
+def _neutral(char: str, keep_newlines: bool) -> str:
+    if char == "\n" and keep_newlines:
+        return char
+    if char in _LINE_BREAKS:
+        return " "
+    return "" if char in _BIDI else "\N{REPLACEMENT CHARACTER}"
+
+
+def redact_json(value: Any) -> Any:
+    """``value`` (JSON-ready data) with every string in it passed through ``redact_text``."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: redact_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_json(item) for item in value]
+    return value
+
+
+def safe_json(value: Any, *, indent: int | None = None) -> str:
+    """JSON of ``value`` with secrets masked and no character a terminal acts on left raw
+    (``json.dumps`` escapes C0 controls, not C1 controls or bidi overrides)."""
+    text = json.dumps(redact_json(value), ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks URLs and known secrets, and neutralizes control characters, in every log
+    record that reaches the handler it is installed on (whatever logger made it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = terminal_safe(redact_text(record.getMessage()), keep_newlines=True)
+        record.msg, record.args = message, None
+        if record.exc_info:
+            # Format the traceback now, masked; formatters print ``exc_text`` as it is.
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = terminal_safe(redact_text(text), keep_newlines=True)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = terminal_safe(redact_text(record.exc_text), keep_newlines=True)
+        return True

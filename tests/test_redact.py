@@ -1,0 +1,40 @@
+"""The masking and neutralizing rules of ``monitor.redact``, one case per rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.redact import mask_url, redact_text, remember_secret, safe_json, terminal_safe
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pass@h.example/feed", "https://****@h.example/feed"),
+        ("https://h.example/f?a=1&api_key=k&Signature=s&page=2",
+         "https://h.example/f?a=1&api_key=****&Signature=****&page=2"),
+        ("https://h.example/f?X-Amz-Credential=c&author=bob", "https://h.example/f?X-Amz-Credential=****&author=bob"),
+        ("http://[::1", "http://[::1"),
+        ("https://h.example/feed", "https://h.example/feed"),
+    ],
+)  # fmt: skip
+def test_mask_url(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+
+
+def test_terminal_safe_keeps_text_and_drops_what_a_terminal_acts_on() -> None:
+    assert terminal_safe("a\x1b]0;x\x07b\nc\u202ed\x9be") == "a\ufffd]0;x\ufffdb cd\ufffde"
+    assert redact_text("see https://a:b@h/x and more") == "see https://****@h/x and more"
+
+
+def test_known_secrets_are_masked_anywhere_but_short_values_are_not() -> None:
+    remember_secret("a-Known-Secret")
+    remember_secret("on")  # too short to be a secret: masking it would garble every line
+    assert redact_text("path /x/a-Known-Secret/y is on") == "path /x/****/y is on"
+    assert mask_url("https://h.example/a-Known-Secret/feed") == "https://h.example/****/feed"
+
+
+def test_safe_json_keeps_the_data_and_escapes_what_a_terminal_acts_on() -> None:
+    text = safe_json({"title": "x\x9b2J\u202ey\x1b", "url": "https://u:p@h/"})
+    assert "\x9b" not in text and "\u202e" not in text and "\x1b" not in text
+    assert text == '{"title": "x\\u009b2J\\u202ey\\u001b", "url": "https://****@h/"}'

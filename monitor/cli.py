@@ -35,7 +35,7 @@ from monitor.config import (
     resolve_config_path,
 )
 from monitor.errors import ConfigError, MonitorError
-from monitor.fetch import USER_AGENT, Fetcher
+from monitor.fetch import USER_AGENT, Fetcher, RedirectPolicy
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
 from monitor.parse import ParserPool
@@ -343,7 +343,9 @@ def once(config_path: Path | None, as_json: bool) -> None:
 async def _once(config: Config, as_json: bool) -> None:
     with Store.open(config.database) as store, ParserPool() as parser:
         async with Fetcher(
-            user_agent=config.user_agent or USER_AGENT, max_connections=config.concurrency
+            user_agent=config.user_agent or USER_AGENT,
+            max_connections=config.concurrency,
+            redirect_policy=RedirectPolicy.from_config(config),
         ) as fetcher:
             poller = Poller(config, store, fetcher, Notifier(config.notify), parser=parser)
             with store.batching(), _progress(len(config.feeds), "polling feeds") as step:

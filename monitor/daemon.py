@@ -31,7 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig, load_config
 from monitor.errors import ConfigError, DatabaseFault
-from monitor.fetch import USER_AGENT, Fetcher
+from monitor.fetch import USER_AGENT, Fetcher, RedirectPolicy
 from monitor.parse import ParserPool
 from monitor.pipeline import Clock, Poller
 from monitor.service import sd_notify, watchdog_interval
@@ -104,6 +104,7 @@ class Daemon:
             async with Fetcher(
                 user_agent=self.config.user_agent or USER_AGENT,
                 max_connections=self.config.concurrency,
+                redirect_policy=RedirectPolicy.from_config(self.config),
             ) as fetcher:
                 self.poller = Poller(
                     self.config,

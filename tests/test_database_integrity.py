@@ -167,3 +167,30 @@ def test_the_daemon_stops_when_its_database_file_is_deleted_or_replaced(
     assert code == 1, rest
     assert "Traceback" not in rest
     assert f"database file {db} was deleted or replaced" in rest
+
+
+# -- only the database's own verdicts count ----------------------------------------------
+
+
+def test_only_real_damage_is_reported_as_damage(tmp_path: Path) -> None:
+    from monitor.errors import DatabaseFault, StoreError
+    from monitor.store import Store, damage
+
+    db = tmp_path / "m.db"
+    with Store.open(db) as store:
+        # Bugs in our SQL or code keep their traceback: no fault is made of them.
+        for statement in ("SELECT nosuch FROM feeds", "SELECT * FROM nosuch", "SELEC 1"):
+            with pytest.raises(sqlite3.OperationalError) as bug:
+                store.db.execute(statement)
+            assert store.fault(bug.value) is None
+        assert store.fault(ValueError("not a database error")) is None
+    # Damage is recognized even under a StoreError that hid its cause ("from None").
+    garbage(db)
+    with pytest.raises(sqlite3.DatabaseError) as damaged:
+        sqlite3.connect(db).execute("SELECT * FROM sqlite_master")
+    try:
+        raise StoreError("database write failed") from None
+    except StoreError as wrapped:
+        wrapped.__context__ = damaged.value
+        fault = damage(wrapped, db)
+    assert isinstance(fault, DatabaseFault) and f"database {db}: damaged" in str(fault)

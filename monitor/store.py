@@ -473,7 +473,6 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), timeout=30)
             db = sqlite_utils.Database(conn)
-            store = cls(db, path)
             db.execute("PRAGMA busy_timeout = 30000")
             if db.journal_mode != "wal":
                 db.enable_wal()
@@ -483,6 +482,7 @@ class Store:
             db.execute("PRAGMA wal_autocheckpoint = 10000")
             db.execute("PRAGMA foreign_keys = ON")
             migrations.apply(db)
+            store = cls(db, path)  # the file surely exists now: remember which it is
         except (sqlite3.Error, OSError) as exc:
             fault = damage(exc, path)
             if fault is not None:

@@ -366,6 +366,9 @@ class Config(_Model):
     concurrency: int = Field(default=16, ge=1, le=256)
     per_host: int = Field(default=2, ge=1, le=64)  # concurrent requests to one host
     user_agent: str | None = None  # default: feed-monitor/VERSION (...)
+    # A redirect from a public address into loopback, private or link-local space (and a
+    # linked page there) is refused unless this is set; see fetch.RedirectPolicy.
+    allow_private_redirects: bool = False
     defaults: Defaults = Defaults()
     retention: Retention = Retention()
     timezone: str | None = None  # for digests and quiet hours; default: the machine's

@@ -31,7 +31,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config, FeedConfig, load_config
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, DatabaseFault
 from monitor.pipeline import Clock
 from monitor.runtime import Runtime, open_runtime, process_lock
 from monitor.service import sd_notify, watchdog_interval
@@ -48,6 +48,8 @@ STATUS_INTERVAL = 30.0  # STATUS= to systemd this often (more often with a watch
 CONFIG_WATCH_INTERVAL = 2.0  # how often the config file is checked for edits
 INDEX_INTERVAL = 30.0  # new stories reach the search index in batches, this often
 DELIVERY_INTERVAL = 30.0  # a delivery pass at least this often (retries, digests)
+DATABASE_CHECK_JOB_ID = "database-check"
+DATABASE_CHECK_INTERVAL = 2.0  # how often the database file is checked for replacement
 SHUTDOWN_DEADLINE = 30.0
 START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds
 
@@ -87,13 +89,22 @@ class Daemon:
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
         self._config_seen = config_fingerprint(config_path)
+        self._fault: DatabaseFault | None = None  # why the daemon stopped itself, if it did
 
     async def run(self) -> None:
         with process_lock(self.config.database, "daemon"):
             async with open_runtime(self.config, clock=self.clock) as runtime:
                 self.runtime = runtime
-                await self._serve(runtime)
+                try:
+                    await self._serve(runtime)
+                except Exception as exc:
+                    fault = runtime.store.fault(exc)  # found while starting: stop as a job would
+                    if fault is None:
+                        raise
+                    raise fault from exc
         log.info("stopped")
+        if self._fault is not None:
+            raise self._fault  # the CLI reports it and exits 1
 
     async def _serve(self, runtime: Runtime) -> None:
         scheduler = AsyncIOScheduler(
@@ -119,6 +130,13 @@ class Daemon:
                 id=INDEX_JOB_ID,
             )  # fmt: skip
             self._schedule_digests()
+            scheduler.add_job(
+                self._tracked,
+                "interval",
+                args=[self._check_database],
+                seconds=DATABASE_CHECK_INTERVAL,
+                id=DATABASE_CHECK_JOB_ID,
+            )
             scheduler.add_job(
                 self._tracked,
                 "interval",
@@ -341,10 +359,27 @@ class Daemon:
         self._inflight.add(task)
         try:
             await job(*args)
-        except Exception:
-            log.exception("unexpected error in a scheduled job; the daemon carries on")
+        except Exception as exc:
+            fault = self.runtime.store.fault(exc)
+            if fault is None:
+                log.exception("unexpected error in a scheduled job; the daemon carries on")
+            else:
+                self._stop_for(fault)
         finally:
             self._inflight.discard(task)
+
+    async def _check_database(self) -> None:
+        try:
+            self.runtime.store.verify_file()
+        except DatabaseFault as fault:
+            self._stop_for(fault)
+
+    def _stop_for(self, fault: DatabaseFault) -> None:
+        """Stop the daemon because its database cannot be used; ``run`` raises ``fault``."""
+        if self._fault is None:
+            log.error("stopping: %s", fault)
+            self._fault = fault
+        self.stop()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

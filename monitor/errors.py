@@ -7,7 +7,8 @@ they turn into messages and exit codes::
     MonitorError
     ├── ConfigError          the config file cannot be used (names file, line, key)
     ├── StoreError           the SQLite database cannot be opened or written
-    │   └── StoreBusyError   another process holds it for the same job (a second daemon)
+    │   ├── StoreBusyError   another process holds it for the same job (a second daemon)
+    │   └── DatabaseFault    the database file is damaged, deleted or replaced: stop
     ├── FeedError            one feed could not be polled; affects that feed only
     │   ├── FetchError       network trouble: DNS, refused, timeout, too large, redirects
     │   │   └── HTTPStatusError   the server answered with a 4xx/5xx status
@@ -32,6 +33,14 @@ class ConfigError(MonitorError):
 
 class StoreError(MonitorError):
     """The database could not be opened, migrated or written."""
+
+
+class DatabaseFault(StoreError):
+    """The database file is damaged, or was deleted or replaced while in use.
+
+    No retry can help: a command stops, and so does the daemon (with a non-zero exit, so
+    a supervisor restarts it on whatever file is now at the path).
+    """
 
 
 class FeedError(MonitorError):

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import ctypes
 import io
 import multiprocessing
 import os
 import re
 import resource
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -178,16 +181,15 @@ class ParserPool:
         # every feed answers 304 never pays for starting workers
 
     def _start(self) -> ProcessPoolExecutor:
-        # A fork server imports this module once and forks workers from itself: cheaper
-        # than spawning each (every spawn re-imports feedparser), and unlike a plain fork
-        # it never copies the daemon's threads and locks.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, "feedparser"])
+        # Spawned, not forked: a fork would copy the daemon's threads and their locks. No
+        # fork server either: it is one more process that outlives a killed daemon, and
+        # its workers are its children, not ours, so they could not watch our death.
+        # Each worker imports feedparser once and then lives as long as the pool.
         return ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=context,
-            initializer=_limit_memory,
-            initargs=(self.memory_limit,),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(os.getpid(), self.memory_limit),
         )
 
     async def parse(
@@ -224,7 +226,34 @@ class ParserPool:
         self.close()
 
 
-def _limit_memory(limit: int) -> None:
+def _start_worker(parent_pid: int, memory_limit: int) -> None:
+    """Set up a parser worker: it dies with the daemon, ignores Ctrl-C, has a memory cap."""
+    die_with_parent(parent_pid)
+    # Ctrl-C in a terminal reaches the whole process group; the daemon decides when
+    # workers stop (and a worker's KeyboardInterrupt traceback would only be noise).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Where a sandbox forbids it, or a lower hard limit is already set, parse anyway.
     with contextlib.suppress(OSError, ValueError):
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this helper process exit when ``parent_pid``, its parent, dies (even by kill -9).
+
+    Nothing else would stop it: a worker waits on a queue whose write end it holds itself,
+    so it never sees end-of-file, and it keeps the daemon's stdout and stderr open. Linux
+    sends the death signal when the thread that started this process exits, so helpers
+    must be started from a thread that lives as long as the process (the event loop's).
+    Elsewhere this does nothing.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    # The parent may have died before the signal was asked for: this process then has a
+    # new parent already, and no signal will ever come.
+    if os.getppid() != parent_pid:
+        os._exit(1)

@@ -24,7 +24,7 @@ from monitor.alert import Notifier
 from monitor.config import Config
 from monitor.delivery import Deliverer
 from monitor.errors import StoreBusyError
-from monitor.fetch import USER_AGENT, Fetcher
+from monitor.fetch import USER_AGENT, Fetcher, RedirectPolicy
 from monitor.parse import ParserPool
 from monitor.pipeline import Poller
 from monitor.store import Store
@@ -58,7 +58,9 @@ def notifier_for(config: Config) -> Notifier:
 async def open_runtime(config: Config, *, clock: Clock = time.time) -> AsyncIterator[Runtime]:
     with Store.open(config.database) as store, ParserPool() as parser:
         async with Fetcher(
-            user_agent=config.user_agent or USER_AGENT, max_connections=config.concurrency
+            user_agent=config.user_agent or USER_AGENT,
+            max_connections=config.concurrency,
+            redirect_policy=RedirectPolicy.from_config(config),
         ) as fetcher:
             poller = Poller(config, store, fetcher, parser=parser, clock=clock)
             deliverer = Deliverer(config, store, notifier_for(config), clock=clock)

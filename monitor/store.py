@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from monitor.errors import StoreError
+from monitor.errors import DatabaseFault, StoreError
 from monitor.health import FeedHealth, Notice
 from monitor.identity import SourceKeys, source_keys
 from monitor.models import AlertContent, Entry, Match
@@ -464,8 +465,12 @@ class AlertDeliveryRow:
 class Store:
     """The feed-monitor database. Open with ``Store.open(path)``."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, path: Path | None = None) -> None:
         self.db = db
+        self.path = path
+        # Which file was opened: sqlite3 has no accessor for its descriptor, so the path
+        # is compared with it again (see verify_file).
+        self._file_id = _file_id(path) if path is not None else None
         self._batch_seconds: float | None = None
         self._batch_started = 0.0
         self._depth = 0  # nested _writing blocks; the outermost one commits
@@ -486,9 +491,13 @@ class Store:
             db.execute("PRAGMA wal_autocheckpoint = 10000")
             db.execute("PRAGMA foreign_keys = ON")
             migrations.apply(db)
+            store = cls(db, path)  # the file surely exists now: remember which it is
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from None
-        return cls(db)
+            fault = damage(exc, path)
+            if fault is not None:
+                raise DatabaseFault(f"cannot open {fault}") from exc
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        return store
 
     def close(self) -> None:
         self.db.close()
@@ -496,8 +505,44 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: object,
+    ) -> None:
+        # A damaged file shows itself in whichever query reads the damaged page: say
+        # so once, here, for every use of the store.
+        fault = self.fault(exc) if exc is not None else None
+        try:
+            self.close()
+        except sqlite3.Error:
+            if fault is None and exc is None:
+                raise
+        if fault is not None:
+            raise fault from exc
+
+    def fault(self, exc: BaseException) -> DatabaseFault | None:
+        """The ``DatabaseFault`` that ``exc`` (or what it wraps) shows, if it shows one."""
+        return damage(exc, self.path) if self.path is not None else None
+
+    def verify_file(self) -> None:
+        """Raise ``DatabaseFault`` if the file at our path is not the one we opened.
+
+        A deleted or replaced database would otherwise go unnoticed: writes would go on
+        into the unlinked file, and the next start would find none of them (and alert
+        everything again).
+        """
+        if self.path is None or self._file_id is None:
+            return
+        now = _file_id(self.path)
+        if now != self._file_id:
+            what = "deleted" if now is None else "replaced by another file"
+            raise DatabaseFault(
+                f"database file {self.path} was deleted or replaced while in use ({what}); "
+                "stopping so that nothing more is written to a file no one will read. "
+                "Restore the file, or start again to use the one now at that path."
+            )
 
     # Feeds -----------------------------------------------------------------
 
@@ -1197,6 +1242,7 @@ class Store:
         Transactions begin IMMEDIATE, taking the write lock at once: a deferred one that
         read first and then wrote could fail at once with "database is locked" when
         another process wrote in between, whatever the busy timeout."""
+        self.verify_file()
         outermost = self._depth == 0
         self._depth += 1
         try:
@@ -1216,6 +1262,55 @@ class Store:
             raise StoreError(f"database write failed: {exc}") from exc
         finally:
             self._depth -= 1
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``, or None if there is none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+# SQLite's primary result codes that mean the file's content cannot be trusted.
+_DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+# Python's sqlite3 reports a TEXT value that is not UTF-8 this way, with no result code.
+_UNDECODABLE_RE = re.compile(r"Could not decode to UTF-8 column '([^']*)'")
+
+
+def damage(exc: BaseException, path: Path) -> DatabaseFault | None:
+    """A ``DatabaseFault`` naming ``path`` and how to recover, if ``exc`` (or an error it
+    was raised from or during) says the database file is damaged; else None.
+
+    Only SQLite's own verdicts count (a corrupt page, not a database, undecodable text),
+    never an error in our SQL or code, which must stay a bug with its traceback.
+    """
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DatabaseFault):
+            return error
+        if isinstance(error, sqlite3.DatabaseError):
+            undecodable = _UNDECODABLE_RE.match(str(error))
+            if undecodable:
+                # .recover copies such bytes as they are; the value itself must change.
+                # (The message leaves the bytes out: they could be terminal escapes.)
+                return DatabaseFault(
+                    f"database {path}: damaged (a value in column '{undecodable[1]}' is "
+                    "not valid UTF-8 text). Stop feed-monitor, then restore a backup, or "
+                    f"correct or delete that row with the sqlite3 shell (sqlite3 {path})."
+                )
+            if (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _DAMAGE_CODES:
+                return DatabaseFault(
+                    f"database {path}: damaged ({error}). Stop feed-monitor, then either "
+                    f'recover what can be read: sqlite3 {path} ".recover" | sqlite3 '
+                    f"recovered.db and move recovered.db to {path} (removing any -wal and "
+                    "-shm files beside it), or restore a backup."
+                )
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:

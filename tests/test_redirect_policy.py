@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from monitor.alert import Notifier
 from monitor.config import load_config
 from monitor.errors import FetchError
 from monitor.fetch import Fetcher, RedirectPolicy
@@ -153,7 +152,7 @@ def test_a_poll_refuses_only_the_feed_that_redirects_inward(
     async def poll() -> list[Any]:
         with Store.open(config.database) as store, ParserPool(workers=1) as parser:
             async with Fetcher(redirect_policy=POLICY) as fetcher:
-                poller = Poller(config, store, fetcher, Notifier(config.notify), parser=parser)
+                poller = Poller(config, store, fetcher, parser=parser)
                 return await poller.poll_all()
 
     refused, intranet = asyncio.run(poll())

@@ -69,16 +69,20 @@ class DigestSchedule:
     every: float | None = None
 
     def next_after(self, now: float, zone: tzinfo) -> float:
+        """When the digest is next sent after ``now``; ValueError if it never is again (a
+        crontab line naming 31 February is valid but never fires)."""
         if self.every is not None:
             # Aligned to the epoch, so `every: 1h` sends on the hour whenever it started.
             return (math.floor(now / self.every) + 1) * self.every
-        assert self.cron is not None
+        if self.cron is None:
+            raise ValueError("a digest schedule needs a crontab line or an interval")
         from apscheduler.triggers.cron import CronTrigger
 
         trigger = CronTrigger.from_crontab(self.cron, timezone=zone)
         moment = datetime.fromtimestamp(now, zone)
         fire = trigger.get_next_fire_time(None, moment + timedelta(seconds=1))
-        assert fire is not None  # a valid crontab always fires again
+        if fire is None:
+            raise ValueError(f"crontab line {self.cron!r} never fires (no such date)")
         return float(fire.timestamp())
 
     def __str__(self) -> str:

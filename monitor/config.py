@@ -15,10 +15,15 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import ipaddress
 import logging
+import math
 import os
 import re
+import time
+import typing
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -49,6 +54,7 @@ from monitor.outbox import (
     WatchlistRules,
     local_zone,
 )
+from monitor.pattern import PatternError, compile_user_pattern
 from monitor.redact import remember_secret
 from monitor.render import Format, check_template
 from monitor.schedule import Cadence
@@ -68,18 +74,36 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def parse_duration(value: object) -> float:
-    """Seconds in ``90s``, ``15m``, ``1h``, ``1d``, ``2w`` or a plain number of seconds."""
+# The longest duration any key takes: ten years. Longer values are typing mistakes
+# (`99999999999999999999w`), and would overflow the datetimes the scheduler computes.
+MAX_DURATION = 3650 * 86400.0
+
+
+def parse_duration(value: object, floor: float = 0.0) -> float:
+    """Seconds in ``90s``, ``15m``, ``1h``, ``1d``, ``2w`` or a plain number of seconds.
+
+    Every duration key goes through here: the value must be finite, greater than zero
+    and ``floor``, and at most ``MAX_DURATION``.
+    """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 90s, 15m, 1h or 1d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-    else:
-        raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 1h or 1d")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+            seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+        else:
+            raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 1h or 1d")
+    except OverflowError:  # float() of an int with hundreds of digits
+        seconds = math.inf
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a number of seconds, not NaN")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds < floor:
+        raise ValueError(f"must be at least {format_duration(floor)}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"must not be longer than {format_duration(MAX_DURATION)} (ten years)")
     return seconds
 
 
@@ -91,19 +115,33 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdw]?\s*$"},
-                {"type": "number", "exclusiveMinimum": 0},
-            ],
-            "description": "a duration: 90s, 15m, 1h, 1d, 2w, or seconds",
-        }
-    ),
-]
+def _duration(floor: float, why: str) -> tuple[BeforeValidator, WithJsonSchema]:
+    """The validator and schema of a duration key whose values are at least ``floor``."""
+    schema = {
+        "anyOf": [
+            {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdw]?\s*$"},
+            {"type": "number", "exclusiveMinimum": 0, "minimum": floor, "maximum": MAX_DURATION},
+        ],
+        "description": f"a duration: 90s, 15m, 1h, 1d, 2w, or seconds; {why}",
+    }
+    return BeforeValidator(functools.partial(parse_duration, floor=floor)), WithJsonSchema(schema)
+
+
+# Floors. Anything the daemon does on a schedule (polls, digests, retries, health
+# checks) waits at least a second: below that a job is due again before it finishes
+# and the scheduler spins (`every: 0.000001s` held a core at 99.7%). One second, not a
+# minute, because tests and demos legitimately poll every second and send a digest
+# every 2 s (tests/test_daemon.py, tests/test_delivery.py). A fetch gets at least a
+# second too: less cannot complete a TLS handshake.
+_SECOND_VALIDATOR, _SECOND_SCHEMA = _duration(1.0, "at least 1s")
+Duration = Annotated[float, _SECOND_VALIDATOR, _SECOND_SCHEMA]
+# Jitter is a random delay added to a poll, never a period: any positive value is safe.
+_JITTER_VALIDATOR, _JITTER_SCHEMA = _duration(0.0, "greater than zero")
+Jitter = Annotated[float, _JITTER_VALIDATOR, _JITTER_SCHEMA]
+# Stored text kept less than an hour would be gone before most digests and backtests
+# could show it: a value that short is a unit mistake (1m for a month).
+_RETENTION_VALIDATOR, _RETENTION_SCHEMA = _duration(3600.0, "at least 1h")
+RetentionPeriod = Annotated[float, _RETENTION_VALIDATOR, _RETENTION_SCHEMA]
 
 
 def _as_list(value: object) -> object:
@@ -138,7 +176,8 @@ QuietHoursSpan = Annotated[
 class _Model(BaseModel):
     # Strict about keys (a typo must not be silently ignored) but not about YAML's
     # scalar types, and immutable once loaded.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never a meaningful setting (`silence_factor: .inf`).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Defaults(_Model):
@@ -147,7 +186,7 @@ class Defaults(_Model):
     interval: Duration = 900.0
     timeout: Duration = 20.0
     max_age: Duration = 7 * 86400.0
-    jitter: Duration = 30.0
+    jitter: Jitter = 30.0
     adaptive: bool = True  # follow the feed's publishing rhythm and hints
     min_interval: Duration = 300.0
     max_interval: Duration = 12 * 3600.0
@@ -157,7 +196,7 @@ class Defaults(_Model):
 class Retention(_Model):
     """How long stored text is kept. Identity keys are kept forever (a few bytes a story)."""
 
-    story_text: Duration = 365 * 86400.0
+    story_text: RetentionPeriod = 365 * 86400.0
 
 
 class FeedConfig(_Model):
@@ -179,7 +218,7 @@ MatchField = Literal["title", "summary", "content", "link", "feed"]
 
 
 def _check_terms(terms: list[str]) -> list[str]:
-    """Terms are non-empty; ``/.../`` terms must be valid regular expressions."""
+    """Terms are non-empty; ``/.../`` terms must be regular expressions RE2 can run."""
     out = []
     for term in terms:
         term = term.strip()
@@ -187,8 +226,8 @@ def _check_terms(terms: list[str]) -> list[str]:
             raise ValueError("terms must not be empty")
         if len(term) > 2 and term.startswith("/") and term.endswith("/"):
             try:
-                re.compile(term[1:-1])
-            except re.error as exc:
+                compile_user_pattern(term[1:-1])
+            except PatternError as exc:
                 raise ValueError(f"{term} is not a valid regular expression: {exc}") from None
         out.append(term)
     return out
@@ -222,6 +261,12 @@ class Watchlist(_Model):
             CronTrigger.from_crontab(cron)
         except ValueError as exc:
             raise ValueError(f"{cron!r} is not a crontab line such as '0 8 * * *': {exc}") from None
+        # A valid line may name a day that never comes (31 February): the digest would
+        # hold its alerts forever. Whether it fires does not depend on the time zone.
+        try:
+            DigestSchedule(cron=cron).next_after(time.time(), UTC)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return cron.strip()
 
     @model_validator(mode="after")
@@ -352,10 +397,43 @@ class HTTPSettings(_Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, listen: str) -> str:
-        host, _, port = listen.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{listen!r} is not host:port, such as 127.0.0.1:9465")
+        if parse_listen(listen) is None:
+            raise ValueError(
+                f"{listen!r} is not host:port, such as 127.0.0.1:9465 or [::1]:9465 "
+                "(a host name or IP address, an IPv6 address in brackets, a port 1-65535)"
+            )
         return listen.strip()
+
+
+_LISTEN_RE = re.compile(
+    r"\[(?P<ipv6>[0-9A-Fa-f:.]+)\]:(?P<port6>[0-9]{1,5})|(?P<host>[^:\[\]]+):(?P<port>[0-9]{1,5})"
+)
+_HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def parse_listen(listen: str) -> tuple[str, int] | None:
+    """``host:port`` (IPv6 in brackets) as the host to bind and the port, or None."""
+    m = _LISTEN_RE.fullmatch(listen.strip())
+    if m is None:
+        return None
+    port = int(m["port6"] or m["port"])
+    if not 0 < port < 65536:
+        return None
+    if m["ipv6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(m["ipv6"])), port
+        except ValueError:
+            return None
+    host = m["host"]
+    labels = host.removesuffix(".").split(".")
+    if all(label.isdigit() for label in labels):  # looks like IPv4: must be one
+        try:
+            return str(ipaddress.IPv4Address(host)), port
+        except ValueError:
+            return None
+    if len(host) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
+        return None
+    return host, port
 
 
 class Config(_Model):
@@ -415,6 +493,23 @@ class Config(_Model):
                         loc, f"unknown tag {tag!r}: no notify target has it (known tags: {known})"
                     )
         return self
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _usable_path(cls, path: object) -> object:
+        text = str(path) if isinstance(path, str | Path) else None
+        if text is not None and not text.strip():
+            raise ValueError("must be a file path, such as data/monitor.db")
+        if text is not None and "\x00" in text:
+            raise ValueError("must not contain a NUL character")
+        return path
+
+    @field_validator("user_agent")
+    @classmethod
+    def _printable(cls, text: str | None) -> str | None:
+        if text is not None and (not text.isprintable() or not text.isascii()):
+            raise ValueError("must be printable ASCII (it is sent as an HTTP header)")
+        return text
 
     @field_validator("timezone")
     @classmethod
@@ -715,17 +810,32 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
     return out or "(top level)"
 
 
-def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
-    """The keys the model accepts at ``loc``, for 'did you mean' hints."""
-    sections: dict[str, type[BaseModel]] = {
-        "defaults": Defaults,
-        "retention": Retention,
-        "feeds": FeedConfig,
-        "watchlists": Watchlist,
-        "notify": NotifyTarget,
-    }
-    model = sections.get(str(loc[0]), Config) if loc else Config
+def _fields_at(loc: Loc) -> list[str]:
+    """The keys the model accepts at ``loc``, for 'did you mean' hints.
+
+    Walks the config models along ``loc`` (``("alerts", "templates")``,
+    ``("feeds", 0)``), so every section, present or future, hints its own keys.
+    """
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the items are what the field's type names
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        model = inner
     return [name for name in model.model_fields if name != "path"]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model inside a field's type (``list[X]``, ``X | None``, ``Annotated``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
 
 
 def _explain(exc: ValidationError, lines: dict[Loc, int], path: Path) -> list[str]:

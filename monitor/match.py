@@ -14,7 +14,8 @@ How a term is read (``term_pattern``):
   (``CAATSA-related``) match because a hyphen ends a word.
 - Other punctuation inside a term is kept (``AT&T``, ``America's`` with either
   apostrophe); spaces and hyphens between words are interchangeable.
-- A term written ``/.../`` is a regular expression, used as is (case-insensitive).
+- A term written ``/.../`` is a regular expression, used as is (case-insensitive), run
+  by RE2 so that no pattern can take more than linear time (``monitor.pattern``).
 
 Speed (``Matcher``): every term is compiled once per config load. One Aho-Corasick pass
 over the lower-cased story finds where each term's rarest piece occurs; only terms whose
@@ -36,6 +37,7 @@ import ahocorasick
 
 from monitor.config import Watchlist
 from monitor.models import Entry, Match
+from monitor.pattern import TextPattern, compile_user_pattern, lint_user_pattern
 from monitor.text import normalize_text
 
 # Hyphen-like characters the press puts inside designators (NFKC already maps a few).
@@ -144,7 +146,7 @@ class Term:
     """One compiled term, with the pieces that must occur in a story for it to match."""
 
     text: str  # as written in the config
-    pattern: re.Pattern[str]
+    pattern: TextPattern  # re.Pattern for plain terms; RE2 for /.../ terms
     # The pieces of the term: letter and digit runs of two or more characters. ``anchor``
     # holds the spellings of the one looked up in every story (a trailing word also in the
     # plural); only where it occurs as a whole piece must ``others`` occur (as substrings)
@@ -160,7 +162,7 @@ class Term:
 
 def compile_term(term: str) -> Term:
     if is_regex_term(term):
-        return Term(term, re.compile(term[1:-1], re.IGNORECASE), anchor=None)
+        return Term(term, compile_user_pattern(term[1:-1]), anchor=None)
     pattern = re.compile(term_pattern(term), re.IGNORECASE)
     parts = _PIECE_RE.findall(normalize_text(term).lower().translate(_BY_LOOK))
     significant = [part for part in parts if len(part) > 1] or parts
@@ -367,7 +369,7 @@ class Matcher:
             for found in pattern.finditer(text, low, high):
                 if high < len(text) and found.end() >= high:
                     # The window's end hid what follows: check against the whole text.
-                    found = pattern.match(text, found.start())  # type: ignore[assignment]
+                    found = pattern.match(text, found.start())
                     if found is None:
                         continue
                 start, end = found.span()
@@ -518,13 +520,12 @@ _COMMON_WORDS = frozenset(
 
 def lint_watchlist(watchlist: Watchlist) -> list[str]:
     """Warnings about terms that can never match or that match far too much."""
-    warnings = []
+    warnings: list[str] = []
     excluded = {term.casefold() for term in watchlist.exclude}
     terms = [*watchlist.keywords, *(a for names in watchlist.aliases.values() for a in names)]
     for term in [*terms, *watchlist.require, *watchlist.exclude]:
         if is_regex_term(term):
-            if re.compile(term[1:-1]).search(""):
-                warnings.append(f"{term} matches the empty string, so it matches every story")
+            warnings.extend(f"{term} {warning}" for warning in lint_user_pattern(term[1:-1]))
             continue
         words = _PIECE_RE.findall(normalize_text(term).lower())
         if not words:

@@ -11,10 +11,14 @@ Pure, with the clock passed in: the store carries the decisions out (``Store.rou
   target, they are folded into one summary message.
 - A failed delivery is retried after ``retry_after`` doubling up to ``max_retry_after``,
   ``max_attempts`` times in all, then marked failed (kept; ``alerts retry`` re-queues).
+- A rule that cannot be applied (a digest schedule that never fires, say) affects only
+  its own watchlist or target: the error is logged once, and the alert is sent now
+  rather than held forever; every other alert is routed as usual.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -23,6 +27,9 @@ from datetime import datetime, time, timedelta, tzinfo
 from typing import Literal
 
 DeliveryKind = Literal["alert", "summary", "digest", "notice"]
+
+log = logging.getLogger(__name__)
+_reported: set[tuple[str, str]] = set()  # (what, error) already logged: once per process
 
 
 @dataclass(frozen=True)
@@ -69,16 +76,20 @@ class DigestSchedule:
     every: float | None = None
 
     def next_after(self, now: float, zone: tzinfo) -> float:
+        """When the digest is next sent after ``now``; ValueError if it never is again (a
+        crontab line naming 31 February is valid but never fires)."""
         if self.every is not None:
             # Aligned to the epoch, so `every: 1h` sends on the hour whenever it started.
             return (math.floor(now / self.every) + 1) * self.every
-        assert self.cron is not None
+        if self.cron is None:
+            raise ValueError("a digest schedule needs a crontab line or an interval")
         from apscheduler.triggers.cron import CronTrigger
 
         trigger = CronTrigger.from_crontab(self.cron, timezone=zone)
         moment = datetime.fromtimestamp(now, zone)
         fire = trigger.get_next_fire_time(None, moment + timedelta(seconds=1))
-        assert fire is not None  # a valid crontab always fires again
+        if fire is None:
+            raise ValueError(f"crontab line {self.cron!r} never fires (no such date)")
         return float(fire.timestamp())
 
     def __str__(self) -> str:
@@ -146,7 +157,11 @@ def route(alerts: Sequence[UnroutedAlert], policy: Policy, now: float) -> list[D
     for alert in alerts:
         rules = policy.watchlists.get(alert.watchlist, WatchlistRules())
         for target in targets_for(alert.tags, policy.targets):
-            hold = _hold(rules, target, alert.watchlist, now, policy.zone)
+            try:
+                hold = _hold(rules, target, alert.watchlist, now, policy.zone)
+            except Exception as exc:  # a broken rule must not stop every other alert
+                _report_once(f"watchlist {alert.watchlist!r}", exc)
+                hold = None  # sent now: better early than held forever
             if hold is None:
                 immediate[(alert.batch, target.key)].append(alert.id)
             else:
@@ -195,8 +210,11 @@ def release(held: Sequence[HeldDelivery], policy: Policy, now: float) -> list[Re
     groups: dict[tuple[str, str], list[HeldDelivery]] = defaultdict(list)
     for delivery in held:
         hours = quiet.get(delivery.target)
-        if hours is not None and hours.end_after(now, policy.zone) is not None:
-            continue
+        try:
+            if hours is not None and hours.end_after(now, policy.zone) is not None:
+                continue
+        except Exception as exc:  # a broken rule must not stop every other release
+            _report_once(f"target {delivery.target}", exc)
         groups[(delivery.target, delivery.reason)].append(delivery)
     return [
         Release(
@@ -207,6 +225,14 @@ def release(held: Sequence[HeldDelivery], policy: Policy, now: float) -> list[Re
         )
         for (target, reason), group in groups.items()
     ]
+
+
+def _report_once(what: str, exc: Exception) -> None:
+    """Log a routing rule's failure the first time it happens, not on every pass."""
+    key = (what, repr(exc))
+    if key not in _reported:
+        _reported.add(key)
+        log.error("routing %s failed, its alerts are sent without holding: %s", what, exc)
 
 
 def retry_delay(attempts: int, policy: Policy) -> float | None:

@@ -54,12 +54,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.echo("error: invalid configuration", err=True)
-            for problem in exc.problems:
-                click.echo(f"  {problem}", err=True)
+            _say("error: invalid configuration", *(f"  {p}" for p in exc.problems), err=True)
             ctx.exit(2)
         except MonitorError as exc:
-            click.echo(f"error: {exc}", err=True)
+            first, *rest = str(exc).splitlines() or [""]
+            _say(f"error: {first}", *rest, err=True)
             ctx.exit(1)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from monitor.redact import mask_url
 from monitor.render import format_time
 
 HealthState = Literal["failing", "silent"]
@@ -73,13 +74,13 @@ def decide_notice(feed: FeedHealth, now: float, rules: HealthRules) -> Notice | 
     if state == "failing":
         since = format_time(feed.failing_since)
         return Notice(state, f"[feed-monitor] feed failing: {feed.name}",
-                      f"{feed.name} ({feed.url}) has failed every poll since {since}.\n"
+                      f"{feed.name} ({mask_url(feed.url)}) has failed every poll since {since}.\n"
                       f"Last error: {feed.last_error or 'unknown'}")  # fmt: skip
     if state == "silent":
         last = format_time(feed.last_new_story_at)
         return Notice(state, f"[feed-monitor] feed silent: {feed.name}",
-                      f"{feed.name} ({feed.url}) answers, but has brought no new story since "
+                      f"{feed.name} ({mask_url(feed.url)}) answers, but has brought no new story since "
                       f"{last}, much longer than its usual rhythm.")  # fmt: skip
     was = "failing" if feed.notice == "failing" else "silent"
     return Notice(None, f"[feed-monitor] feed recovered: {feed.name}",
-                  f"{feed.name} ({feed.url}) is no longer {was}.")  # fmt: skip
+                  f"{feed.name} ({mask_url(feed.url)}) is no longer {was}.")  # fmt: skip

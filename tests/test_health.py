@@ -34,6 +34,13 @@ def test_failing_is_noticed_once_after_the_grace_period_and_recovery_too() -> No
     )
 
 
+def test_a_notice_never_carries_the_feeds_credentials() -> None:
+    url = "https://alice:s3cretpw@e.org/f?token=abcdef123456"
+    notice = decide_notice(feed(url=url, failing_since=NOW - 7 * HOUR), NOW, RULES)
+    assert notice is not None and "e.org/f" in notice.body
+    assert "s3cretpw" not in notice.body and "abcdef123456" not in notice.body
+
+
 def test_silence_is_judged_against_the_feeds_own_rhythm() -> None:
     hourly = [NOW - 30 * DAY + n * HOUR for n in range(30)]
     assert usual_gap(hourly) == HOUR and usual_gap(hourly[:3]) is None

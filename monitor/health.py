@@ -79,8 +79,8 @@ def decide_notice(feed: FeedHealth, now: float, rules: HealthRules) -> Notice | 
     if state == "silent":
         last = format_time(feed.last_new_story_at)
         return Notice(state, f"[feed-monitor] feed silent: {feed.name}",
-                      f"{feed.name} ({mask_url(feed.url)}) answers, but has brought no new story since "
-                      f"{last}, much longer than its usual rhythm.")  # fmt: skip
+                      f"{feed.name} ({mask_url(feed.url)}) answers, but has brought no new "
+                      f"story since {last}, much longer than its usual rhythm.")  # fmt: skip
     was = "failing" if feed.notice == "failing" else "silent"
     return Notice(None, f"[feed-monitor] feed recovered: {feed.name}",
                   f"{feed.name} ({mask_url(feed.url)}) is no longer {was}.")  # fmt: skip

@@ -126,8 +126,7 @@ class _FeedLinkCollector(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":
             self.in_body = True
-            return
-        if tag not in ("link", "base"):
+        if self.in_body or tag not in ("link", "base"):
             return
         values = {name.lower(): (value or "") for name, value in attrs}
         if tag == "base":

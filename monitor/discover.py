@@ -165,34 +165,36 @@ async def find_feed(url: str, *, fetcher: Fetcher, timeout: float, choose: Choos
     """The feed at ``url``, or the one the page at ``url`` links to.
 
     ``choose`` picks one of several feed links (it may raise to stop). Raises a
-    ``FeedError`` naming the address when nothing usable is there.
+    ``FeedError`` when nothing usable is there.
     """
     looked = await _look(url, fetcher=fetcher, timeout=timeout)
     if looked.feed is not None:
         return Discovered(url, looked.feed.title)
     if not looked.links:
-        raise ParseError(f"{url}: {html_page_message(())}")
+        raise ParseError(html_page_message(()))
     link = looked.links[0] if len(looked.links) == 1 else choose(looked.links)
-    # The page linked to it: the redirect policy holds it as if the page had redirected.
-    target = await _look(link.url, fetcher=fetcher, timeout=timeout, linked_from=looked.final_url)
+    try:
+        # The page linked to it: the redirect policy holds it as if the page redirected.
+        target = await _look(
+            link.url, fetcher=fetcher, timeout=timeout, linked_from=looked.final_url
+        )
+    except FeedError as exc:
+        raise FeedError(f"its feed link {link.url}: {exc}") from exc
     if target.feed is None:
-        raise ParseError(f"{link.url} (linked from {url} as a feed) is an HTML page too")
+        raise ParseError(f"its feed link {link.url} is an HTML page too")
     return Discovered(link.url, target.feed.title, page=url)
 
 
 async def _look(
     url: str, *, fetcher: Fetcher, timeout: float, linked_from: str | None = None
 ) -> _Looked:
-    """Fetch ``url`` and tell a feed from a web page; other failures name the address."""
+    """Fetch ``url`` and tell a feed from a web page (a ``FeedError`` for anything else)."""
+    result = await fetcher.fetch(url, timeout=timeout, linked_from=linked_from)
     try:
-        result = await fetcher.fetch(url, timeout=timeout, linked_from=linked_from)
-        try:
-            feed = parse_feed(result.body, url=result.url, content_type=result.content_type)
-        except ParseError:
-            if not looks_like_html(result.body, result.content_type):
-                raise
-            links = feed_links(result.body, result.url, result.content_type)
-            return _Looked(result.url, None, tuple(links))
-    except FeedError as exc:
-        raise FeedError(f"{url}: {exc}") from exc
+        feed = parse_feed(result.body, url=result.url, content_type=result.content_type)
+    except ParseError:
+        if not looks_like_html(result.body, result.content_type):
+            raise
+        links = feed_links(result.body, result.url, result.content_type)
+        return _Looked(result.url, None, tuple(links))
     return _Looked(result.url, feed)

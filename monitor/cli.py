@@ -448,13 +448,78 @@ def feeds_list(config_path: Path | None, as_json: bool) -> None:
 @config_option
 @click.argument("url")
 @click.option("--name", help="A display name (default: the feed's own title).")
-def feeds_add(config_path: Path | None, url: str, name: str | None) -> None:
-    """Add a feed to the config file."""
+@click.option(
+    "--no-check",
+    is_flag=True,
+    help="Add the URL as given, without fetching it (a feed this machine cannot reach now).",
+)
+def feeds_add(config_path: Path | None, url: str, name: str | None, no_check: bool) -> None:
+    """Add a feed to the config file.
+
+    The address is fetched first (as a poll would fetch it). A feed is added as it is;
+    for a web page, the feed the page links to is added, and when it links to several,
+    you are asked which one (without a terminal: listed, and exit status 2). Nothing is
+    written when the address cannot be fetched or holds no feed.
+    """
     from monitor.config_edit import NewFeed, add_feeds  # ruamel.yaml: only for edits
+    from monitor.discover import Discovered, FeedLink, find_feed
+    from monitor.errors import FeedError
+    from monitor.fetch import USER_AGENT, Fetcher, RedirectPolicy
 
     path = resolve_config_path(config_path)
-    added, _ = add_feeds(path, [NewFeed(url.strip(), name)])
-    _say(f"added {url}" if added else f"{url} is already listed")
+    url = url.strip()
+    # Refuse what the edit would refuse (not http(s), a control character) before any
+    # request is made, and skip the fetch for a feed already listed.
+    _, listed = add_feeds(path, [NewFeed(url, name)], check_only=True)
+    if no_check or listed:
+        added, _ = add_feeds(path, [NewFeed(url, name)])
+        _say(f"added {url}" if added else f"{url} is already listed")
+        return
+    config = load_config(path, check_notify=False)
+
+    def choose(links: tuple[FeedLink, ...]) -> FeedLink:
+        _say(f"{url} is a web page that links to {len(links)} feeds:")
+        for number, link in enumerate(links, 1):
+            _say(f"  {number}. {link.describe()}")
+        numbers = [str(number) for number in range(1, len(links) + 1)]
+        try:
+            answer = click.prompt(
+                f"Which one? (1-{len(links)}, or its URL)",
+                type=click.Choice(numbers + [link.url for link in links]),
+                show_choices=False,
+            )
+        except click.Abort:  # no terminal (end of input), or Ctrl-C: nothing is written
+            _say(
+                f"error: {url} links to {len(links)} feeds; run `feed-monitor feeds add URL` "
+                "with the URL of the one you want:",
+                *(f"  {link.url}" for link in links),
+                err=True,
+            )
+            raise click.exceptions.Exit(2) from None
+        return (
+            links[int(answer) - 1]
+            if answer in numbers
+            else next(link for link in links if link.url == answer)
+        )
+
+    async def discover() -> Discovered:
+        async with Fetcher(
+            user_agent=config.user_agent or USER_AGENT,
+            redirect_policy=RedirectPolicy.from_config(config),
+        ) as fetcher:
+            return await find_feed(
+                url, fetcher=fetcher, timeout=config.defaults.timeout, choose=choose
+            )
+
+    try:
+        found = asyncio.run(discover())
+    except FeedError as exc:
+        raise FeedError(f"cannot add {url}: {exc}; the config is unchanged") from exc
+    if found.page is not None:
+        _say(f"{url} is a web page; adding the feed it links to: {found.url}")
+    added, _ = add_feeds(path, [NewFeed(found.url, name)])
+    title = f" ({found.title})" if found.title and not name else ""
+    _say(f"added {found.url}{title}" if added else f"{found.url} is already listed")
 
 
 @feeds.command("remove")

@@ -37,8 +37,14 @@ class NewFeed:
     name: str | None = None
 
 
-def add_feeds(path: Path, feeds: Sequence[NewFeed]) -> tuple[list[str], list[str]]:
-    """Append feeds not yet listed; returns (added URLs, URLs already listed)."""
+def add_feeds(
+    path: Path, feeds: Sequence[NewFeed], *, check_only: bool = False
+) -> tuple[list[str], list[str]]:
+    """Append feeds not yet listed; returns (added URLs, URLs already listed).
+
+    ``check_only``: refuse what the edit would refuse, and report what is already
+    listed, but leave the file as it is (``feeds add`` asks before it fetches anything).
+    """
     document, yaml = _read(path)
     listed = _feed_list(document)
     known = {_url_of(item) for item in listed}
@@ -56,7 +62,7 @@ def add_feeds(path: Path, feeds: Sequence[NewFeed]) -> tuple[list[str], list[str
         known.add(url)
         added.append(feed.url)
     if added:
-        _write(path, document, yaml)
+        _write(path, document, yaml, replace=not check_only)
     return added, skipped
 
 
@@ -126,7 +132,7 @@ def _url_of(item: object) -> str | None:
     return str(item).strip() if isinstance(item, str) else None
 
 
-def _write(path: Path, document: CommentedMap, yaml: YAML) -> None:
+def _write(path: Path, document: CommentedMap, yaml: YAML, *, replace: bool = True) -> None:
     buffer = io.StringIO()
     yaml.dump(document, buffer)
     # Validate the edited file as a config before it replaces the old one, then swap it
@@ -141,7 +147,8 @@ def _write(path: Path, document: CommentedMap, yaml: YAML) -> None:
         except ConfigError as exc:
             problems = [problem.replace(temp, str(path)) for problem in exc.problems]
             raise ConfigError(["the edit would make the config invalid:", *problems]) from None
-        os.replace(temp, path)
+        if replace:
+            os.replace(temp, path)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)

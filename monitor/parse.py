@@ -1,10 +1,14 @@
-"""Parsing fetched bytes into entries with feedparser, then normalizing them.
+"""Parsing fetched bytes into entries: RSS and Atom with feedparser, JSON Feed here;
+then normalizing them the same way, whatever the format.
 
 ``parse_feed`` is pure (bytes in, ``ParsedFeed`` out) so it can run in a worker thread
 or process. It never hands feedparser anything that could be a file path or URL, removes
 internal DTD subsets before parsing (feedparser's lenient fallback parser would expand a
-large entity thousands of times), keeps only http(s) links, and turns every text field
-into plain NFKC text.
+large entity thousands of times), keeps only http(s) links (relative ones resolved
+against the feed's URL), clamps dates to a sane range, and turns every text field into
+plain NFKC text. JSON Feed 1.0 and 1.1 (https://www.jsonfeed.org/version/1.1/), which
+feedparser does not read, become the same ``Entry`` objects under the same rules. A page
+that is HTML rather than a feed is refused with the feeds it links to.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import asyncio
 import calendar
 import contextlib
 import ctypes
+import email.utils
 import io
+import json
 import multiprocessing
 import os
 import re
@@ -23,6 +29,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -72,9 +79,23 @@ def sane_timestamp(parsed: Any, now: float) -> float | None:
         stamp = float(calendar.timegm(parsed))
     except (TypeError, ValueError, OverflowError):
         return None
+    return _sane(stamp, now)
+
+
+def _sane(stamp: float, now: float) -> float | None:
     if stamp < _EARLIEST_SANE:
         return None
     return min(stamp, now)
+
+
+def resolve_link(href: object, base: str) -> str | None:
+    """``href`` resolved against the feed's URL ``base``, if that makes an http(s) link."""
+    if not isinstance(href, str) or not href.strip():
+        return None
+    try:
+        return safe_link(urljoin(base, href.strip()))
+    except ValueError:  # "http://[::1": urljoin refuses what urlsplit cannot read
+        return None
 
 
 def parse_feed(
@@ -84,6 +105,8 @@ def parse_feed(
     now = time.time() if now is None else now
     if not body.strip():
         raise ParseError("the response body is empty")
+    if _is_json(body, content_type):
+        return parse_json_feed(body, url=url, now=now)
     # No content-location: feedparser would resolve every URL in the document against it
     # (30% of its time) and rewrite relative guids, so a feed that moved would change all
     # its entry keys. Only the entry link needs resolving, and ``_entry`` does it.
@@ -104,13 +127,23 @@ def parse_feed(
         # An empty feed is fine; a document that is no feed at all, or a broken one, is not.
         reason = parsed.get("bozo_exception")
         if not parsed.get("version"):
-            raise ParseError(f"not an RSS or Atom feed ({_describe(reason)})")
+            _refuse_html_page(body, url, content_type)
+            raise ParseError(f"not an RSS, Atom or JSON feed ({_describe(reason)})")
         if parsed.get("bozo"):
             raise ParseError(f"broken feed: {_describe(reason)}")
 
-    entries = [with_keys(_entry(raw, url, now)) for raw in parsed.entries]
+    entries = [_entry(raw, url, now) for raw in parsed.entries]
     title = html_to_text(parsed.feed.get("title", "")) or None
     return ParsedFeed(title=title, entries=entries, update_hint=update_hint(parsed.feed))
+
+
+def _refuse_html_page(body: bytes, url: str, content_type: str | None) -> None:
+    """Raise the ``ParseError`` for a web page: it names the feeds the page links to."""
+    # Imported here: monitor.discover imports this module (and this is an error path).
+    from monitor.discover import feed_links, html_page_message, looks_like_html
+
+    if looks_like_html(body, content_type):
+        raise ParseError(html_page_message(feed_links(body, url, content_type)))
 
 
 _PERIODS = {
@@ -141,27 +174,164 @@ def _describe(reason: object) -> str:
 
 
 def _entry(raw: Any, base: str, now: float) -> Entry:
-    title = html_to_text(raw.get("title", ""))
-    href = raw.get("link")
-    link = safe_link(urljoin(base, href.strip()) if isinstance(href, str) and href else None)
     summary = html_to_text(raw.get("summary", ""))
     content = " ".join(
         html_to_text(part.get("value", "")) for part in raw.get("content", []) or []
     ).strip()
-    if content == summary:
-        content = ""
-    published = sane_timestamp(raw.get("published_parsed") or raw.get("updated_parsed"), now)
     guid = raw.get("id")
-    author = html_to_text(raw.get("author", "")) or None
-    return Entry(
-        key=entry_key(guid if isinstance(guid, str) else None, link, title, published),
+    return _make_entry(
+        guid=guid if isinstance(guid, str) else None,
+        title=html_to_text(raw.get("title", "")),
+        link=resolve_link(raw.get("link"), base),
+        summary=summary,
+        content=content,
+        published=sane_timestamp(raw.get("published_parsed") or raw.get("updated_parsed"), now),
+        author=html_to_text(raw.get("author", "")) or None,
+    )
+
+
+def _make_entry(
+    *,
+    guid: str | None,
+    title: str,
+    link: str | None,
+    summary: str,
+    content: str,
+    published: float | None,
+    author: str | None,
+) -> Entry:
+    """The one way an ``Entry`` is made from any format: its key, and identity keys."""
+    entry = Entry(
+        key=entry_key(guid, link, title, published),
         title=title,
         link=link,
         summary=summary,
-        content=content,
+        content="" if content == summary else content,
         published=published,
         author=author,
     )
+    return with_keys(entry)
+
+
+# JSON Feed ------------------------------------------------------------------------------
+
+_JSON_TYPES = frozenset({"application/feed+json", "application/json"})
+_JSON_FEED_VERSION_RE = re.compile(r"^https?://jsonfeed\.org/version/", re.IGNORECASE)
+_MAX_AUTHORS = 20  # names kept per entry; a feed may list any number
+
+
+def _is_json(body: bytes, content_type: str | None) -> bool:
+    """Whether ``body`` is meant as JSON: it starts with ``{``, or the server says JSON
+    and it is not markup (servers often label an RSS document ``application/json``)."""
+    start = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start == b"{":
+        return True
+    mime = (content_type or "").partition(";")[0].strip().lower()
+    return mime in _JSON_TYPES and start != b"<"
+
+
+def parse_json_feed(body: bytes, *, url: str, now: float) -> ParsedFeed:
+    """Parse a JSON Feed (1.0 or 1.1) into the same entries RSS and Atom give.
+
+    The document is untrusted: only values of the types the spec names are read
+    (anything else counts as absent, so no nested structure is ever kept or turned into
+    a string), nesting too deep to read is a ``ParseError``, and at most
+    ``_MAX_AUTHORS`` names are kept per entry. Items that are not objects are skipped.
+    """
+    try:
+        try:
+            document = json.loads(body)
+        except UnicodeDecodeError:  # mislabelled bytes: keep the stories, lose a character
+            document = json.loads(body.decode("utf-8", errors="replace"))
+    except RecursionError:
+        raise ParseError("broken JSON Feed: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError names line and column
+        raise ParseError(f"broken JSON Feed: {_describe(exc)}") from None
+    if not isinstance(document, dict):
+        raise ParseError("not a JSON Feed: the document is not a JSON object")
+    version = document.get("version")
+    if not isinstance(version, str) or not _JSON_FEED_VERSION_RE.match(version.strip()):
+        raise ParseError(
+            "not a JSON Feed: no version https://jsonfeed.org/version/... "
+            f"(found {_describe(version) if isinstance(version, str) else 'none'})"
+        )
+    items = document.get("items")
+    if not isinstance(items, list):
+        raise ParseError("broken JSON Feed: it has no list of items")
+    feed_author = _json_authors(document)
+    entries = [_json_entry(item, url, now, feed_author) for item in items if isinstance(item, dict)]
+    title = _json_str(document, "title")
+    return ParsedFeed(title=html_to_text(title) or None, entries=entries)
+
+
+def _json_entry(item: dict[str, Any], base: str, now: float, feed_author: str | None) -> Entry:
+    # url is the item's own page; external_url a page elsewhere (a link blog's target).
+    link = resolve_link(_json_str(item, "url"), base) or resolve_link(
+        _json_str(item, "external_url"), base
+    )
+    html = _json_str(item, "content_html")
+    content = html_to_text(html) if html else normalize_text(_json_str(item, "content_text"))
+    published = _json_date(item.get("date_published"), now) or _json_date(
+        item.get("date_modified"), now
+    )
+    return _make_entry(
+        guid=_json_id(item.get("id")),
+        # Titles and summaries are plain text by the spec, but real feeds escape them
+        # ("Blackletter &amp; thick"); read them as RSS titles are read.
+        title=html_to_text(_json_str(item, "title")),
+        link=link,
+        summary=html_to_text(_json_str(item, "summary")),
+        content=content,
+        published=published,
+        author=_json_authors(item) or feed_author,
+    )
+
+
+def _json_str(mapping: dict[str, Any], key: str) -> str:
+    value = mapping.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _json_id(value: object) -> str | None:
+    """An item's id as a string: the spec says a number is coerced; nothing else is."""
+    if isinstance(value, bool):  # a bool is an int to Python, not an id to anyone
+        return None
+    if isinstance(value, int | float):
+        return str(value)
+    return value if isinstance(value, str) else None
+
+
+def _json_authors(mapping: dict[str, Any]) -> str | None:
+    """``authors`` (1.1) or ``author`` (1.0) as one line of names."""
+    authors = mapping.get("authors")
+    if not isinstance(authors, list):
+        authors = [mapping.get("author")]
+    names = (
+        html_to_text(author["name"])
+        for author in authors[:_MAX_AUTHORS]
+        if isinstance(author, dict) and isinstance(author.get("name"), str)
+    )
+    return ", ".join(name for name in names if name) or None
+
+
+def _json_date(value: object, now: float) -> float | None:
+    """Unix time of an RFC 3339 date (or the RFC 822 dates some feeds write instead)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if when.tzinfo is None:  # no offset given: UTC, as feedparser reads such dates
+        when = when.replace(tzinfo=UTC)
+    try:
+        return _sane(when.timestamp(), now)
+    except (OverflowError, ValueError):
+        return None
 
 
 class ParserPool:

@@ -83,7 +83,7 @@ def test_broken_feeds_affect_only_themselves(
     assert status.returncode == 0, status.stderr
     assert "HTTP 404" in status.stdout
     assert "cannot connect" in status.stdout
-    assert "not an RSS or Atom feed" in status.stdout
+    assert "this is an HTML page, not a feed" in status.stdout
 
 
 def test_old_stories_are_stored_but_not_alerted(

@@ -88,7 +88,7 @@ def test_hostile_feeds_fail_alone_and_leak_nothing(
     assert "/leak" not in requested  # no external entity was ever fetched
     assert errors[base + "/good.xml"] is None
     assert "larger than" in errors[base + "/gzip-bomb.xml"]
-    assert "not an RSS or Atom feed" in errors[base + "/html.xml"]
+    assert "this is an HTML page, not a feed" in errors[base + "/html.xml"]
     assert "empty" in errors[base + "/empty.xml"]
     assert "HTTP 500" in errors[base + "/error.xml"]
     assert errors[base + "/latin1-lies.xml"]

@@ -105,7 +105,7 @@ def test_an_imported_placeholder_is_literal_and_never_fetches_a_secret(
 def test_feeds_add_writes_values_literally_and_refuses_control_characters(config: Path) -> None:
     env = {"HOME_TOKEN": "home-Secret-8"}
     added = _invoke("feeds", "add", "https://e.org/f?q=${HOME_TOKEN}", "--name", "${HOME_TOKEN}",
-                    "--config", config, env=env)  # fmt: skip
+                    "--no-check", "--config", config, env=env)  # fmt: skip
     assert added.exit_code == 0, added.output
     assert _listed(config) == [
         {"url": "https://e.org/f?q=$${HOME_TOKEN}", "name": "$${HOME_TOKEN}"}

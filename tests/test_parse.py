@@ -105,10 +105,10 @@ def test_absurd_dates_are_unknown_and_future_dates_are_now() -> None:
         (b"   \n", "empty"),
         (
             b"<html><head><title>Hi</title></head><body><p>a web page</p></body></html>",
-            "not an RSS or Atom feed",
+            "this is an HTML page, not a feed, and it links to no feed",
         ),
-        (b"\x00\x01\x02\xff\xfe garbage", "not an RSS or Atom feed"),
-        (b"/etc/passwd", "not an RSS or Atom feed"),
+        (b"\x00\x01\x02\xff\xfe garbage", "not an RSS, Atom or JSON feed"),
+        (b"/etc/passwd", "not an RSS, Atom or JSON feed"),
     ],
 )
 def test_non_feeds_are_refused(body: bytes, message: str) -> None:

@@ -63,6 +63,22 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def owner_is_dead(owner: str) -> bool:
+    """Whether the process that made a claim is known to be gone: it ran on this host and
+    its pid no longer exists. (Elsewhere, or alive, its lease decides.)"""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 @dataclass
 class DeliverySummary:
     """What one call of ``deliver_due`` did."""
@@ -184,6 +200,10 @@ class Deliverer:
         summary = DeliverySummary()
         summary.recorded_late += self._record_late()
         now = self.clock()
+        for owner in self.store.claim_owners(now):
+            if owner != self.owner and owner_is_dead(owner):
+                released = self.store.release_claims(owner)
+                log.info("%d deliveries claimed by a process that died are due again", released)
         self._route(now)
         due_by = math.inf if ignore_backoff else None
         started = []

@@ -1036,6 +1036,24 @@ class Store:
             ).fetchall()  # fmt: skip
         return self._load_deliveries(sorted(row[0] for row in rows))
 
+    def claim_owners(self, now: float) -> list[str]:
+        """Owners of claims still running at ``now``."""
+        rows = self.db.execute(
+            "SELECT DISTINCT claimed_by FROM deliveries WHERE claimed_until >= ?", [now]
+        ).fetchall()
+        return [row[0] for row in rows if row[0]]
+
+    def release_claims(self, owner: str) -> int:
+        """Drop every claim of ``owner`` (a process known to be dead): its deliveries are
+        due again at once instead of when the lease runs out."""
+        with self._writing():
+            cursor = self.db.execute(
+                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE claimed_by = ?",
+                [owner],
+            )
+        return cursor.rowcount
+
     def _load_deliveries(self, ids: Sequence[int]) -> list[DueDelivery]:
         rows = self.db.execute(
             """SELECT d.id, d.target, d.kind, d.reason, d.attempts, d.title, d.body,

@@ -38,12 +38,19 @@ def test_killing_the_daemon_at_random_moments_loses_nothing(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for _ in range(KILLS):
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "monitor", "-v", "run", "--config", str(config)],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(rng.uniform(0.3, 1.5))  # the random moment of the crash is the point here
+        # Once it runs (start-up time varies with the machine's load), it is killed at a
+        # random moment of its work: the randomness of that moment is the point here.
+        assert daemon.stderr is not None
+        for line in daemon.stderr:
+            if "feed-monitor running" in line:
+                break
+        time.sleep(rng.uniform(0.0, 1.2))
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(10)
+        daemon.stderr.close()
 
     # The daemons did real work between the kills (this is not all left to `once`).
     with sqlite3.connect(tmp_path / "monitor.db") as db:

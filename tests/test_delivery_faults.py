@@ -12,6 +12,7 @@ import asyncio
 import json
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -320,3 +321,29 @@ def test_once_is_bounded_by_its_timeout(tmp_path: Path, feeds: FeedServer) -> No
     with Store.open(tmp_path / "monitor.db") as store:
         [(stories,)] = store.db.execute("SELECT count(*) FROM stories").fetchall()
     assert stories == 1  # what was polled is kept
+
+
+def test_a_claim_of_a_process_that_died_here_is_released_at_once(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    url = feeds.serve("/f.xml", rss(numbered_items("S-400 regiment {n}", 1)))
+    config_path = write_config(tmp_path, feeds=[url], notify=[sink.url])
+    assert cli("once", "--config", config_path).returncode == 0
+    sink.wait_for(1)
+    dead_owner = f"{socket.gethostname()}:{_dead_pid()}:abcd1234"
+    config = load_config(config_path)
+    with Store.open(config.database) as store:
+        store.db.execute(
+            "UPDATE deliveries SET status = 'pending', claimed_by = ?, claimed_until = ?",
+            [dead_owner, time.time() + 3600],
+        )
+        store.db.conn.commit()
+        summary = asyncio.run(Deliverer(config, store, Notifier(config.notify)).deliver_due())
+    assert summary.sent == 1 and len(sink.wait_for(2)) == 2
+
+
+def _dead_pid() -> int:
+    """A pid that no longer runs (reused only after the kernel wraps around)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

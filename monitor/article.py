@@ -320,12 +320,12 @@ async def fetch_articles(
     unique = list(dict.fromkeys(links))
 
     async def article(link: str) -> str:
-        async with host_limit(urlsplit(link).hostname or ""):
-            left = end - loop.time()
-            if left <= 0:
-                raise TimeoutError
-            result = await fetcher.fetch(link, timeout=min(limits.page_timeout, left))
-        return await asyncio.to_thread(_extract_result, result, select, limits.max_page_bytes)
+        # The total deadline outside the fetcher's own: a page cut off by it, or still
+        # waiting for a slot at its site, is reported as out of time, not as slow.
+        async with asyncio.timeout_at(end):
+            async with host_limit(urlsplit(link).hostname or ""):
+                result = await fetcher.fetch(link, timeout=limits.page_timeout)
+            return await asyncio.to_thread(_extract_result, result, select, limits.max_page_bytes)
 
     tasks = {link: asyncio.create_task(article(link)) for link in unique}
     if tasks:

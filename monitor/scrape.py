@@ -164,10 +164,12 @@ def _link(item: Any, rule: ScrapeRule, title_element: Any | None, base: str) -> 
 
 
 def _published(element: Any, now: float) -> float | None:
-    for attribute in _DATE_ATTRIBUTES:
-        value = element.get(attribute)
-        if value and (stamp := parse_date(value, now)) is not None:
-            return stamp
+    # A machine-readable date first: on the element, or on a <time> inside it.
+    for holder in (element, *element.xpath(".//*[@datetime]")[:1]):
+        for attribute in _DATE_ATTRIBUTES:
+            value = holder.get(attribute)
+            if value and (stamp := parse_date(value, now)) is not None:
+                return stamp
     return parse_date(normalize_text(element.text_content()), now)
 
 

@@ -131,4 +131,3 @@ def test_check_names_each_bad_selector_by_its_key() -> None:
 )
 def test_dates_as_pages_print_them(text: str, expected: float | None) -> None:
     assert parse_date(text, NOW) == expected
-

@@ -24,18 +24,19 @@ Owns three things, kept apart:
 Why trafilatura: it scores best among open-source extractors on the public extraction
 benchmarks (ScrapingHub's article-extraction benchmark, Bevendorff et al. 2023), is
 maintained, Apache-2.0, typed, and built on lxml. Compared with readability-lxml on the
-pages in tests/news_pages.py (a news site with a related box inside the article, a
+pages of tests/news_pages.py (a news site with a related box inside the article, a
 WordPress theme with share buttons, related posts and comments, a ministry's press
-release, an old table layout): both kept every word of the articles, trafilatura let no
-boilerplate through, readability-lxml kept "Share on Facebook" and "Previous article" on
-the WordPress pages and returned nothing of one article in a <br>-separated layout;
-both took 2-15 ms a page. Both took a reader forum beside a short article for part of
-it: that is what ``select`` is for. ``favor_precision`` is set because a stray menu in an
-alert costs more than a lost sentence. Its fallback extractors stay on (``fast=False``):
-on a 272 KB page they cost 85 ms against 26 ms, paid once per new teaser, and extraction
-runs in a thread so the event loop never waits for it (benchmarks/bench_article.py). trafilatura's import costs about 0.2 s, so it is
-imported on first use, not by every command. Selectors use lxml's ``cssselect``
-(lxml comes with trafilatura; cssselect is a small pure-Python translator to XPath).
+release) and on an old table layout with <br>-separated text beside 40 archive links:
+both kept every word of the articles; trafilatura let no boilerplate through, while
+readability-lxml kept "Share on Facebook" and "Previous article" on the WordPress pages
+and returned none of one article in the table layout; both took 2-15 ms a page. Both
+took a reader forum beside a short article for part of it (``forum_page``): that is what
+``select`` is for. ``favor_precision`` is set because a stray menu in an alert costs more
+than a lost sentence. The fallback extractors stay on (``fast=False``): on a 272 KB page
+they cost 85 ms against 26 ms, paid once per new teaser, in a thread so the event loop
+never waits (benchmarks/bench_article.py). trafilatura's import costs about 0.2 s, so it
+is imported on first use, not by every command. Selectors use lxml's ``cssselect`` (lxml
+comes with trafilatura; cssselect is a small pure-Python translator to XPath).
 """
 
 from __future__ import annotations

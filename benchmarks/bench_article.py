@@ -118,6 +118,7 @@ async def one_run(feed_url: str, mode: str, per_host: int) -> tuple[float, int, 
                 [e.link for e in entries if e.link],
                 fetcher,
                 lambda host: semaphores.setdefault(host, asyncio.Semaphore(per_host)),
+                linked_from=feed_url,
                 limits=ArticleLimits(total_timeout=120),
             )
             fetched = sum(1 for o in outcomes.values() if o.text)

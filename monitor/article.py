@@ -304,11 +304,16 @@ async def fetch_articles(
     fetcher: Fetcher,
     host_limit: HostLimit,
     *,
+    linked_from: str | None,
     select: str | None = None,
     limits: ArticleLimits = ArticleLimits(),
     deadline: float | None = None,
 ) -> dict[str, ArticleOutcome]:
     """Open each page and extract its article; an outcome for every link, never raises.
+
+    ``linked_from`` is the URL of the feed that links to the pages: they are held to the
+    fetcher's redirect policy as if that feed had redirected to them, so a public feed
+    cannot make the daemon read pages on its own machine or network.
 
     At most the per-host limit of requests to one site at a time (``host_limit`` is the
     limiter feed fetches use). Everything ends by ``limits.total_timeout`` from now, or by
@@ -327,7 +332,9 @@ async def fetch_articles(
         # waiting for a slot at its site, is reported as out of time, not as slow.
         async with asyncio.timeout_at(end):
             async with host_limit(urlsplit(link).hostname or ""):
-                result = await fetcher.fetch(link, timeout=limits.page_timeout)
+                result = await fetcher.fetch(
+                    link, timeout=limits.page_timeout, linked_from=linked_from
+                )
             return await asyncio.to_thread(_extract_result, result, select, limits.max_page_bytes)
 
     tasks = {link: asyncio.create_task(article(link)) for link in unique}

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from monitor.article import (
 )
 from monitor.config import Watchlist
 from monitor.errors import ArticleError
-from monitor.fetch import Fetcher
+from monitor.fetch import Fetcher, RedirectPolicy
 from monitor.match import Matcher
 from monitor.models import Entry
 from monitor.parse import parse_feed
@@ -286,8 +287,9 @@ def run_articles(entries: list[Entry], limits: ArticleLimits, per_host: int = 2,
             async with asyncio.timeout(limits.total_timeout + 10):
                 links = [e.link for e in entries if e.link]
                 return await fetch_articles(
-                    links, fetcher, host_limiter(per_host), select=select, limits=limits
-                )
+                    links, fetcher, host_limiter(per_host), linked_from=entries[0].link,
+                    select=select, limits=limits,
+                )  # fmt: skip
 
     return asyncio.run(main())
 
@@ -367,8 +369,9 @@ def test_many_slow_pages_end_by_the_total_deadline(site: ArticleSite) -> None:
         async with Fetcher() as fetcher:
             # Fails the test if the step overruns its own 1 s budget by much.
             async with asyncio.timeout(4):
+                links = [e.link for e in entries if e.link]
                 return await fetch_articles(
-                    [e.link for e in entries if e.link], fetcher, host_limiter(4), limits=limits
+                    links, fetcher, host_limiter(4), linked_from=None, limits=limits
                 )
 
     outcomes = asyncio.run(main())
@@ -400,3 +403,26 @@ def test_the_same_link_twice_is_fetched_once(site: ArticleSite) -> None:
     outcomes = run_articles(entries, ArticleLimits())
     assert list(outcomes) == [site.url("/a/")]
     assert outcomes[site.url("/a/")].text is not None
+
+
+def test_a_public_feed_cannot_send_the_daemon_to_pages_on_its_own_network(
+    site: ArticleSite,
+) -> None:
+    """The redirect policy holds for article pages: 127.0.0.1 stands for the local
+    network, and a feed served from 127.0.0.2 for a public one (as in
+    tests/test_redirect_policy.py)."""
+    site.page("/admin/", PAGE_STYLES["ministry"](radar_article()))
+    policy = RedirectPolicy(local_networks=(ip_network("127.0.0.1/32"), ip_network("::1/128")))
+
+    async def main(linked_from: str) -> ArticleOutcome:
+        async with Fetcher(redirect_policy=policy) as fetcher:
+            outcomes = await fetch_articles(
+                [site.url("/admin/")], fetcher, host_limiter(2), linked_from=linked_from
+            )
+            return outcomes[site.url("/admin/")]
+
+    refused = asyncio.run(main("http://127.0.0.2:8080/feed.xml"))
+    assert refused.text is None and refused.failure is not None and "refused" in refused.failure
+    assert site.arrived == 0  # refused before connecting
+    allowed = asyncio.run(main(site.url("/feed.xml")))  # an intranet feed's own pages
+    assert allowed.text is not None and "Giraffe 1X" in allowed.text

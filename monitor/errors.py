@@ -12,7 +12,8 @@ they turn into messages and exit codes::
     ├── FeedError            one feed could not be polled; affects that feed only
     │   ├── FetchError       network trouble: DNS, refused, timeout, too large, redirects
     │   │   └── HTTPStatusError   the server answered with a 4xx/5xx status
-    │   └── ParseError       the body is not a usable RSS/Atom feed
+    │   ├── ParseError       the body is not a usable RSS/Atom feed (or scraped page)
+    │   └── ArticleError     a story's page gave no article text; its feed text is used
     └── DeliveryError        a notification target did not accept an alert
 """
 
@@ -62,6 +63,10 @@ class HTTPStatusError(FetchError):
 
 class ParseError(FeedError):
     """The fetched bytes are not a usable feed."""
+
+
+class ArticleError(FeedError):
+    """A story's linked page gave no usable article text (not HTML, too large, empty)."""
 
 
 class DeliveryError(MonitorError):

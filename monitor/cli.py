@@ -39,7 +39,14 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
-from monitor.redact import RedactingFilter, hide_secrets, redact_text, safe_json, terminal_safe
+from monitor.redact import (
+    RedactingFilter,
+    hide_secrets,
+    mask_url,
+    redact_text,
+    safe_json,
+    terminal_safe,
+)
 from monitor.render import Rendered
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
@@ -134,8 +141,17 @@ def _progress(total: int, label: str) -> Iterator[Callable[[], None]]:
 
 
 def _load(config_path: Path | None) -> tuple[Path, Config]:
+    """The config for a command that sends (or checks the targets): secrets filled in."""
     path = resolve_config_path(config_path)
     return path, load_config(path)
+
+
+def _load_for_reading(config_path: Path | None) -> tuple[Path, Config]:
+    """The config for a command that sends nothing: the notify URLs' secrets (``${VAR}``,
+    ``${credential:...}``) are neither needed nor read, so it runs outside the service's
+    environment too."""
+    path = resolve_config_path(config_path)
+    return path, load_config(path, need_targets=False)
 
 
 def configure_logging(verbose: int, log_format: LogFormat = "text") -> None:
@@ -222,7 +238,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
 @_json_option
 def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_json: bool) -> None:
     """Replay stored stories against the watchlists; nothing is sent."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
     known = {watchlist.name for watchlist in config.watchlists}
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -288,7 +304,7 @@ def _when(stamp: float | None) -> str:
 @_json_option
 def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
     """Full-text search of stored stories (words, not syntax: S-400 and C++ work)."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         hits = store.search(query, since, limit)
     for hit in hits:
@@ -309,7 +325,7 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
 @_json_option
 def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_json: bool) -> None:
     """Recent watchlist matches and the state of their alerts."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         rows = store.recent_matches(since, names)
     for row in rows:
@@ -335,7 +351,7 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
 @_json_option
 def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     """One stored story: every feed and link it was seen under, and its matches."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         sources = store.story_sources(story_id)
         found = store.recent_matches(0, story_id=story_id)
@@ -430,8 +446,7 @@ def feeds() -> None:
 @_json_option
 def feeds_list(config_path: Path | None, as_json: bool) -> None:
     """The configured feeds, with their names and intervals."""
-    path = resolve_config_path(config_path)
-    config = load_config(path, check_notify=False)
+    path, config = _load_for_reading(config_path)
     rows = [
         {"url": feed.url, "name": feed.name, "interval": config.feed_interval(feed)}
         for feed in config.feeds
@@ -498,8 +513,7 @@ def feeds_export_opml(config_path: Path | None) -> None:
     """Print the feeds as OPML, for any feed reader."""
     from monitor.opml import OutlineFeed, write_opml
 
-    path = resolve_config_path(config_path)
-    config = load_config(path, check_notify=False)
+    _, config = _load_for_reading(config_path)
     # The URLs as the config file has them (an export must be importable), but never a
     # value that came from the environment or a credential: that is kept out of the file.
     feeds = [OutlineFeed(hide_secrets(feed.url), feed.name) for feed in config.feeds]
@@ -559,8 +573,7 @@ def _ago(stamp: float | None, now: float) -> str:
 @_json_option
 def status(config_path: Path | None, as_json: bool) -> None:
     """Show each feed's last poll, HTTP status, stories, last error and next poll."""
-    path = resolve_config_path(config_path)
-    config = load_config(path, check_notify=False)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         configured = {feed.url for feed in config.feeds}
         feeds = [feed for feed in store.feed_status() if feed.url in configured]
@@ -621,9 +634,9 @@ def alerts(
     """List alerts and how each delivery stands (see also: alerts retry)."""
     if ctx.invoked_subcommand is not None:
         return
-    _, config = _load(config_path)
-    labels = _target_labels(config)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
+        labels = _target_labels(config, store)
         rows = store.alert_rows(failed_only=failed, limit=limit)
         trails = {d["id"]: store.attempts_of(d["id"]) for row in rows for d in row.deliveries}
     if as_json:
@@ -659,17 +672,21 @@ def alerts(
 @click.argument("alert_ids", nargs=-1, type=int)
 def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     """Queue failed deliveries again (of ALERT_IDS, or all); the daemon or `once` sends them."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         count = store.retry_failed(list(alert_ids) or None, time.time())
     _say(f"{count} failed deliveries queued again")
 
 
-def _target_labels(config: Config) -> dict[str, str]:
-    """Outbox keys to masked target URLs, without loading Apprise when there is none."""
-    if not config.notify:
-        return {CONSOLE_TARGET: "console"}
-    return {key: channel.label for key, channel in notifier_for(config).channels.items()}
+def _target_labels(config: Config, store: Store) -> dict[str, str]:
+    """Outbox keys to masked target URLs, without the targets' secrets (or Apprise).
+
+    A target's key is made from its full URL, secrets included, so a URL with ``${VAR}``
+    in it is named as its last attempt recorded it; one without, by its masked URL."""
+    labels = {CONSOLE_TARGET: "console"}
+    labels |= {target.key: mask_url(target.url) for target in config.notify
+               if "${" not in target.url}  # fmt: skip
+    return labels | store.target_labels()
 
 
 def main() -> None:

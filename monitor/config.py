@@ -383,6 +383,13 @@ class Config(_Model):
         ]
     ] = []
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # of each key, for messages
+    # False when loaded without the notify URLs' secrets (``load_config(need_targets=False)``)
+    _targets_expanded: bool = PrivateAttr(default=True)
+
+    @property
+    def targets_ready(self) -> bool:
+        """Whether the notify URLs have their secrets filled in, so alerts can be sent."""
+        return self._targets_expanded
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -428,6 +435,10 @@ class Config(_Model):
 
     def delivery_policy(self) -> Policy:
         """What the outbox needs to know: targets (the console if none), rules, retries."""
+        if not self.targets_ready:
+            # A target's outbox key is made from its full URL: without the secrets every
+            # delivery would be routed to a target that does not exist.
+            raise ConfigError([f"{self.path}: notify targets were loaded without their secrets"])
         targets = [
             Target(target.key, frozenset(target.tags), target.quiet_hours) for target in self.notify
         ] or [Target(CONSOLE_TARGET)]
@@ -466,12 +477,21 @@ def resolve_config_path(path: str | Path | None) -> Path:
 
 
 def load_config(
-    path: str | Path, environ: dict[str, str] | None = None, *, check_notify: bool = True
+    path: str | Path,
+    environ: dict[str, str] | None = None,
+    *,
+    check_notify: bool = True,
+    need_targets: bool = True,
 ) -> Config:
     """Read, expand and validate the config file, or raise ``ConfigError`` listing every problem.
 
     ``check_notify=False`` leaves asking Apprise about the notify URLs to
     ``check_notify_urls``, for a run that may have nothing to send.
+
+    ``need_targets=False`` is for commands that send nothing (status, search, alerts...):
+    the notify URLs are left as written, ``${VAR}`` and all, so their secrets need not be
+    set (nor systemd credentials be readable). Such a config cannot deliver:
+    ``Config.targets_ready`` is False and ``delivery_policy`` refuses.
     """
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
@@ -503,7 +523,14 @@ def load_config(
             [f"{path}:1: the config must be a mapping of keys (database, feeds, ...)"]
         )
 
-    missing = list(_expand_env(data, environ))
+    if need_targets:
+        missing = list(_expand_env(data, environ))
+    else:
+        targets = data.pop("notify", None)
+        missing = list(_expand_env(data, environ))
+        if targets is not None:
+            data["notify"] = targets
+        check_notify = False  # Apprise cannot judge a URL whose secrets are not filled in
     if missing:
         raise ConfigError(
             [f"{path}:{_locate(lines, loc)}: {_dotted(loc)}: {msg}" for loc, msg in missing]
@@ -522,6 +549,7 @@ def load_config(
         database = Path(os.path.normpath(path.parent / database))
     config = config.model_copy(update={"database": database})
     config._lines = lines
+    config._targets_expanded = need_targets
     return config
 
 

@@ -1165,6 +1165,16 @@ class Store:
         ).fetchall()
         return [(at, target, bool(ok), detail) for at, target, ok, detail in rows]
 
+    def target_labels(self) -> dict[str, str]:
+        """Each target's label (its URL, secrets masked) as its latest attempt recorded it,
+        by outbox key: how a command that has not read the targets' secrets names them."""
+        rows = self.db.execute(
+            """SELECT d.target, a.target FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+               WHERE a.id IN (SELECT max(x.id) FROM attempts x JOIN deliveries y
+                              ON y.id = x.delivery_id GROUP BY y.target)"""
+        ).fetchall()
+        return {key: label for key, label in rows}
+
     def retry_failed(self, alert_ids: Sequence[int] | None, now: float) -> int:
         """Queue failed deliveries again (of ``alert_ids``, or all), with fresh attempts."""
         where = "status = 'failed'"

@@ -1,0 +1,126 @@
+"""What operators run: read-only commands without secrets, unknown names as errors, health
+of configured feeds only, `story` explaining (non-)alerts, delivery errors, `backup`.
+
+Everything goes through the command line in process (click's CliRunner) against real
+local servers and real SQLite files.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from monitor.cli import cli
+from tests.conftest import rss, seed_article_item
+from tests.servers import AlertSink, FeedServer, alert_sink, feed_server
+
+SECRET_TOKEN = "sink-path-Secret-7"
+SMTP_PASSWORD = "smtp-pw-Secret-8"
+# What the read-only commands run without: neither the variable nor the credential.
+NO_SECRETS = {"SINK_PATH": None, "CREDENTIALS_DIRECTORY": None}
+
+
+def invoke(*args: str | Path, env: dict[str, str | None] | None = None) -> Result:
+    return CliRunner().invoke(cli, [str(arg) for arg in args], env=env or {})
+
+
+@dataclass
+class Desk:
+    """A config with two targets whose secrets come from the environment and a systemd
+    credential, and a database that one `once` (with the secrets) filled."""
+
+    config: Path
+    server: FeedServer
+    sink: AlertSink
+    secrets: dict[str, str | None]
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    directory = tmp_path_factory.mktemp("desk")
+    credentials = directory / "credentials"
+    credentials.mkdir()
+    (credentials / "smtp-password").write_text(SMTP_PASSWORD + "\n")
+    with feed_server() as server, alert_sink() as sink:
+        old = {**seed_article_item(), "published": time.time() - 30 * 86400}
+        old.update(guid="old", link="https://e.org/old", title="Old S-400 story")
+        items = [
+            seed_article_item(),
+            old,
+            {"title": "Turkey buys S-400 batteries", "guid": "req", "link": "https://e.org/req",
+             "description": "no country named here", "published": time.time() - 60},
+            {"title": "S-400 video game review", "guid": "ex", "link": "https://e.org/ex",
+             "description": "a game", "published": time.time() - 60},
+            {"title": "Weather report", "guid": "none", "link": "https://e.org/none",
+             "description": "sunny", "published": time.time() - 60},
+        ]  # fmt: skip
+        feed = server.serve("/feed.xml", rss(items, title="Desk Feed"))
+        config = directory / "monitor.yaml"
+        config.write_text(
+            "database: monitor.db\n"
+            "defaults: {interval: 15m, timeout: 5s, max_age: 7d, jitter: 0.1s}\n"
+            f"feeds:\n  - url: {feed}\n"
+            "watchlists:\n"
+            "  - name: turkey\n    keywords: [S-400, CAATSA]\n    require: [Turkey]\n"
+            "    exclude: [video game]\n    notify: [desk]\n"
+            "  - name: jets\n    keywords: [F-35]\n    notify: [desk]\n"
+            "notify:\n"
+            f'  - {{url: "json://127.0.0.1:{sink.port}/${{SINK_PATH}}", tags: [desk]}}\n'
+            "  - url: mailto://user:${credential:smtp-password}@127.0.0.1:1?to=d@e.org"
+            "&from=m@e.org\n    tags: [mail]\n",
+            encoding="utf-8",
+        )
+        secrets: dict[str, str | None] = {
+            "SINK_PATH": SECRET_TOKEN,
+            "CREDENTIALS_DIRECTORY": str(credentials),
+        }
+        first = invoke("once", "-c", config, env=secrets)
+        assert first.exit_code == 0, first.output
+        sink.wait_for(1)
+        yield Desk(config, server, sink, secrets)
+
+
+READ_ONLY = [
+    ["status"],
+    ["status", "--json"],
+    ["search", "S-400"],
+    ["feeds", "list"],
+    ["matches"],
+    ["alerts"],
+    ["alerts", "--json"],
+    ["story", "1"],
+    ["story", "1", "--json"],
+    ["backtest"],
+    ["feeds", "export-opml"],
+]
+
+
+@pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)
+def test_read_only_commands_need_no_notification_secrets(desk: Desk, command: list[str]) -> None:
+    result = invoke(*command, "-c", desk.config, env=NO_SECRETS)
+    assert result.exit_code == 0, result.output
+    assert "SINK_PATH" not in result.stderr and "credential" not in result.stderr
+    assert SECRET_TOKEN not in result.output and SMTP_PASSWORD not in result.output
+
+
+def test_alerts_names_targets_without_their_secrets(desk: Desk) -> None:
+    result = invoke("alerts", "-c", desk.config, env=NO_SECRETS)
+    assert result.exit_code == 0, result.output
+    # The target's label as its attempt recorded it: masked, never the outbox key alone.
+    assert "json://127.0.0.1" in result.output
+    assert SECRET_TOKEN not in result.output
+
+
+@pytest.mark.parametrize("command", [["check"], ["test-notify"], ["once"]], ids=" ".join)
+def test_commands_that_send_still_need_the_secrets(desk: Desk, command: list[str]) -> None:
+    result = invoke(*command, "-c", desk.config, env=NO_SECRETS)
+    assert result.exit_code == 2, result.output
+    assert "environment variable SINK_PATH is not set" in result.stderr
+    assert "credential smtp-password" in result.stderr

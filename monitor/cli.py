@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,7 +47,7 @@ from monitor.redact import (
     safe_json,
     terminal_safe,
 )
-from monitor.render import Rendered
+from monitor.render import Rendered, count_of
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
@@ -239,13 +239,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
 def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_json: bool) -> None:
     """Replay stored stories against the watchlists; nothing is sent."""
     _, config = _load_for_reading(config_path)
-    known = {watchlist.name for watchlist in config.watchlists}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise click.BadParameter(
-            f"no watchlist named {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            param_hint="--watchlist",
-        )
+    _known_watchlists(config, names)
     watchlists = [w for w in config.watchlists if not names or w.name in names]
     matcher = Matcher(watchlists)
     checked = 0
@@ -264,7 +258,24 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_
     if not as_json:
         summary = ", ".join(f"{count} {name}" for name, count in counts.items())
         window = click.get_current_context().meta["since"]
-        _say(f"{checked} stories first seen in the last {window}; matches: {summary}")
+        stories = count_of(checked, "story", "stories")
+        _say(f"{stories} first seen in the last {window}; matches: {summary}")
+
+
+def _known_watchlists(config: Config, names: Sequence[str]) -> None:
+    """Refuse a --watchlist the config does not have: a typo must not look like "no match"."""
+    _known_names("--watchlist", "watchlist", names, [w.name for w in config.watchlists])
+
+
+def _known_names(option: str, what: str, names: Sequence[str], known: Iterable[str]) -> None:
+    known = sorted(set(known))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(known) if known else "none are configured"
+        raise click.BadParameter(
+            f"no {what} named {', '.join(map(repr, unknown))} (known: {listed})",
+            param_hint=option,
+        )
 
 
 def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: bool) -> None:
@@ -315,7 +326,7 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
             _say(f"{_when(hit.first_seen)}  #{hit.story_id}  {hit.title}")
             _say(f"    {feed}  {hit.link or ''}", f"    {hit.snippet}", "")
     if not as_json:
-        _say(f"{len(hits)} stories")
+        _say(count_of(len(hits), "story", "stories"))
 
 
 @cli.command()
@@ -326,6 +337,7 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
 def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_json: bool) -> None:
     """Recent watchlist matches and the state of their alerts."""
     _, config = _load_for_reading(config_path)
+    _known_watchlists(config, names)
     with Store.open(config.database) as store:
         rows = store.recent_matches(since, names)
     for row in rows:
@@ -337,12 +349,12 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
         if row.alert_status == "sent":
             state = f"sent {_when(row.sent_at)}"
         elif row.attempts:
-            state += f" after {row.attempts} attempts: {row.last_error or ''}"
+            state += f" after {count_of(row.attempts, 'attempt')}: {row.last_error or ''}"
         _say(f"{_when(row.created_at)}  [{row.watchlist}]  #{row.story_id}  {row.title}")
         _say(f"    {feed}  {row.link or ''}")
         _say(f"    matched {', '.join(row.keywords)}  alert: {state}", "")
     if not as_json:
-        _say(f"{len(rows)} matches")
+        _say(count_of(len(rows), "match", "matches"))
 
 
 @cli.command()
@@ -363,7 +375,7 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
             "matches": [dataclasses.asdict(row) for row in found],
         })  # fmt: skip
         return
-    _say(f"#{story_id}  seen in {len(sources)} places:")
+    _say(f"#{story_id}  seen in {count_of(len(sources), 'place')}:")
     for source in sources:
         feed = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
         _say(f"  {_when(source.first_seen)}  {feed}  {source.link or '(no link)'}")
@@ -416,11 +428,12 @@ async def _once(config: Config, as_json: bool) -> None:
         })  # fmt: skip
         return
     _say(
-        f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed, "
-        f"{sum(o.unchanged for o in outcomes)} unchanged), "
-        f"{sum(o.new_stories for o in outcomes)} new stories, "
-        f"{sum(o.alerts_queued for o in outcomes)} alerts queued, "
-        f"{delivered.sent} sent, {delivered.failed} failed deliveries"
+        f"polled {count_of(len(outcomes), 'feed')} ({len(outcomes) - len(failed)} ok, "
+        f"{len(failed)} failed, {sum(o.unchanged for o in outcomes)} unchanged), "
+        f"{count_of(sum(o.new_stories for o in outcomes), 'new story', 'new stories')}, "
+        f"{count_of(sum(o.alerts_queued for o in outcomes), 'alert')} queued, "
+        f"{delivered.sent} sent, "
+        f"{count_of(delivered.failed, 'failed delivery', 'failed deliveries')}"
     )
 
 
@@ -457,7 +470,7 @@ def feeds_list(config_path: Path | None, as_json: bool) -> None:
     for row in rows:
         name = row["name"] or feed_display_name(str(row["url"]), None)
         _say(f"{name}  {row['url']}  every {format_duration(float(row['interval'] or 0))}")
-    _say(f"{len(rows)} feeds in {path}")
+    _say(f"{count_of(len(rows), 'feed')} in {path}")
 
 
 @feeds.command("add")
@@ -500,7 +513,7 @@ def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
     added, skipped = add_feeds(path, [NewFeed(o.url, o.title) for o in usable])
     reasons = collections.Counter(problem for _, problem in refused)
     _say(
-        f"added {len(added)} feeds, {len(skipped)} already listed"
+        f"added {count_of(len(added), 'feed')}, {len(skipped)} already listed"
         + "".join(f", {count} {reason}, left out" for reason, count in reasons.items())
     )
     for url, problem in refused:
@@ -533,6 +546,7 @@ def schema() -> None:
 def test_notify(config_path: Path | None, tags: tuple[str, ...], as_json: bool) -> None:
     """Send a test alert and report each target's result."""
     _, config = _load(config_path)
+    _known_names("--tag", "tag", tags, (tag for target in config.notify for tag in target.tags))
     channels = notifier_for(config).channels
     wanted = {target.key for target in config.notify if not tags or set(target.tags) & set(tags)}
     text = f"This is a test alert from feed-monitor {__version__}. Delivery works."
@@ -663,7 +677,7 @@ def alerts(
             held = f" ({d['reason']})" if d["reason"] else ""
             _say(
                 f"    {labels.get(d['target'], d['target'])}: {d['status']}{held}, "
-                f"{d['attempts']} attempts{note}"
+                f"{count_of(d['attempts'], 'attempt')}{note}"
             )
 
 
@@ -674,8 +688,15 @@ def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     """Queue failed deliveries again (of ALERT_IDS, or all); the daemon or `once` sends them."""
     _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
+        if unknown := sorted(set(alert_ids) - store.existing_alerts(alert_ids)):
+            raise click.BadParameter(
+                f"no alert {', '.join(f'#{alert_id}' for alert_id in unknown)} "
+                "(`feed-monitor alerts` lists them)",
+                param_hint="ALERT_IDS",
+            )
         count = store.retry_failed(list(alert_ids) or None, time.time())
-    _say(f"{count} failed deliveries queued again")
+    which = f" of alert {', '.join(f'#{i}' for i in alert_ids)}" if alert_ids else ""
+    _say(f"{count_of(count, 'failed delivery', 'failed deliveries')}{which} queued again")
 
 
 def _target_labels(config: Config, store: Store) -> dict[str, str]:

@@ -75,6 +75,13 @@ class Rendered:
     format: Format
 
 
+def count_of(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, the noun in the plural unless the count is one: "1 feed",
+    "2 feeds", "1 failed delivery", "0 failed deliveries". Every count a person reads is
+    spelled through here."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def defang(text: str) -> str:
     """Neutralize mentions and pings in untrusted text by breaking them with a zero-width space."""
     return _MENTION_RE.sub(lambda m: m.group(0) + _ZWSP, text)
@@ -229,15 +236,16 @@ def render_delivery(
         return render_alert(contents[0], fmt, templates, title_in_body=title_in_body)
     count = len(contents)
     watchlists = sorted({content.watchlist for content in contents})
+    stories = count_of(count, "matching story", "matching stories")
     if kind == "summary":
         feeds = sorted({content.feed for content in contents})
-        heading = f"[{', '.join(watchlists)}] {count} matching stories in one poll of {feeds[0]}"
+        heading = f"[{', '.join(watchlists)}] {stories} in one poll of {feeds[0]}"
         if len(feeds) > 1:
-            heading = f"[{', '.join(watchlists)}] {count} matching stories at once"
+            heading = f"[{', '.join(watchlists)}] {stories} at once"
     elif reason == "quiet hours":
-        heading = f"[{', '.join(watchlists)}] {count} alerts held during quiet hours"
+        heading = f"[{', '.join(watchlists)}] {count_of(count, 'alert')} held during quiet hours"
     else:
-        heading = f"[{', '.join(watchlists)}] digest: {count} matching stories"
+        heading = f"[{', '.join(watchlists)}] digest: {stories}"
     return render_digest(contents, fmt, heading, title_in_body=title_in_body)
 
 

@@ -1165,6 +1165,14 @@ class Store:
         ).fetchall()
         return [(at, target, bool(ok), detail) for at, target, ok, detail in rows]
 
+    def existing_alerts(self, alert_ids: Sequence[int]) -> set[int]:
+        """Which of ``alert_ids`` are alerts in the outbox."""
+        rows = self.db.execute(
+            "SELECT id FROM alerts WHERE id IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(alert_ids))],
+        ).fetchall()
+        return {row[0] for row in rows}
+
     def target_labels(self) -> dict[str, str]:
         """Each target's label (its URL, secrets masked) as its latest attempt recorded it,
         by outbox key: how a command that has not read the targets' secrets names them."""

@@ -7,8 +7,9 @@ local servers and real SQLite files.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sqlite3
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,12 +50,11 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     credentials.mkdir()
     (credentials / "smtp-password").write_text(SMTP_PASSWORD + "\n")
     with feed_server() as server, alert_sink() as sink:
-        old = {**seed_article_item(), "published": time.time() - 30 * 86400}
-        old.update(guid="old", link="https://e.org/old", title="Old S-400 story")
         items = [
             seed_article_item(),
-            old,
-            {"title": "Turkey buys S-400 batteries", "guid": "req", "link": "https://e.org/req",
+            {"title": "Old S-400 story", "guid": "old", "link": "https://e.org/old",
+             "description": "Turkey took delivery.", "published": time.time() - 30 * 86400},
+            {"title": "Russia sells S-400 batteries", "guid": "req", "link": "https://e.org/req",
              "description": "no country named here", "published": time.time() - 60},
             {"title": "S-400 video game review", "guid": "ex", "link": "https://e.org/ex",
              "description": "a game", "published": time.time() - 60},
@@ -124,3 +124,74 @@ def test_commands_that_send_still_need_the_secrets(desk: Desk, command: list[str
     assert result.exit_code == 2, result.output
     assert "environment variable SINK_PATH is not set" in result.stderr
     assert "credential smtp-password" in result.stderr
+
+
+class _Eager(random.Random):
+    """Start-up polls at once rather than spread over seconds."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServer) -> None:
+    from monitor.config import load_config
+    from monitor.daemon import Daemon
+
+    good = [feeds.serve(f"/{n}.xml", rss([], title=f"Feed {n}")) for n in ("a", "b")]
+    removed = feeds.url("/gone-from-config.xml")  # not served: every poll fails
+    config_path = tmp_path / "monitor.yaml"
+    body = "database: monitor.db\ndefaults: {interval: 1h, jitter: 0.1s}\nfeeds:\n"
+    config_path.write_text(body + f"  - url: {removed}\n")
+    assert invoke("once", "-c", config_path).exit_code == 0
+    config_path.write_text(body + "".join(f"  - url: {url}\n" for url in good))
+    config = load_config(config_path)
+    daemon = Daemon(config_path, config, rng=_Eager())
+
+    async def observe() -> tuple[dict[str, object], str]:
+        task = asyncio.ensure_future(daemon.run())
+        deadline = time.monotonic() + 15
+        while not hasattr(daemon, "runtime") or daemon.runtime.poller.counters.ok < 2:
+            assert time.monotonic() < deadline and not task.done(), "the feeds were not polled"
+            await asyncio.sleep(0.05)
+        seen = daemon.health(), daemon.health_summary()
+        daemon.stop()
+        await task
+        return seen
+
+    health, summary = asyncio.run(observe())
+    assert health["feeds"] == 2 and health["failing_feeds"] == 0, health
+    assert summary.startswith("2 feeds (0 failing)"), summary
+    status = json.loads(invoke("status", "--json", "-c", config_path).output)
+    assert [feed["url"] for feed in status["feeds"]] == good
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "message"),
+    [
+        (["test-notify", "--tag", "nosuch"], 2, "no tag named 'nosuch' (known: desk, mail)"),
+        (["matches", "--watchlist", "nope"], 2, "no watchlist named 'nope' (known: jets, turkey)"),
+        (["backtest", "--watchlist", "nope"], 2, "no watchlist named 'nope'"),
+        (["alerts", "retry", "99"], 2, "no alert #99"),
+        (["story", "9999"], 1, "no story #9999"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_unknown_names_and_ids_are_errors(
+    desk: Desk, command: list[str], code: int, message: str
+) -> None:
+    if command[0] == "alerts":
+        command = ["alerts", "retry", "-c", str(desk.config), *command[2:]]
+    else:
+        command = [*command, "-c", str(desk.config)]
+    result = invoke(*command, env=desk.secrets)
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert result.stdout == ""  # nothing that looks like an answer
+
+
+def test_counts_are_spelled_in_the_singular_for_one(desk: Desk) -> None:
+    assert invoke("search", "Weather", "-c", desk.config).output.endswith("\n1 story\n")
+    assert "1 feed in " in invoke("feeds", "list", "-c", desk.config).output
+    assert "\n1 match\n" in invoke("matches", "-w", "jets", "-c", desk.config).output
+    alerts = invoke("alerts", "-c", desk.config, env=NO_SECRETS).output
+    assert ", 1 attempt" in alerts and "1 attempts" not in alerts

@@ -30,6 +30,7 @@ from monitor.config import (
     check_notify_urls,
     config_schema,
     format_duration,
+    interval_warnings,
     load_config,
     parse_duration,
     resolve_config_path,
@@ -192,6 +193,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
     """Validate the config and print a summary."""
     path, config = _load(config_path)
     warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
+    warnings += interval_warnings(config)
     targets = notifier_for(config).describe()
     if as_json:
         _say_json({

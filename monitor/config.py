@@ -553,6 +553,33 @@ def load_config(
     return config
 
 
+def interval_warnings(config: Config) -> list[str]:
+    """Intervals the schedule will not keep: below ``defaults.min_interval`` (raised to
+    it) or above ``defaults.max_interval`` (lowered to it), each with its file and line."""
+    d = config.defaults
+    given: list[tuple[Loc, str, float]] = []
+    if "interval" in d.model_fields_set:
+        given.append((("defaults", "interval"), "defaults", d.interval))
+    for i, feed in enumerate(config.feeds):
+        if feed.interval is not None:
+            name = feed.name or urlsplit(feed.url).hostname or feed.url
+            given.append((("feeds", i, "interval"), f"feed {name!r}", feed.interval))
+    warnings = []
+    for loc, whose, interval in given:
+        if interval < d.min_interval:
+            change, bound, used = "raised", "below defaults.min_interval", d.min_interval
+        elif interval > d.max_interval:
+            change, bound, used = "lowered", "above defaults.max_interval", d.max_interval
+        else:
+            continue
+        where = f"{config.path}:{_locate(config._lines, loc)}: {_dotted(loc)}"
+        warnings.append(
+            f"{where}: {whose}: interval {format_duration(interval)} is {bound} "
+            f"{format_duration(used)}; {change} to {format_duration(used)}"
+        )
+    return warnings
+
+
 def config_schema() -> dict[str, Any]:
     """The JSON Schema of the config file, for editors (shipped as config.schema.json)."""
     return {

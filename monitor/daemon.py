@@ -164,9 +164,9 @@ class Daemon:
                 log.info("serving /healthz and /metrics on http://%s", self.config.http.listen)
             sd_notify("READY=1", f"STATUS={self.health_summary()}")
             log.info(
-                "feed-monitor running: %d feeds, %d watchlists, database %s",
-                len(self.config.feeds),
-                len(self.config.watchlists),
+                "feed-monitor running: %s, %s, database %s",
+                count_of(len(self.config.feeds), "feed"),
+                count_of(len(self.config.watchlists), "watchlist"),
                 self.config.database,
             )
             await self._stop.wait()
@@ -275,7 +275,11 @@ class Daemon:
                 self.scheduler.remove_job(feed.url)
         self._schedule_feeds(changed)
         self._schedule_digests()
-        log.info("config reloaded: %d feeds, %d watchlists", len(new.feeds), len(new.watchlists))
+        log.info(
+            "config reloaded: %s, %s",
+            count_of(len(new.feeds), "feed"),
+            count_of(len(new.watchlists), "watchlist"),
+        )
         sd_notify(f"STATUS=config reloaded; {self.health_summary()}")
 
     def _schedule_digests(self) -> None:

@@ -644,6 +644,17 @@ class Store:
                 out.append((key, KnownSource(*rest)))
         return out
 
+    def recent_published(self, feed_id: int, limit: int = 50) -> list[float]:
+        """When the newest ``limit`` stories seen in this feed were published (the dated
+        ones): the feed's rhythm, for a poll that answered 304 and has no entries to read."""
+        rows = self.db.execute(
+            """SELECT s.published FROM story_sources ss JOIN stories s ON s.id = ss.story_id
+               WHERE ss.feed_id = ? AND s.published IS NOT NULL
+               ORDER BY ss.id DESC LIMIT ?""",
+            [feed_id, limit],
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def count_stories_since(self, since: float) -> int:
         [(count,)] = self.db.execute(
             "SELECT count(*) FROM stories WHERE first_seen >= ?", [since]

@@ -87,7 +87,7 @@ def test_non_http_outlines_are_left_out(tmp_path: Path) -> None:
     config = tmp_path / "monitor.yaml"
     config.write_text("feeds: []\n")
     result = cli("feeds", "import-opml", OPML / "miniflux.opml", "--config", config)
-    assert "added 1 feeds, 0 already listed, 1 not http(s), left out" in result.stdout
+    assert "added 1 feed, 0 already listed, 1 not http(s), left out" in result.stdout
 
 
 def test_a_hostile_opml_file_is_refused_cleanly(tmp_path: Path) -> None:

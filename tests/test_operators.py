@@ -195,3 +195,48 @@ def test_counts_are_spelled_in_the_singular_for_one(desk: Desk) -> None:
     assert "\n1 match\n" in invoke("matches", "-w", "jets", "-c", desk.config).output
     alerts = invoke("alerts", "-c", desk.config, env=NO_SECRETS).output
     assert ", 1 attempt" in alerts and "1 attempts" not in alerts
+
+
+def _interval_config(path: Path, url: str, interval: str) -> Path:
+    path.write_text(
+        "database: monitor.db\n"
+        "defaults: {interval: 15m, min_interval: 5m, max_interval: 12h, jitter: 0.1s}\n"
+        f"feeds:\n  - url: {url}\n    name: Ministry\n    interval: {interval}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _status_interval(config: Path) -> float:
+    [feed] = json.loads(invoke("status", "--json", "-c", config).output)["feeds"]
+    return float(feed["interval"])
+
+
+def test_an_interval_edit_takes_effect_on_a_feed_that_answers_304(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    url = feeds.serve("/ministry.xml", rss([], title="Ministry"))
+    config = _interval_config(tmp_path / "monitor.yaml", url, "1h")
+    assert invoke("once", "-c", config).exit_code == 0
+    assert _status_interval(config) == 3600
+    _interval_config(config, url, "2h")
+    assert invoke("once", "-c", config).exit_code == 0
+    assert feeds.requests[-1][1].get("if-none-match")  # the second poll was answered 304
+    assert _status_interval(config) == 7200
+
+
+def test_check_says_when_an_interval_is_outside_min_and_max(tmp_path: Path) -> None:
+    config = _interval_config(tmp_path / "monitor.yaml", "https://example.org/feed", "1m")
+    result = invoke("check", "-c", config)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{config}:6: feeds[0].interval: feed 'Ministry': interval 1m is below "
+        "defaults.min_interval 5m; raised to 5m"
+    ) in result.stderr
+    _interval_config(config, "https://example.org/feed", "1d")
+    assert (
+        "interval 1d is above defaults.max_interval 12h; lowered to 12h"
+        in invoke("check", "-c", config).stderr
+    )
+    _interval_config(config, "https://example.org/feed", "30m")
+    assert "interval" not in invoke("check", "-c", config).stderr

@@ -30,7 +30,7 @@ def test_search_matches_and_story_views(tmp_path: Path, feeds: FeedServer, sink:
     found = cli("search", "--config", config, "Rostec Chemezov")
     assert found.returncode == 0, found.stderr
     assert "S-400 missile system to Turkey" in found.stdout
-    assert "»Rostec«" in found.stdout and "1 stories" in found.stdout
+    assert "»Rostec«" in found.stdout and "1 story" in found.stdout
     # Words that FTS syntax would choke on are searched as words.
     for query in ("log4j-core", "C++", "S-400"):
         result = cli("search", "--config", config, query, "--json")

@@ -397,30 +397,6 @@ class Config(_Model):
             raise _KeyedError(
                 ("defaults", "min_interval"), "must not be longer than defaults.max_interval"
             )
-        seen: set[str] = set()
-        for i, feed in enumerate(self.feeds):
-            if feed.url in seen:
-                raise _KeyedError(("feeds", i, "url"), "this feed is listed twice")
-            seen.add(feed.url)
-        names: set[str] = set()
-        for i, watchlist in enumerate(self.watchlists):
-            if watchlist.name in names:
-                raise _KeyedError(("watchlists", i, "name"), "another watchlist has this name")
-            names.add(watchlist.name)
-        known_tags = {tag for target in self.notify for tag in target.tags}
-        routed: list[tuple[Loc, list[str]]] = [
-            (("watchlists", i, "notify"), watchlist.notify)
-            for i, watchlist in enumerate(self.watchlists)
-        ]
-        if self.health is not None:
-            routed.append((("health", "notify"), self.health.notify))
-        for loc, tags in routed:
-            for tag in tags:
-                if tag not in known_tags:
-                    known = ", ".join(sorted(known_tags)) or "none are defined"
-                    raise _KeyedError(
-                        loc, f"unknown tag {tag!r}: no notify target has it (known tags: {known})"
-                    )
         return self
 
     @field_validator("timezone")
@@ -457,6 +433,52 @@ class Config(_Model):
         d = self.defaults
         return Cadence(self.feed_interval(feed), d.min_interval, d.max_interval, d.max_backoff,
                        d.adaptive)  # fmt: skip
+
+
+def _cross_problems(data: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
+    """Problems across entries, found in the raw document: a feed listed twice, two
+    watchlists with one name, a tag no target has. Values of the wrong shape are skipped
+    here: validation reports them."""
+
+    def items(key: str) -> list[tuple[int, dict[str, Any]]]:
+        value = data.get(key)
+        entries = value if isinstance(value, list) else []
+        return [(i, item) for i, item in enumerate(entries) if isinstance(item, dict)]
+
+    def strings(value: object) -> list[str]:
+        value = [value] if isinstance(value, str) else value
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    seen_urls: set[str] = set()
+    for i, feed in items("feeds"):
+        if isinstance(url := feed.get("url"), str):
+            if url.strip() in seen_urls:
+                yield ("feeds", i, "url"), "this feed is listed twice"
+            seen_urls.add(url.strip())
+    names: set[str] = set()
+    for i, watchlist in items("watchlists"):
+        if isinstance(name := watchlist.get("name"), str):
+            if name in names:
+                yield ("watchlists", i, "name"), "another watchlist has this name"
+            names.add(name)
+    raw_targets = data.get("notify")
+    targets = raw_targets if isinstance(raw_targets, list) else []
+    known_tags = {
+        tag for target in targets if isinstance(target, dict) for tag in strings(target.get("tags"))
+    }
+    routed: list[tuple[Loc, object]] = [
+        (("watchlists", i, "notify"), watchlist.get("notify"))
+        for i, watchlist in items("watchlists")
+    ]
+    health = data.get("health")
+    if isinstance(health, dict):
+        routed.append((("health", "notify"), health.get("notify")))
+    for loc, tags in routed:
+        for tag in strings(tags):
+            if tag not in known_tags:
+                known = ", ".join(sorted(known_tags)) or "none are defined"
+                yield loc, f"unknown tag {tag!r}: no notify target has it (known tags: {known})"
+                break
 
 
 class _KeyedError(ValueError):
@@ -537,12 +559,21 @@ def load_config(
         )
 
     data.pop("path", None)
+    # Checks across entries (a name given twice, an unknown tag) read the document as
+    # written, so they are reported with every other problem, not only once the rest is
+    # fixed (the model's own cross-checks run only on an otherwise valid config).
+    problems = [
+        f"{path}:{_locate(lines, loc)}: {_dotted(loc)}: {message}"
+        for loc, message in _cross_problems(data)
+    ]
     try:
         config = Config.model_validate(
             {**data, "path": path}, context={"check_notify": check_notify}
         )
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, lines, path)) from None
+        problems += _explain(exc, lines, path)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))  # each once, in order
 
     database = Path(os.path.expanduser(config.database))
     if not database.is_absolute():

@@ -240,3 +240,29 @@ def test_check_says_when_an_interval_is_outside_min_and_max(tmp_path: Path) -> N
     )
     _interval_config(config, "https://example.org/feed", "30m")
     assert "interval" not in invoke("check", "-c", config).stderr
+
+
+def test_check_reports_a_duplicate_name_with_every_other_problem(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "feeds:\n"
+        "  - url: https://example.org/feed\n"
+        "  - url: https://example.org/feed\n"
+        "    intervall: 5m\n"
+        "watchlists:\n"
+        "  - name: desk\n    keywords: [S-400]\n    notify: [nosuch]\n"
+        "  - name: desk\n    keywords: []\n",
+        encoding="utf-8",
+    )
+    result = invoke("check", "-c", config)
+    assert result.exit_code == 2, result.output
+    problems = result.stderr.splitlines()[1:]
+    assert problems == [
+        f"  {config}:3: feeds[1].url: this feed is listed twice",
+        f"  {config}:9: watchlists[1].name: another watchlist has this name",
+        f"  {config}:8: watchlists[0].notify: unknown tag 'nosuch': no notify target has it "
+        "(known tags: none are defined)",
+        f"  {config}:4: feeds[1].intervall: unknown key; did you mean 'interval'?",
+        f"  {config}:10: watchlists[1].keywords: List should have at least 1 item after "
+        "validation, not 0",
+    ]

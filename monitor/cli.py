@@ -37,6 +37,7 @@ from monitor.config import (
 )
 from monitor.delivery import send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
+from monitor.explain import explain_story, not_alerted_reason
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
@@ -48,12 +49,13 @@ from monitor.redact import (
     safe_json,
     terminal_safe,
 )
-from monitor.render import Rendered, count_of
+from monitor.render import Rendered, count_of, shorten
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
+EXCERPT_CHARS = 400  # of a story's text, in `story`
 ONCE_LOCK_WAIT = 600.0  # a second `once` waits this long for the first, then gives up
 
 
@@ -158,14 +160,29 @@ def _load_for_reading(config_path: Path | None) -> tuple[Path, Config]:
 def configure_logging(verbose: int, log_format: LogFormat = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     handler = log_handler(log_format)
-    # Every record of every logger passes here: URLs, secrets and control characters in
-    # it are masked before anything is written.
+    # Client libraries may log request URLs at INFO (private feed URLs can carry tokens);
+    # apprise is chatty. Their warnings still show, and everything at -vv (Apprise's
+    # logger itself stays at DEBUG: see ``alert.Notifier``).
+    shown = logging.DEBUG if verbose > 1 else logging.WARNING
+    handler.addFilter(_LibraryLevel(("aiohttp", "apprise", "apscheduler"), shown))
+    # Every record that passes is masked (URLs, secrets, control characters) before
+    # anything is written.
     handler.addFilter(RedactingFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # Client libraries may log request URLs at INFO (private feed URLs can carry tokens);
-    # apprise is chatty. Their warnings still show.
-    for noisy in ("aiohttp", "apprise", "apscheduler"):
+    for noisy in ("aiohttp", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+class _LibraryLevel(logging.Filter):
+    """Lets a library's records through only from ``level`` up."""
+
+    def __init__(self, libraries: tuple[str, ...], level: int) -> None:
+        super().__init__()
+        self.libraries, self.level = libraries, level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        library = record.name.partition(".")[0]
+        return library not in self.libraries or record.levelno >= self.level
 
 
 @click.group(cls=_Group)
@@ -344,10 +361,12 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
         rows = store.recent_matches(since, names)
     for row in rows:
         feed = feed_display_name(row.feed_url, row.feed_name, row.feed_title)
-        if as_json:
-            _say_json({**dataclasses.asdict(row), "feed": feed})
-            continue
         state = row.alert_status
+        if row.alert_status == "not alerted":
+            state = not_alerted_reason(row.published, row.created_at, config.defaults.max_age)
+        if as_json:
+            _say_json({**dataclasses.asdict(row), "feed": feed, "alert": state})
+            continue
         if row.alert_status == "sent":
             state = f"sent {_when(row.sent_at)}"
         elif row.attempts:
@@ -364,25 +383,53 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
 @click.argument("story_id", type=int)
 @_json_option
 def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
-    """One stored story: every feed and link it was seen under, and its matches."""
+    """One story: its text, every feed and link it was seen under, and for each watchlist
+    why it did or did not alert."""
     _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
+        stored = store.story(story_id)
+        if stored is None:
+            raise click.ClickException(f"no story #{story_id}")
         sources = store.story_sources(story_id)
-        found = store.recent_matches(0, story_id=story_id)
-    if not sources:
-        raise click.ClickException(f"no story #{story_id}")
+        recorded = store.recent_matches(0, story_id=story_id)
+        deliveries = store.story_deliveries(story_id)
+        labels = _target_labels(config, store)
+    feed = feed_display_name(stored.feed_url, stored.feed_name, stored.feed_title)
+    reports = explain_story(
+        config.watchlists, stored.entry, feed, recorded, deliveries, config.defaults.max_age,
+        lambda key: labels.get(key, f"target {key}"),
+    )  # fmt: skip
+    entry = stored.entry
+    excerpt = shorten(" ".join((entry.summary or entry.content).split()), EXCERPT_CHARS)
     if as_json:
         _say_json({
+            "id": stored.id, "title": entry.title, "link": entry.link, "feed": feed,
+            "published": entry.published, "first_seen": stored.first_seen, "excerpt": excerpt,
             "sources": [dataclasses.asdict(source) for source in sources],
-            "matches": [dataclasses.asdict(row) for row in found],
+            "watchlists": [
+                {"watchlist": r.watchlist, "summary": r.summary,
+                 "verdict": dataclasses.asdict(r.verdict) if r.verdict else None,
+                 "matched_when_seen": r.matched_when_seen, "alert": r.alert}
+                for r in reports
+            ],
         })  # fmt: skip
         return
-    _say(f"#{story_id}  seen in {count_of(len(sources), 'place')}:")
+    _say(f"#{stored.id}  {entry.title}", f"    {entry.link or '(no link)'}")
+    _say(f"    published {_utc(entry.published)}; first seen {_utc(stored.first_seen)} in {feed}")
+    _say(f"    {excerpt or '(no text stored: none given, or dropped by retention)'}", "")
+    _say(f"seen in {count_of(len(sources), 'place')}:")
     for source in sources:
-        feed = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
-        _say(f"  {_when(source.first_seen)}  {feed}  {source.link or '(no link)'}")
-    for row in found:
-        _say(f"matched [{row.watchlist}] {', '.join(row.keywords)}: alert {row.alert_status}")
+        where = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
+        _say(f"  {_when(source.first_seen)}  {where}  {source.link or '(no link)'}")
+    _say("", "watchlists:")
+    for report in reports:
+        _say(f"  [{report.watchlist}] {report.summary}")
+        for line in report.alert:
+            _say(f"      alert: {line}")
+
+
+def _utc(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) if stamp else "unknown"
 
 
 @cli.command()

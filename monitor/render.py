@@ -56,9 +56,13 @@ DEFAULT_TEMPLATES: dict[str, str] = {
 }
 
 _ZWSP = "\u200b"
-# @everyone, @here, @channel, @room (Discord, Slack, Matrix, Mattermost), Slack's
-# <!channel>/<!here>/<@U123> and Discord's <@123>/<@&123>/<#123> pings.
-_MENTION_RE = re.compile(r"@(?=[^\s@])|<(?=[!@#])")
+# Mass mentions: @everyone, @here, @channel, @room, @all (Discord, Slack, Matrix,
+# Mattermost), at the start of a word only: "desk@here.org" is an e-mail address, which
+# no chat acts on, and stays intact. Pings: Slack's <!channel>/<!here>/<@U123> and
+# Discord's <@123>/<@&123>/<#123>.
+_MENTION_RE = re.compile(
+    r"(?<![\w.+-])@(?=(?:everyone|here|channel|room|all)(?![\w-]))|<(?=[!@#])", re.IGNORECASE
+)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # What makes inline Markdown (values are one line, never at a line's start in the
 # templates); escaping more shows stray backslashes in chats with partial Markdown.
@@ -88,9 +92,23 @@ def defang(text: str) -> str:
 
 
 def clean(text: str, limit: int) -> str:
-    """Untrusted text on one line: no control or bidi characters, at most ``limit`` chars."""
+    """Untrusted text on one line: no control or bidi characters, at most ``limit`` chars
+    (cut at a word boundary, marked with "…")."""
     text = " ".join(_CONTROL_RE.sub(" ", text).split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else shorten(text, limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, "…" included, cut between words; a
+    single word longer than most of the limit (a URL, a run of CJK) is cut inside."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if not text[limit - 1].isspace():  # the cut falls inside a word: drop that word
+        start = head.rfind(" ")
+        if start >= limit // 2:
+            head = head[:start]
+    return head.rstrip(" ,;:-–—") + "…"
 
 
 def escape(text: str, fmt: Format) -> str:

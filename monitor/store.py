@@ -415,6 +415,24 @@ class MatchRow:
     attempts: int
     last_error: str | None
     sent_at: float | None
+    published: float | None = None  # the story's, for why an alert was not made
+
+
+@dataclass(frozen=True)
+class StoryDelivery:
+    """One delivery of an alert about a story, for ``feed-monitor story``."""
+
+    watchlist: str
+    alert_id: int
+    target: str  # outbox key
+    kind: str  # alert, summary (burst), digest
+    status: str  # held, pending, sent, failed, released (into a digest)
+    reason: str | None  # why held: "digest <watchlist>", "quiet hours"
+    attempts: int
+    last_error: str | None
+    sent_at: float | None
+    released_status: str | None = None  # the digest it was released into: its status...
+    released_sent_at: float | None = None  # ...and when that was sent
 
 
 @dataclass(frozen=True)
@@ -836,7 +854,7 @@ class Store:
                             WHEN a.routed_at IS NULL THEN 'pending'
                             ELSE a.status END,  -- alerts sent before per-target deliveries
                        coalesce(d.attempts, a.attempts, 0), coalesce(d.last_error, a.last_error),
-                       coalesce(d.sent_at, a.sent_at)
+                       coalesce(d.sent_at, a.sent_at), s.published
                 FROM matches m
                 JOIN stories s ON s.id = m.story_id
                 JOIN feeds f ON f.id = s.feed_id
@@ -856,6 +874,35 @@ class Store:
             MatchRow(row[0], row[1], tuple(json.loads(row[2])), tuple(json.loads(row[3])), *row[4:])
             for row in rows
         ]
+
+    def story(self, story_id: int) -> StoredStory | None:
+        """One stored story with its (first) feed, or None."""
+        row = self.db.execute(
+            """SELECT s.id, f.url, f.name, f.title, s.key, s.title, s.link, s.summary,
+                      s.content, s.author, s.published, s.first_seen
+               FROM stories s JOIN feeds f ON f.id = s.feed_id WHERE s.id = ?""",
+            [story_id],
+        ).fetchone()
+        if row is None:
+            return None
+        (id_, url, name, feed_title, key, title, link, summary, content, author, published,
+         first_seen) = row  # fmt: skip
+        entry = Entry(key, title, link, summary, content, published, author)
+        return StoredStory(id_, url, name, feed_title, entry, first_seen)
+
+    def story_deliveries(self, story_id: int) -> list[StoryDelivery]:
+        """Every delivery of every alert about a story, oldest first."""
+        rows = self.db.execute(
+            """SELECT m.watchlist, a.id, d.target, d.kind, d.status, d.reason, d.attempts,
+                      d.last_error, d.sent_at, r.status, r.sent_at
+               FROM matches m JOIN alerts a ON a.match_id = m.id
+               JOIN delivery_alerts da ON da.alert_id = a.id
+               JOIN deliveries d ON d.id = da.delivery_id
+               LEFT JOIN deliveries r ON r.id = d.released_into
+               WHERE m.story_id = ? ORDER BY d.id""",
+            [story_id],
+        ).fetchall()
+        return [StoryDelivery(*row) for row in rows]
 
     def story_sources(self, story_id: int) -> list[SourceRow]:
         """Every feed and link a story was seen under, first seen first."""

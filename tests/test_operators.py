@@ -71,6 +71,8 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
             "  - name: turkey\n    keywords: [S-400, CAATSA]\n    require: [Turkey]\n"
             "    exclude: [video game]\n    notify: [desk]\n"
             "  - name: jets\n    keywords: [F-35]\n    notify: [desk]\n"
+            "  - name: weather\n    keywords: [Weather]\n    notify: [desk]\n    every: 1d\n"
+            "alerts: {burst_limit: 1}\n"
             "notify:\n"
             f'  - {{url: "json://127.0.0.1:{sink.port}/${{SINK_PATH}}", tags: [desk]}}\n'
             "  - url: mailto://user:${credential:smtp-password}@127.0.0.1:1?to=d@e.org"
@@ -169,7 +171,11 @@ def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServ
     ("command", "code", "message"),
     [
         (["test-notify", "--tag", "nosuch"], 2, "no tag named 'nosuch' (known: desk, mail)"),
-        (["matches", "--watchlist", "nope"], 2, "no watchlist named 'nope' (known: jets, turkey)"),
+        (
+            ["matches", "--watchlist", "nope"],
+            2,
+            "no watchlist named 'nope' (known: jets, turkey, weather)",
+        ),
         (["backtest", "--watchlist", "nope"], 2, "no watchlist named 'nope'"),
         (["alerts", "retry", "99"], 2, "no alert #99"),
         (["story", "9999"], 1, "no story #9999"),
@@ -266,3 +272,59 @@ def test_check_reports_a_duplicate_name_with_every_other_problem(tmp_path: Path)
         f"  {config}:10: watchlists[1].keywords: List should have at least 1 item after "
         "validation, not 0",
     ]
+
+
+def _story_ids(config: Path) -> dict[str, int]:
+    from monitor.config import load_config
+    from monitor.store import Store
+
+    with Store.open(load_config(config, need_targets=False).database) as store:
+        return {story.entry.title: story.id for story in store.stories_since(0)}
+
+
+def test_story_explains_for_each_watchlist_why_it_did_or_did_not_alert(desk: Desk) -> None:
+    ids = _story_ids(desk.config)
+
+    def story(title: str) -> str:
+        result = invoke("story", str(ids[title]), "-c", desk.config, env=NO_SECRETS)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    seed = story(seed_article_item()["title"])
+    assert seed.startswith(f"#{ids[seed_article_item()['title']]}  Russia announced the sale")
+    assert "    https://bulgarianmilitary.com/2020/08/s400-turkey/\n" in seed
+    assert "; first seen " in seed and " in Desk Feed\n" in seed
+    assert "Vladimir Putin" in seed  # an excerpt of the text
+    assert "seen in 1 place:\n" in seed
+    assert "  [turkey] matched S-400 (as S-400" in seed
+    assert "  [jets] matched F-35 (as F-35" in seed
+    assert "  [weather] no keyword in the story\n" in seed
+    # Two alerts for one target from one poll, over burst_limit 1: folded into a summary.
+    assert "alert: json://127.0.0.1" in seed
+    assert "sent in a burst summary (too many alerts from one poll)" in seed
+
+    old = story("Old S-400 story")
+    assert "[turkey] matched S-400 (as S-400)" in old
+    assert "alert: not alerted: published " in old and "more than max_age (7d)" in old
+
+    required = story("Russia sells S-400 batteries")
+    assert "[turkey] has S-400 (as S-400) but required Turkey not in the story" in required
+    excluded = story("S-400 video game review")
+    assert "excluded by video game (as video game)" in excluded
+    held = story("Weather report")
+    assert "[weather] matched Weather (as Weather)" in held
+    assert "alert: json://127.0.0.1" in held and ": held for the weather digest" in held
+
+    as_json = json.loads(
+        invoke("story", str(ids["S-400 video game review"]), "--json", "-c", desk.config).output
+    )
+    [turkey] = [w for w in as_json["watchlists"] if w["watchlist"] == "turkey"]
+    assert turkey["verdict"]["missing"] == ["Turkey"]
+    assert turkey["verdict"]["excluded_by"] == [["video game", "video game"]]
+    assert as_json["title"] == "S-400 video game review" and as_json["link"] == "https://e.org/ex"
+
+
+def test_matches_says_why_a_match_was_not_alerted(desk: Desk) -> None:
+    out = invoke("matches", "-w", "turkey", "--since", "60d", "-c", desk.config).output
+    assert "not alerted" in out
+    assert "alert: not alerted: published " in out and "more than max_age (7d)" in out

@@ -49,7 +49,9 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "**Feed** $feed · **Published** $published\n\n> $snippet"
     ),
     "html": (
-        '<p><b><a href="$link">$title</a></b></p>\n'
+        # The link also as text: mail clients show the text/plain part Apprise makes from
+        # this HTML, which keeps a link's text but not its href.
+        '<p><b><a href="$link">$title</a></b><br>\n<a href="$link">$link</a></p>\n'
         "<p>Matched <b>$keywords</b> (as $terms) in watchlist <b>$watchlist</b><br>\n"
         "Feed: $feed<br>\nPublished: $published</p>\n<blockquote>$snippet</blockquote>"
     ),

@@ -8,18 +8,25 @@ local servers and real SQLite files.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import random
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
 from monitor.cli import cli
-from tests.conftest import rss, seed_article_item
+from tests.conftest import rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer, alert_sink, feed_server
 
 SECRET_TOKEN = "sink-path-Secret-7"
@@ -328,3 +335,83 @@ def test_matches_says_why_a_match_was_not_alerted(desk: Desk) -> None:
     out = invoke("matches", "-w", "turkey", "--since", "60d", "-c", desk.config).output
     assert "not alerted" in out
     assert "alert: not alerted: published " in out and "more than max_age (7d)" in out
+
+
+class _Mailbox:
+    """An SMTP server's mailbox (aiosmtpd), without AUTH."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.arrived = threading.Condition()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.arrived:
+            self.messages.append(message)  # type: ignore[arg-type]
+            self.arrived.notify_all()
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[_Mailbox, int]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailbox = _Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when this returns
+
+
+def test_delivery_errors_say_what_happened(
+    tmp_path: Path, feeds: FeedServer, smtp: tuple[_Mailbox, int]
+) -> None:
+    _, port = smtp
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    no_auth = f"mailto://user:{SMTP_PASSWORD}@127.0.0.1:{port}?from=m@e.org&to=d@e.org"
+    refused = f"mailto://127.0.0.1:{_closed_port()}?from=m@e.org&to=d@e.org"
+    config = write_config(tmp_path, feeds=[url], notify=[no_auth, refused])
+    assert invoke("once", "-c", config).exit_code == 0
+    shown = invoke("alerts", "-c", config)
+    assert shown.exit_code == 0, shown.output
+    assert "SMTP AUTH extension not supported by server" in shown.output
+    assert "Connection refused" in shown.output
+    assert SMTP_PASSWORD not in shown.output
+    trail = json.loads(invoke("alerts", "--json", "-c", config).output)
+    details = [a["detail"] for d in trail[0]["deliveries"] for a in d["attempts_log"]]
+    assert any("SMTP AUTH extension not supported" in detail for detail in details), details
+
+
+def test_email_text_part_has_the_link_and_addresses_stay_whole(
+    tmp_path: Path, feeds: FeedServer, smtp: tuple[_Mailbox, int]
+) -> None:
+    mailbox, port = smtp
+    long_title = "S-400 " + "deliveries to Ankara continue " * 10 + "says desk@example.org"
+    item = {"title": long_title, "link": "https://e.org/s400-story", "guid": "g1",
+            "description": "Write to press@ministry.example for S-400 details, @everyone.",
+            "published": time.time() - 60}  # fmt: skip
+    url = feeds.serve("/f.xml", rss([item]))
+    mailto = f"mailto://127.0.0.1:{port}?from=m@e.org&to=d@e.org"
+    config = write_config(tmp_path, feeds=[url], notify=[mailto])
+    assert invoke("once", "-c", config).exit_code == 0
+    with mailbox.arrived:
+        assert mailbox.arrived.wait_for(lambda: mailbox.messages, timeout=20)
+    [message] = mailbox.messages
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    plain = text.get_content()
+    assert "https://e.org/s400-story" in plain
+    assert "press@ministry.example" in plain  # no zero-width space inside an address
+    assert "@\u200beveryone" in plain  # a mass mention is still broken
+    subject = str(message["Subject"])
+    assert len(subject) <= 200 and subject.endswith("…"), subject
+    assert subject[:-1].split()[-1] in long_title.split(), subject  # cut between words

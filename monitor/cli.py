@@ -1,5 +1,5 @@
 """The command line: check, once, run, status, alerts, feeds, backtest, search, matches,
-story, test-notify, schema.
+story, test-notify, backup, schema.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 a run
 that could not happen (unusable database, failed test alert), 2 a bad config or usage.
@@ -580,6 +580,30 @@ def feeds_export_opml(config_path: Path | None) -> None:
     # value that came from the environment or a credential: that is kept out of the file.
     feeds = [OutlineFeed(hide_secrets(feed.url), feed.name) for feed in config.feeds]
     click.echo(write_opml(feeds), nl=False)
+
+
+@cli.command()
+@config_option
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
+def backup(config_path: Path | None, destination: Path, force: bool) -> None:
+    """Copy the database to DESTINATION, consistently, even while the daemon runs."""
+    _, config = _load_for_reading(config_path)
+    if not config.database.exists():
+        raise MonitorError(f"no database at {config.database} (nothing polled yet?)")
+    if destination.resolve() == config.database.resolve():
+        raise click.BadParameter("is the database itself", param_hint="DESTINATION")
+    if destination.exists() and not force:
+        raise click.BadParameter(
+            f"{destination} exists (add --force to replace it)", param_hint="DESTINATION"
+        )
+    with Store.open(config.database) as store:
+        size = store.backup(destination)
+        stories = store.count_stories_since(0)
+    _say(
+        f"backed up {config.database} to {destination} "
+        f"({count_of(stories, 'story', 'stories')}, {size / 1e6:.1f} MB)"
+    )
 
 
 @cli.command()

@@ -520,6 +520,32 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def backup(self, destination: Path) -> int:
+        """Write a consistent copy of the database to ``destination``; return its size.
+
+        sqlite3's online backup reads the database as one snapshot, committed WAL pages
+        included, while the daemon goes on writing (copying the file alone could miss the
+        WAL or catch a half-written page). The copy is one self-contained file (rollback
+        journal; feed-monitor turns WAL on again when it opens it), checked before it
+        replaces ``destination`` atomically."""
+        partial = destination.with_name(f".{destination.name}.partial")
+        try:
+            copy = sqlite3.connect(str(partial))
+            try:
+                self.db.conn.backup(copy)
+                copy.execute("PRAGMA journal_mode = DELETE")
+                [(verdict,)] = copy.execute("PRAGMA quick_check").fetchall()
+            finally:
+                copy.close()
+            if verdict != "ok":
+                raise StoreError(f"the copy of {self.path} failed its check: {verdict}")
+            partial.replace(destination)
+            return destination.stat().st_size
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot back up to {destination}: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+
     def __enter__(self) -> Store:
         return self
 

@@ -13,6 +13,7 @@ import email.policy
 import json
 import random
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -415,3 +416,39 @@ def test_email_text_part_has_the_link_and_addresses_stay_whole(
     subject = str(message["Subject"])
     assert len(subject) <= 200 and subject.endswith("…"), subject
     assert subject[:-1].split()[-1] in long_title.split(), subject  # cut between words
+
+
+def test_backup_copies_a_live_wal_database_consistently(tmp_path: Path, feeds: FeedServer) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url])
+    assert invoke("once", "-c", config).exit_code == 0
+    database = tmp_path / "monitor.db"
+    writer = sqlite3.connect(database, isolation_level=None)  # the daemon, say
+    writer.execute("INSERT INTO feeds (url, added_at) VALUES ('https://committed.example', 0)")
+    assert (tmp_path / "monitor.db-wal").stat().st_size > 0  # committed, still in the WAL only
+    writer.execute("BEGIN IMMEDIATE")  # and in the middle of its next write
+    writer.execute("INSERT INTO feeds (url, added_at) VALUES ('https://uncommitted.example', 0)")
+    try:
+        copy = tmp_path / "backups" / "monitor-copy.db"
+        copy.parent.mkdir()
+        result = invoke("backup", copy, "-c", config)
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(f"backed up {database} to {copy} (1 story, ")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with sqlite3.connect(copy) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert check.execute("SELECT count(*) FROM stories").fetchone() == (1,)
+        urls = [row[0] for row in check.execute("SELECT url FROM feeds")]
+    assert sorted(urls) == sorted([url, "https://committed.example"])
+    assert not list(copy.parent.glob(".*partial"))
+    again = invoke("backup", copy, "-c", config)
+    assert again.exit_code == 2 and "exists (add --force to replace it)" in again.stderr
+    assert invoke("backup", copy, "--force", "-c", config).exit_code == 0
+    # The copy is a working database: point a config at it.
+    restored = tmp_path / "restored.yaml"
+    restored.write_text(config.read_text().replace("monitor.db", "backups/monitor-copy.db"))
+    [feed] = json.loads(invoke("status", "--json", "-c", restored).output)["feeds"]
+    assert feed["url"] == url and feed["stories"] == 1

@@ -452,3 +452,41 @@ def test_backup_copies_a_live_wal_database_consistently(tmp_path: Path, feeds: F
     restored.write_text(config.read_text().replace("monitor.db", "backups/monitor-copy.db"))
     [feed] = json.loads(invoke("status", "--json", "-c", restored).output)["feeds"]
     assert feed["url"] == url and feed["stories"] == 1
+
+
+REPO = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize("unit", sorted((REPO / "systemd").glob("*.service")), ids=lambda p: p.name)
+def test_unit_documentation_points_at_something_the_install_creates(unit: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for line in unit.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("Documentation="):
+            continue
+        for target in line.removeprefix("Documentation=").split():
+            if target.startswith("file://"):
+                path = target.removeprefix("file://")
+                # The README's install steps put the file there.
+                assert f"install -D -m 0644 README.md {path}" in readme, target
+            else:
+                assert target.startswith(("https://", "man:")), target
+
+
+def test_readme_command_table_lists_every_command() -> None:
+    import click
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.startswith("| `feed-monitor ")]
+    assert isinstance(cli, click.Group)
+    for name, command in cli.commands.items():
+        names = [name]
+        if isinstance(command, click.Group):
+            names += [f"{name} {sub}" for sub in command.commands]
+        for full in names:
+            words = full.split()
+            listed = any(
+                f"`feed-monitor {full}" in row
+                or (len(words) == 2 and f"`feed-monitor {words[0]}" in row and words[1] in row)
+                for row in table
+            )
+            assert listed, f"`feed-monitor {full}` is not in the README's command table"

@@ -69,7 +69,7 @@ def test_opml_from_other_readers_imports_and_round_trips(
     config.write_text("# my feeds\nfeeds: []\nwatchlists:\n  - name: w\n    keywords: [S-400]\n")
     imported = cli("feeds", "import-opml", OPML / name, "--config", config)
     assert imported.returncode == 0, imported.stderr
-    assert f"added {len(urls)} feeds" in imported.stdout
+    assert f"added {len(urls)} feed{'s' if len(urls) != 1 else ''}," in imported.stdout
     listed = json.loads(cli("feeds", "list", "--json", "--config", config).stdout)
     assert [row["url"] for row in listed] == urls
     assert config.read_text().startswith("# my feeds\n")

@@ -178,13 +178,13 @@ def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServ
 @pytest.mark.parametrize(
     ("command", "code", "message"),
     [
-        (["test-notify", "--tag", "nosuch"], 2, "no tag named 'nosuch' (known: desk, mail)"),
+        (["test-notify", "--tag", "nosuch"], 2, "no tag named nosuch (known: desk, mail)"),
         (
             ["matches", "--watchlist", "nope"],
             2,
-            "no watchlist named 'nope' (known: jets, turkey, weather)",
+            "no watchlist named nope (known: jets, turkey, weather)",
         ),
-        (["backtest", "--watchlist", "nope"], 2, "no watchlist named 'nope'"),
+        (["backtest", "--watchlist", "nope"], 2, "no watchlist named nope"),
         (["alerts", "retry", "99"], 2, "no alert #99"),
         (["story", "9999"], 1, "no story #9999"),
     ],
@@ -490,3 +490,20 @@ def test_readme_command_table_lists_every_command() -> None:
                 for row in table
             )
             assert listed, f"`feed-monitor {full}` is not in the README's command table"
+
+
+def test_feed_edits_need_no_notification_secrets(desk: Desk, tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(desk.config.read_text().replace("database: monitor.db", "database: x.db"))
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body>'
+        '<outline type="rss" text="Other" xmlUrl="https://example.org/other.xml"/></body></opml>'
+    )
+    imported = invoke("feeds", "import-opml", opml, "-c", config, env=NO_SECRETS)
+    assert imported.exit_code == 0, imported.output
+    assert "https://example.org/other.xml" in config.read_text()
+    other = "https://example.org/other.xml"
+    removed = invoke("feeds", "remove", other, "-c", config, env=NO_SECRETS)
+    assert removed.exit_code == 0, removed.output
+    assert other not in config.read_text()

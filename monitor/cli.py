@@ -292,7 +292,7 @@ def _known_names(option: str, what: str, names: Sequence[str], known: Iterable[s
     if unknown:
         listed = ", ".join(known) if known else "none are configured"
         raise click.BadParameter(
-            f"no {what} named {', '.join(map(repr, unknown))} (known: {listed})",
+            f"no {what} named {', '.join(unknown)} (known: {listed})",
             param_hint=option,
         )
 

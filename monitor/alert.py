@@ -114,6 +114,7 @@ class Channel:
                 body=message.body,
                 title=message.title,
                 body_format=apprise.NotifyFormat(message.format),
+                log_level=logging.DEBUG,  # the reason of a failure is logged at DEBUG
             )
         except Exception as exc:  # a plugin bug must not stop the outbox
             return DeliveryOutcome(False, f"{type(exc).__name__}: {_mask(str(exc))}")
@@ -121,11 +122,36 @@ class Channel:
         for target in result.results:
             line = target.status.name.lower()
             if target.status.name != "SUCCESS":
-                warnings = [entry.message for entry in target.logs() if entry.level != "DEBUG"]
-                if warnings:
-                    line += f": {warnings[-1]}"
+                entries = [(entry.level, entry.message) for entry in target.logs()]
+                if explained := failure_detail(entries):
+                    line += f": {explained}"
             details.append(_mask(line))
         return DeliveryOutcome(bool(result), "; ".join(details) or "not sent")
+
+
+# Apprise logs a failure as a WARNING that says little ("Connection error while submitting
+# email"), then the cause at DEBUG ("Socket Exception: SMTP AUTH extension not supported
+# by server."). The OS's own words are the clearest part of a long requests error.
+_CAUSE_RE = re.compile(r"Exception\s*:\s*(.+)", re.DOTALL)
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\][^\"')]*")
+MAX_DETAIL = 300
+
+
+def failure_detail(entries: list[tuple[str, str]]) -> str:
+    """What went wrong, from a failed send's log entries ((level, message), in order):
+    the last warning or error, and the cause logged at DEBUG after it."""
+    last = max((i for i, (level, _) in enumerate(entries) if level != "DEBUG"), default=None)
+    if last is None:
+        return ""
+    detail = entries[last][1].strip()
+    for level, message in entries[last + 1 :]:
+        if level == "DEBUG" and (cause := _CAUSE_RE.search(message)):
+            reason = " ".join(cause.group(1).split())
+            if errno := _ERRNO_RE.search(reason):
+                reason = errno.group(0).strip()
+            detail = f"{detail.rstrip('.')}: {reason}"
+            break
+    return detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "…"
 
 
 def _set_timeouts(server: Any, url: str, send_timeout: float) -> None:
@@ -168,7 +194,12 @@ class Notifier:
     @property
     def channels(self) -> dict[str, Channel]:
         if self._channels is None:
-            logging.getLogger("apprise").addFilter(_MASK)
+            apprise_log = logging.getLogger("apprise")
+            apprise_log.addFilter(_MASK)
+            # Apprise captures a send's log entries only at levels its logger has enabled;
+            # the cause of a failure is at DEBUG. What is printed is decided by the log
+            # handler (``cli.configure_logging`` shows Apprise's DEBUG lines only at -vv).
+            apprise_log.setLevel(logging.DEBUG)
             made = [Channel(t, self._send_timeout) for t in self._targets] or [Channel(None)]
             self._channels = {channel.key: channel for channel in made}
         return self._channels

@@ -1,5 +1,5 @@
 """The command line: check, once, run, status, alerts, feeds, backtest, search, matches,
-story, test-notify, schema.
+story, test-notify, backup, schema.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 a run
 that could not happen (unusable database, failed test alert), 2 a bad config or usage.
@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,22 +30,32 @@ from monitor.config import (
     check_notify_urls,
     config_schema,
     format_duration,
+    interval_warnings,
     load_config,
     parse_duration,
     resolve_config_path,
 )
 from monitor.delivery import send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
+from monitor.explain import explain_story, not_alerted_reason
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
-from monitor.redact import RedactingFilter, hide_secrets, redact_text, safe_json, terminal_safe
-from monitor.render import Rendered
+from monitor.redact import (
+    RedactingFilter,
+    hide_secrets,
+    mask_url,
+    redact_text,
+    safe_json,
+    terminal_safe,
+)
+from monitor.render import Rendered, count_of, shorten
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
 
 F = TypeVar("F", bound=Callable[..., Any])
+EXCERPT_CHARS = 400  # of a story's text, in `story`
 ONCE_LOCK_WAIT = 600.0  # a second `once` waits this long for the first, then gives up
 
 
@@ -133,21 +143,45 @@ def _progress(total: int, label: str) -> Iterator[Callable[[], None]]:
 
 
 def _load(config_path: Path | None) -> tuple[Path, Config]:
+    """The config for a command that sends (or checks the targets): secrets filled in."""
     path = resolve_config_path(config_path)
     return path, load_config(path)
+
+
+def _load_for_reading(config_path: Path | None) -> tuple[Path, Config]:
+    """The config for a command that sends nothing: the notify URLs' secrets (``${VAR}``,
+    ``${credential:...}``) are neither needed nor read, so it runs outside the service's
+    environment too."""
+    path = resolve_config_path(config_path)
+    return path, load_config(path, need_targets=False)
 
 
 def configure_logging(verbose: int, log_format: LogFormat = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     handler = log_handler(log_format)
-    # Every record of every logger passes here: URLs, secrets and control characters in
-    # it are masked before anything is written.
+    # Client libraries may log request URLs at INFO (private feed URLs can carry tokens);
+    # apprise is chatty. Their warnings still show, and everything at -vv (Apprise's
+    # logger itself stays at DEBUG: see ``alert.Notifier``).
+    shown = logging.DEBUG if verbose > 1 else logging.WARNING
+    handler.addFilter(_LibraryLevel(("aiohttp", "apprise", "apscheduler"), shown))
+    # Every record that passes is masked (URLs, secrets, control characters) before
+    # anything is written.
     handler.addFilter(RedactingFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # Client libraries may log request URLs at INFO (private feed URLs can carry tokens);
-    # apprise is chatty. Their warnings still show.
-    for noisy in ("aiohttp", "apprise", "apscheduler"):
+    for noisy in ("aiohttp", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+class _LibraryLevel(logging.Filter):
+    """Lets a library's records through only from ``level`` up."""
+
+    def __init__(self, libraries: tuple[str, ...], level: int) -> None:
+        super().__init__()
+        self.libraries, self.level = libraries, level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        library = record.name.partition(".")[0]
+        return library not in self.libraries or record.levelno >= self.level
 
 
 @click.group(cls=_Group)
@@ -175,6 +209,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
     """Validate the config and print a summary."""
     path, config = _load(config_path)
     warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
+    warnings += interval_warnings(config)
     targets = notifier_for(config).describe()
     if as_json:
         _say_json({
@@ -221,14 +256,8 @@ def check(config_path: Path | None, as_json: bool) -> None:
 @_json_option
 def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_json: bool) -> None:
     """Replay stored stories against the watchlists; nothing is sent."""
-    _, config = _load(config_path)
-    known = {watchlist.name for watchlist in config.watchlists}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise click.BadParameter(
-            f"no watchlist named {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            param_hint="--watchlist",
-        )
+    _, config = _load_for_reading(config_path)
+    _known_watchlists(config, names)
     watchlists = [w for w in config.watchlists if not names or w.name in names]
     matcher = Matcher(watchlists)
     checked = 0
@@ -247,7 +276,24 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_
     if not as_json:
         summary = ", ".join(f"{count} {name}" for name, count in counts.items())
         window = click.get_current_context().meta["since"]
-        _say(f"{checked} stories first seen in the last {window}; matches: {summary}")
+        stories = count_of(checked, "story", "stories")
+        _say(f"{stories} first seen in the last {window}; matches: {summary}")
+
+
+def _known_watchlists(config: Config, names: Sequence[str]) -> None:
+    """Refuse a --watchlist the config does not have: a typo must not look like "no match"."""
+    _known_names("--watchlist", "watchlist", names, [w.name for w in config.watchlists])
+
+
+def _known_names(option: str, what: str, names: Sequence[str], known: Iterable[str]) -> None:
+    known = sorted(set(known))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(known) if known else "none are configured"
+        raise click.BadParameter(
+            f"no {what} named {', '.join(unknown)} (known: {listed})",
+            param_hint=option,
+        )
 
 
 def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: bool) -> None:
@@ -287,7 +333,7 @@ def _when(stamp: float | None) -> str:
 @_json_option
 def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
     """Full-text search of stored stories (words, not syntax: S-400 and C++ work)."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         hits = store.search(query, since, limit)
     for hit in hits:
@@ -298,7 +344,7 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
             _say(f"{_when(hit.first_seen)}  #{hit.story_id}  {hit.title}")
             _say(f"    {feed}  {hit.link or ''}", f"    {hit.snippet}", "")
     if not as_json:
-        _say(f"{len(hits)} stories")
+        _say(count_of(len(hits), "story", "stories"))
 
 
 @cli.command()
@@ -308,24 +354,27 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
 @_json_option
 def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_json: bool) -> None:
     """Recent watchlist matches and the state of their alerts."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
+    _known_watchlists(config, names)
     with Store.open(config.database) as store:
         rows = store.recent_matches(since, names)
     for row in rows:
         feed = feed_display_name(row.feed_url, row.feed_name, row.feed_title)
-        if as_json:
-            _say_json({**dataclasses.asdict(row), "feed": feed})
-            continue
         state = row.alert_status
+        if row.alert_status == "not alerted":
+            state = not_alerted_reason(row.published, row.created_at, config.defaults.max_age)
+        if as_json:
+            _say_json({**dataclasses.asdict(row), "feed": feed, "alert": state})
+            continue
         if row.alert_status == "sent":
             state = f"sent {_when(row.sent_at)}"
         elif row.attempts:
-            state += f" after {row.attempts} attempts: {row.last_error or ''}"
+            state += f" after {count_of(row.attempts, 'attempt')}: {row.last_error or ''}"
         _say(f"{_when(row.created_at)}  [{row.watchlist}]  #{row.story_id}  {row.title}")
         _say(f"    {feed}  {row.link or ''}")
         _say(f"    matched {', '.join(row.keywords)}  alert: {state}", "")
     if not as_json:
-        _say(f"{len(rows)} matches")
+        _say(count_of(len(rows), "match", "matches"))
 
 
 @cli.command()
@@ -333,25 +382,53 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
 @click.argument("story_id", type=int)
 @_json_option
 def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
-    """One stored story: every feed and link it was seen under, and its matches."""
-    _, config = _load(config_path)
+    """One story: its text, every feed and link it was seen under, and for each watchlist
+    why it did or did not alert."""
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
+        stored = store.story(story_id)
+        if stored is None:
+            raise click.ClickException(f"no story #{story_id}")
         sources = store.story_sources(story_id)
-        found = store.recent_matches(0, story_id=story_id)
-    if not sources:
-        raise click.ClickException(f"no story #{story_id}")
+        recorded = store.recent_matches(0, story_id=story_id)
+        deliveries = store.story_deliveries(story_id)
+        labels = _target_labels(config, store)
+    feed = feed_display_name(stored.feed_url, stored.feed_name, stored.feed_title)
+    reports = explain_story(
+        config.watchlists, stored.entry, feed, recorded, deliveries, config.defaults.max_age,
+        lambda key: labels.get(key, f"target {key}"),
+    )  # fmt: skip
+    entry = stored.entry
+    excerpt = shorten(" ".join((entry.summary or entry.content).split()), EXCERPT_CHARS)
     if as_json:
         _say_json({
+            "id": stored.id, "title": entry.title, "link": entry.link, "feed": feed,
+            "published": entry.published, "first_seen": stored.first_seen, "excerpt": excerpt,
             "sources": [dataclasses.asdict(source) for source in sources],
-            "matches": [dataclasses.asdict(row) for row in found],
+            "watchlists": [
+                {"watchlist": r.watchlist, "summary": r.summary,
+                 "verdict": dataclasses.asdict(r.verdict) if r.verdict else None,
+                 "matched_when_seen": r.matched_when_seen, "alert": r.alert}
+                for r in reports
+            ],
         })  # fmt: skip
         return
-    _say(f"#{story_id}  seen in {len(sources)} places:")
+    _say(f"#{stored.id}  {entry.title}", f"    {entry.link or '(no link)'}")
+    _say(f"    published {_utc(entry.published)}; first seen {_utc(stored.first_seen)} in {feed}")
+    _say(f"    {excerpt or '(no text stored: none given, or dropped by retention)'}", "")
+    _say(f"seen in {count_of(len(sources), 'place')}:")
     for source in sources:
-        feed = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
-        _say(f"  {_when(source.first_seen)}  {feed}  {source.link or '(no link)'}")
-    for row in found:
-        _say(f"matched [{row.watchlist}] {', '.join(row.keywords)}: alert {row.alert_status}")
+        where = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
+        _say(f"  {_when(source.first_seen)}  {where}  {source.link or '(no link)'}")
+    _say("", "watchlists:")
+    for report in reports:
+        _say(f"  [{report.watchlist}] {report.summary}")
+        for line in report.alert:
+            _say(f"      alert: {line}")
+
+
+def _utc(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) if stamp else "unknown"
 
 
 @cli.command()
@@ -399,11 +476,12 @@ async def _once(config: Config, as_json: bool) -> None:
         })  # fmt: skip
         return
     _say(
-        f"polled {len(outcomes)} feeds ({len(outcomes) - len(failed)} ok, {len(failed)} failed, "
-        f"{sum(o.unchanged for o in outcomes)} unchanged), "
-        f"{sum(o.new_stories for o in outcomes)} new stories, "
-        f"{sum(o.alerts_queued for o in outcomes)} alerts queued, "
-        f"{delivered.sent} sent, {delivered.failed} failed deliveries"
+        f"polled {count_of(len(outcomes), 'feed')} ({len(outcomes) - len(failed)} ok, "
+        f"{len(failed)} failed, {sum(o.unchanged for o in outcomes)} unchanged), "
+        f"{count_of(sum(o.new_stories for o in outcomes), 'new story', 'new stories')}, "
+        f"{count_of(sum(o.alerts_queued for o in outcomes), 'alert')} queued, "
+        f"{delivered.sent} sent, "
+        f"{count_of(delivered.failed, 'failed delivery', 'failed deliveries')}"
     )
 
 
@@ -429,8 +507,7 @@ def feeds() -> None:
 @_json_option
 def feeds_list(config_path: Path | None, as_json: bool) -> None:
     """The configured feeds, with their names and intervals."""
-    path = resolve_config_path(config_path)
-    config = load_config(path, check_notify=False)
+    path, config = _load_for_reading(config_path)
     rows = [
         {"url": feed.url, "name": feed.name, "interval": config.feed_interval(feed)}
         for feed in config.feeds
@@ -441,7 +518,7 @@ def feeds_list(config_path: Path | None, as_json: bool) -> None:
     for row in rows:
         name = row["name"] or feed_display_name(str(row["url"]), None)
         _say(f"{name}  {row['url']}  every {format_duration(float(row['interval'] or 0))}")
-    _say(f"{len(rows)} feeds in {path}")
+    _say(f"{count_of(len(rows), 'feed')} in {path}")
 
 
 @feeds.command("add")
@@ -549,7 +626,7 @@ def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
     added, skipped = add_feeds(path, [NewFeed(o.url, o.title) for o in usable])
     reasons = collections.Counter(problem for _, problem in refused)
     _say(
-        f"added {len(added)} feeds, {len(skipped)} already listed"
+        f"added {count_of(len(added), 'feed')}, {len(skipped)} already listed"
         + "".join(f", {count} {reason}, left out" for reason, count in reasons.items())
     )
     for url, problem in refused:
@@ -562,12 +639,35 @@ def feeds_export_opml(config_path: Path | None) -> None:
     """Print the feeds as OPML, for any feed reader."""
     from monitor.opml import OutlineFeed, write_opml
 
-    path = resolve_config_path(config_path)
-    config = load_config(path, check_notify=False)
+    _, config = _load_for_reading(config_path)
     # The URLs as the config file has them (an export must be importable), but never a
     # value that came from the environment or a credential: that is kept out of the file.
     feeds = [OutlineFeed(hide_secrets(feed.url), feed.name) for feed in config.feeds]
     click.echo(write_opml(feeds), nl=False)
+
+
+@cli.command()
+@config_option
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
+def backup(config_path: Path | None, destination: Path, force: bool) -> None:
+    """Copy the database to DESTINATION, consistently, even while the daemon runs."""
+    _, config = _load_for_reading(config_path)
+    if not config.database.exists():
+        raise MonitorError(f"no database at {config.database} (nothing polled yet?)")
+    if destination.resolve() == config.database.resolve():
+        raise click.BadParameter("is the database itself", param_hint="DESTINATION")
+    if destination.exists() and not force:
+        raise click.BadParameter(
+            f"{destination} exists (add --force to replace it)", param_hint="DESTINATION"
+        )
+    with Store.open(config.database) as store:
+        size = store.backup(destination)
+        stories = store.count_stories_since(0)
+    _say(
+        f"backed up {config.database} to {destination} "
+        f"({count_of(stories, 'story', 'stories')}, {size / 1e6:.1f} MB)"
+    )
 
 
 @cli.command()
@@ -583,6 +683,7 @@ def schema() -> None:
 def test_notify(config_path: Path | None, tags: tuple[str, ...], as_json: bool) -> None:
     """Send a test alert and report each target's result."""
     _, config = _load(config_path)
+    _known_names("--tag", "tag", tags, (tag for target in config.notify for tag in target.tags))
     channels = notifier_for(config).channels
     wanted = {target.key for target in config.notify if not tags or set(target.tags) & set(tags)}
     text = f"This is a test alert from feed-monitor {__version__}. Delivery works."
@@ -623,8 +724,7 @@ def _ago(stamp: float | None, now: float) -> str:
 @_json_option
 def status(config_path: Path | None, as_json: bool) -> None:
     """Show each feed's last poll, HTTP status, stories, last error and next poll."""
-    path = resolve_config_path(config_path)
-    config = load_config(path, check_notify=False)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         configured = {feed.url for feed in config.feeds}
         feeds = [feed for feed in store.feed_status() if feed.url in configured]
@@ -685,9 +785,9 @@ def alerts(
     """List alerts and how each delivery stands (see also: alerts retry)."""
     if ctx.invoked_subcommand is not None:
         return
-    _, config = _load(config_path)
-    labels = _target_labels(config)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
+        labels = _target_labels(config, store)
         rows = store.alert_rows(failed_only=failed, limit=limit)
         trails = {d["id"]: store.attempts_of(d["id"]) for row in rows for d in row.deliveries}
     if as_json:
@@ -714,7 +814,7 @@ def alerts(
             held = f" ({d['reason']})" if d["reason"] else ""
             _say(
                 f"    {labels.get(d['target'], d['target'])}: {d['status']}{held}, "
-                f"{d['attempts']} attempts{note}"
+                f"{count_of(d['attempts'], 'attempt')}{note}"
             )
 
 
@@ -723,17 +823,28 @@ def alerts(
 @click.argument("alert_ids", nargs=-1, type=int)
 def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     """Queue failed deliveries again (of ALERT_IDS, or all); the daemon or `once` sends them."""
-    _, config = _load(config_path)
+    _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
+        if unknown := sorted(set(alert_ids) - store.existing_alerts(alert_ids)):
+            raise click.BadParameter(
+                f"no alert {', '.join(f'#{alert_id}' for alert_id in unknown)} "
+                "(`feed-monitor alerts` lists them)",
+                param_hint="ALERT_IDS",
+            )
         count = store.retry_failed(list(alert_ids) or None, time.time())
-    _say(f"{count} failed deliveries queued again")
+    which = f" of alert {', '.join(f'#{i}' for i in alert_ids)}" if alert_ids else ""
+    _say(f"{count_of(count, 'failed delivery', 'failed deliveries')}{which} queued again")
 
 
-def _target_labels(config: Config) -> dict[str, str]:
-    """Outbox keys to masked target URLs, without loading Apprise when there is none."""
-    if not config.notify:
-        return {CONSOLE_TARGET: "console"}
-    return {key: channel.label for key, channel in notifier_for(config).channels.items()}
+def _target_labels(config: Config, store: Store) -> dict[str, str]:
+    """Outbox keys to masked target URLs, without the targets' secrets (or Apprise).
+
+    A target's key is made from its full URL, secrets included, so a URL with ``${VAR}``
+    in it is named as its last attempt recorded it; one without, by its masked URL."""
+    labels = {CONSOLE_TARGET: "console"}
+    labels |= {target.key: mask_url(target.url) for target in config.notify
+               if "${" not in target.url}  # fmt: skip
+    return labels | store.target_labels()
 
 
 def main() -> None:

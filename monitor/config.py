@@ -461,6 +461,13 @@ class Config(_Model):
         ]
     ] = []
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # of each key, for messages
+    # False when loaded without the notify URLs' secrets (``load_config(need_targets=False)``)
+    _targets_expanded: bool = PrivateAttr(default=True)
+
+    @property
+    def targets_ready(self) -> bool:
+        """Whether the notify URLs have their secrets filled in, so alerts can be sent."""
+        return self._targets_expanded
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -468,30 +475,6 @@ class Config(_Model):
             raise _KeyedError(
                 ("defaults", "min_interval"), "must not be longer than defaults.max_interval"
             )
-        seen: set[str] = set()
-        for i, feed in enumerate(self.feeds):
-            if feed.url in seen:
-                raise _KeyedError(("feeds", i, "url"), "this feed is listed twice")
-            seen.add(feed.url)
-        names: set[str] = set()
-        for i, watchlist in enumerate(self.watchlists):
-            if watchlist.name in names:
-                raise _KeyedError(("watchlists", i, "name"), "another watchlist has this name")
-            names.add(watchlist.name)
-        known_tags = {tag for target in self.notify for tag in target.tags}
-        routed: list[tuple[Loc, list[str]]] = [
-            (("watchlists", i, "notify"), watchlist.notify)
-            for i, watchlist in enumerate(self.watchlists)
-        ]
-        if self.health is not None:
-            routed.append((("health", "notify"), self.health.notify))
-        for loc, tags in routed:
-            for tag in tags:
-                if tag not in known_tags:
-                    known = ", ".join(sorted(known_tags)) or "none are defined"
-                    raise _KeyedError(
-                        loc, f"unknown tag {tag!r}: no notify target has it (known tags: {known})"
-                    )
         return self
 
     @field_validator("database", mode="before")
@@ -523,6 +506,10 @@ class Config(_Model):
 
     def delivery_policy(self) -> Policy:
         """What the outbox needs to know: targets (the console if none), rules, retries."""
+        if not self.targets_ready:
+            # A target's outbox key is made from its full URL: without the secrets every
+            # delivery would be routed to a target that does not exist.
+            raise ConfigError([f"{self.path}: notify targets were loaded without their secrets"])
         targets = [
             Target(target.key, frozenset(target.tags), target.quiet_hours) for target in self.notify
         ] or [Target(CONSOLE_TARGET)]
@@ -543,6 +530,52 @@ class Config(_Model):
                        d.adaptive)  # fmt: skip
 
 
+def _cross_problems(data: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
+    """Problems across entries, found in the raw document: a feed listed twice, two
+    watchlists with one name, a tag no target has. Values of the wrong shape are skipped
+    here: validation reports them."""
+
+    def items(key: str) -> list[tuple[int, dict[str, Any]]]:
+        value = data.get(key)
+        entries = value if isinstance(value, list) else []
+        return [(i, item) for i, item in enumerate(entries) if isinstance(item, dict)]
+
+    def strings(value: object) -> list[str]:
+        value = [value] if isinstance(value, str) else value
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    seen_urls: set[str] = set()
+    for i, feed in items("feeds"):
+        if isinstance(url := feed.get("url"), str):
+            if url.strip() in seen_urls:
+                yield ("feeds", i, "url"), "this feed is listed twice"
+            seen_urls.add(url.strip())
+    names: set[str] = set()
+    for i, watchlist in items("watchlists"):
+        if isinstance(name := watchlist.get("name"), str):
+            if name in names:
+                yield ("watchlists", i, "name"), "another watchlist has this name"
+            names.add(name)
+    raw_targets = data.get("notify")
+    targets = raw_targets if isinstance(raw_targets, list) else []
+    known_tags = {
+        tag for target in targets if isinstance(target, dict) for tag in strings(target.get("tags"))
+    }
+    routed: list[tuple[Loc, object]] = [
+        (("watchlists", i, "notify"), watchlist.get("notify"))
+        for i, watchlist in items("watchlists")
+    ]
+    health = data.get("health")
+    if isinstance(health, dict):
+        routed.append((("health", "notify"), health.get("notify")))
+    for loc, tags in routed:
+        for tag in strings(tags):
+            if tag not in known_tags:
+                known = ", ".join(sorted(known_tags)) or "none are defined"
+                yield loc, f"unknown tag {tag!r}: no notify target has it (known tags: {known})"
+                break
+
+
 class _KeyedError(ValueError):
     """A cross-field problem that knows which key it belongs to."""
 
@@ -561,12 +594,21 @@ def resolve_config_path(path: str | Path | None) -> Path:
 
 
 def load_config(
-    path: str | Path, environ: dict[str, str] | None = None, *, check_notify: bool = True
+    path: str | Path,
+    environ: dict[str, str] | None = None,
+    *,
+    check_notify: bool = True,
+    need_targets: bool = True,
 ) -> Config:
     """Read, expand and validate the config file, or raise ``ConfigError`` listing every problem.
 
     ``check_notify=False`` leaves asking Apprise about the notify URLs to
     ``check_notify_urls``, for a run that may have nothing to send.
+
+    ``need_targets=False`` is for commands that send nothing (status, search, alerts...):
+    the notify URLs are left as written, ``${VAR}`` and all, so their secrets need not be
+    set (nor systemd credentials be readable). Such a config cannot deliver:
+    ``Config.targets_ready`` is False and ``delivery_policy`` refuses.
     """
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
@@ -598,26 +640,70 @@ def load_config(
             [f"{path}:1: the config must be a mapping of keys (database, feeds, ...)"]
         )
 
-    missing = list(_expand_env(data, environ))
+    if need_targets:
+        missing = list(_expand_env(data, environ))
+    else:
+        targets = data.pop("notify", None)
+        missing = list(_expand_env(data, environ))
+        if targets is not None:
+            data["notify"] = targets
+        check_notify = False  # Apprise cannot judge a URL whose secrets are not filled in
     if missing:
         raise ConfigError(
             [f"{path}:{_locate(lines, loc)}: {_dotted(loc)}: {msg}" for loc, msg in missing]
         )
 
     data.pop("path", None)
+    # Checks across entries (a name given twice, an unknown tag) read the document as
+    # written, so they are reported with every other problem, not only once the rest is
+    # fixed (the model's own cross-checks run only on an otherwise valid config).
+    problems = [
+        f"{path}:{_locate(lines, loc)}: {_dotted(loc)}: {message}"
+        for loc, message in _cross_problems(data)
+    ]
     try:
         config = Config.model_validate(
             {**data, "path": path}, context={"check_notify": check_notify}
         )
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, lines, path)) from None
+        problems += _explain(exc, lines, path)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))  # each once, in order
 
     database = Path(os.path.expanduser(config.database))
     if not database.is_absolute():
         database = Path(os.path.normpath(path.parent / database))
     config = config.model_copy(update={"database": database})
     config._lines = lines
+    config._targets_expanded = need_targets
     return config
+
+
+def interval_warnings(config: Config) -> list[str]:
+    """Intervals the schedule will not keep: below ``defaults.min_interval`` (raised to
+    it) or above ``defaults.max_interval`` (lowered to it), each with its file and line."""
+    d = config.defaults
+    given: list[tuple[Loc, str, float]] = []
+    if "interval" in d.model_fields_set:
+        given.append((("defaults", "interval"), "defaults", d.interval))
+    for i, feed in enumerate(config.feeds):
+        if feed.interval is not None:
+            name = feed.name or urlsplit(feed.url).hostname or feed.url
+            given.append((("feeds", i, "interval"), f"feed {name!r}", feed.interval))
+    warnings = []
+    for loc, whose, interval in given:
+        if interval < d.min_interval:
+            change, bound, used = "raised", "below defaults.min_interval", d.min_interval
+        elif interval > d.max_interval:
+            change, bound, used = "lowered", "above defaults.max_interval", d.max_interval
+        else:
+            continue
+        where = f"{config.path}:{_locate(config._lines, loc)}: {_dotted(loc)}"
+        warnings.append(
+            f"{where}: {whose}: interval {format_duration(interval)} is {bound} "
+            f"{format_duration(used)}; {change} to {format_duration(used)}"
+        )
+    return warnings
 
 
 def config_schema() -> dict[str, Any]:

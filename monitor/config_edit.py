@@ -143,7 +143,7 @@ def _write(path: Path, document: CommentedMap, yaml: YAML, *, replace: bool = Tr
             out.write(buffer.getvalue())
         os.chmod(temp, path.stat().st_mode & 0o7777)
         try:
-            load_config(temp, check_notify=False)
+            load_config(temp, need_targets=False)  # an edit of the feeds needs no secrets
         except ConfigError as exc:
             problems = [problem.replace(temp, str(path)) for problem in exc.problems]
             raise ConfigError(["the edit would make the config invalid:", *problems]) from None

@@ -33,6 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.config import Config, FeedConfig, load_config
 from monitor.errors import ConfigError, DatabaseFault
 from monitor.pipeline import Clock
+from monitor.render import count_of
 from monitor.runtime import Runtime, open_runtime, process_lock
 from monitor.service import sd_notify, watchdog_interval
 from monitor.web import make_app, render_metrics, serve
@@ -163,9 +164,9 @@ class Daemon:
                 log.info("serving /healthz and /metrics on http://%s", self.config.http.listen)
             sd_notify("READY=1", f"STATUS={self.health_summary()}")
             log.info(
-                "feed-monitor running: %d feeds, %d watchlists, database %s",
-                len(self.config.feeds),
-                len(self.config.watchlists),
+                "feed-monitor running: %s, %s, database %s",
+                count_of(len(self.config.feeds), "feed"),
+                count_of(len(self.config.watchlists), "watchlist"),
                 self.config.database,
             )
             await self._stop.wait()
@@ -197,8 +198,10 @@ class Daemon:
 
     def health(self) -> dict[str, object]:
         """For /healthz and systemd's STATUS: ok while the scheduler runs; the feeds' and
-        outbox's state."""
-        states = list(self.runtime.poller.feed_states.values())
+        outbox's state. Only the configured feeds count: the database remembers every
+        feed ever polled, and a feed removed from the config is no one's concern."""
+        configured = {feed.url for feed in self.config.feeds}
+        states = [s for s in self.runtime.poller.feed_states.values() if s.url in configured]
         counts = self.runtime.store.delivery_counts()
         return {
             "status": "ok" if self.scheduler.running and not self._stop.is_set() else "stopping",
@@ -216,7 +219,8 @@ class Daemon:
         h = self.health()
         gone = f", {h['gone_feeds']} gone" if h["gone_feeds"] else ""
         return (
-            f"{h['feeds']} feeds ({h['failing_feeds']} failing{gone}); deliveries: "
+            f"{count_of(int(str(h['feeds'])), 'feed')} ({h['failing_feeds']} failing{gone}); "
+            "deliveries: "
             f"{h['deliveries_due']} pending, "
             f"{h['deliveries_held']} held, {h['deliveries_failed']} failed"
         )
@@ -271,7 +275,11 @@ class Daemon:
                 self.scheduler.remove_job(feed.url)
         self._schedule_feeds(changed)
         self._schedule_digests()
-        log.info("config reloaded: %d feeds, %d watchlists", len(new.feeds), len(new.watchlists))
+        log.info(
+            "config reloaded: %s, %s",
+            count_of(len(new.feeds), "feed"),
+            count_of(len(new.watchlists), "watchlist"),
+        )
         sd_notify(f"STATUS=config reloaded; {self.health_summary()}")
 
     def _schedule_digests(self) -> None:

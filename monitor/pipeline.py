@@ -34,6 +34,7 @@ from monitor.match import Matcher
 from monitor.models import AlertContent, Entry, Match, PollCounters
 from monitor.outbox import targets_for
 from monitor.parse import ParserPool
+from monitor.render import count_of
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.store import (
     FeedState,
@@ -187,6 +188,9 @@ class Poller:
         self.clock = clock
         self.parser = parser
         self.counters = PollCounters()
+        # Each feed's own ask (<ttl>, sy:updatePeriod) from its last parsed body, by feed
+        # id: a poll answered 304 has no body, and must still honour it.
+        self._update_hints: dict[int, float | None] = {}
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -246,7 +250,14 @@ class Poller:
             body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
             if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
                 # Nothing changed: no parsing, no matching, no writes beyond the poll record.
-                interval = state.interval or interval_after_success(cadence, max_age=result.max_age)
+                # The interval is decided again, from the config as it is now (an edited
+                # interval takes effect) and the rhythm of the stories stored from this feed.
+                interval = interval_after_success(
+                    cadence,
+                    published=self.store.recent_published(state.id),
+                    update_hint=self._update_hints.get(state.id),
+                    max_age=result.max_age,
+                )
                 record = PollRecord(started, started + interval, status=result.status,
                                     etag=result.etag, last_modified=result.last_modified,
                                     interval=interval, moved_to=result.moved_to)  # fmt: skip
@@ -277,6 +288,7 @@ class Poller:
             state.id, [entry.link_key for entry in parsed.entries if entry.link_key]
         )
         keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
+        self._update_hints[state.id] = parsed.update_hint
         interval = interval_after_success(
             cadence,
             published=(entry.published for entry in parsed.entries),
@@ -309,8 +321,9 @@ class Poller:
             )
             queued = self.store.save_poll(state.id, record, plan)
         log.info(
-            "feed %s: %d entries, %d new, %d alerts queued; next poll in %s",
-            name, len(parsed.entries), len(plan.new), queued, format_duration(round(interval)),
+            "feed %s: %s, %d new, %s queued; next poll in %s", name,
+            count_of(len(parsed.entries), "entry", "entries"), len(plan.new),
+            count_of(queued, "alert"), format_duration(round(interval)),
         )  # fmt: skip
         return PollOutcome(
             feed.url,

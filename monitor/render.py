@@ -49,16 +49,22 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "**Feed** $feed · **Published** $published\n\n> $snippet"
     ),
     "html": (
-        '<p><b><a href="$link">$title</a></b></p>\n'
+        # The link also as text: mail clients show the text/plain part Apprise makes from
+        # this HTML, which keeps a link's text but not its href.
+        '<p><b><a href="$link">$title</a></b><br>\n<a href="$link">$link</a></p>\n'
         "<p>Matched <b>$keywords</b> (as $terms) in watchlist <b>$watchlist</b><br>\n"
         "Feed: $feed<br>\nPublished: $published</p>\n<blockquote>$snippet</blockquote>"
     ),
 }
 
 _ZWSP = "\u200b"
-# @everyone, @here, @channel, @room (Discord, Slack, Matrix, Mattermost), Slack's
-# <!channel>/<!here>/<@U123> and Discord's <@123>/<@&123>/<#123> pings.
-_MENTION_RE = re.compile(r"@(?=[^\s@])|<(?=[!@#])")
+# Mass mentions: @everyone, @here, @channel, @room, @all (Discord, Slack, Matrix,
+# Mattermost), at the start of a word only: "desk@here.org" is an e-mail address, which
+# no chat acts on, and stays intact. Pings: Slack's <!channel>/<!here>/<@U123> and
+# Discord's <@123>/<@&123>/<#123>.
+_MENTION_RE = re.compile(
+    r"(?<![\w.+-])@(?=(?:everyone|here|channel|room|all)(?![\w-]))|<(?=[!@#])", re.IGNORECASE
+)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # What makes inline Markdown (values are one line, never at a line's start in the
 # templates); escaping more shows stray backslashes in chats with partial Markdown.
@@ -75,15 +81,36 @@ class Rendered:
     format: Format
 
 
+def count_of(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, the noun in the plural unless the count is one: "1 feed",
+    "2 feeds", "1 failed delivery", "0 failed deliveries". Every count a person reads is
+    spelled through here."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def defang(text: str) -> str:
     """Neutralize mentions and pings in untrusted text by breaking them with a zero-width space."""
     return _MENTION_RE.sub(lambda m: m.group(0) + _ZWSP, text)
 
 
 def clean(text: str, limit: int) -> str:
-    """Untrusted text on one line: no control or bidi characters, at most ``limit`` chars."""
+    """Untrusted text on one line: no control or bidi characters, at most ``limit`` chars
+    (cut at a word boundary, marked with "…")."""
     text = " ".join(_CONTROL_RE.sub(" ", text).split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else shorten(text, limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, "…" included, cut between words; a
+    single word longer than most of the limit (a URL, a run of CJK) is cut inside."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if not text[limit - 1].isspace():  # the cut falls inside a word: drop that word
+        start = head.rfind(" ")
+        if start >= limit // 2:
+            head = head[:start]
+    return head.rstrip(" ,;:-–—") + "…"
 
 
 def escape(text: str, fmt: Format) -> str:
@@ -229,15 +256,16 @@ def render_delivery(
         return render_alert(contents[0], fmt, templates, title_in_body=title_in_body)
     count = len(contents)
     watchlists = sorted({content.watchlist for content in contents})
+    stories = count_of(count, "matching story", "matching stories")
     if kind == "summary":
         feeds = sorted({content.feed for content in contents})
-        heading = f"[{', '.join(watchlists)}] {count} matching stories in one poll of {feeds[0]}"
+        heading = f"[{', '.join(watchlists)}] {stories} in one poll of {feeds[0]}"
         if len(feeds) > 1:
-            heading = f"[{', '.join(watchlists)}] {count} matching stories at once"
+            heading = f"[{', '.join(watchlists)}] {stories} at once"
     elif reason == "quiet hours":
-        heading = f"[{', '.join(watchlists)}] {count} alerts held during quiet hours"
+        heading = f"[{', '.join(watchlists)}] {count_of(count, 'alert')} held during quiet hours"
     else:
-        heading = f"[{', '.join(watchlists)}] digest: {count} matching stories"
+        heading = f"[{', '.join(watchlists)}] digest: {stories}"
     return render_digest(contents, fmt, heading, title_in_body=title_in_body)
 
 

@@ -415,6 +415,24 @@ class MatchRow:
     attempts: int
     last_error: str | None
     sent_at: float | None
+    published: float | None = None  # the story's, for why an alert was not made
+
+
+@dataclass(frozen=True)
+class StoryDelivery:
+    """One delivery of an alert about a story, for ``feed-monitor story``."""
+
+    watchlist: str
+    alert_id: int
+    target: str  # outbox key
+    kind: str  # alert, summary (burst), digest
+    status: str  # held, pending, sent, failed, released (into a digest)
+    reason: str | None  # why held: "digest <watchlist>", "quiet hours"
+    attempts: int
+    last_error: str | None
+    sent_at: float | None
+    released_status: str | None = None  # the digest it was released into: its status...
+    released_sent_at: float | None = None  # ...and when that was sent
 
 
 @dataclass(frozen=True)
@@ -501,6 +519,32 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def backup(self, destination: Path) -> int:
+        """Write a consistent copy of the database to ``destination``; return its size.
+
+        sqlite3's online backup reads the database as one snapshot, committed WAL pages
+        included, while the daemon goes on writing (copying the file alone could miss the
+        WAL or catch a half-written page). The copy is one self-contained file (rollback
+        journal; feed-monitor turns WAL on again when it opens it), checked before it
+        replaces ``destination`` atomically."""
+        partial = destination.with_name(f".{destination.name}.partial")
+        try:
+            copy = sqlite3.connect(str(partial))
+            try:
+                self.db.conn.backup(copy)
+                copy.execute("PRAGMA journal_mode = DELETE")
+                [(verdict,)] = copy.execute("PRAGMA quick_check").fetchall()
+            finally:
+                copy.close()
+            if verdict != "ok":
+                raise StoreError(f"the copy of {self.path} failed its check: {verdict}")
+            partial.replace(destination)
+            return destination.stat().st_size
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot back up to {destination}: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
 
     def __enter__(self) -> Store:
         return self
@@ -643,6 +687,17 @@ class Store:
             for key, *rest in self.db.execute(f"{sql} ({marks})", [*params, *chunk]):
                 out.append((key, KnownSource(*rest)))
         return out
+
+    def recent_published(self, feed_id: int, limit: int = 50) -> list[float]:
+        """When the newest ``limit`` stories seen in this feed were published (the dated
+        ones): the feed's rhythm, for a poll that answered 304 and has no entries to read."""
+        rows = self.db.execute(
+            """SELECT s.published FROM story_sources ss JOIN stories s ON s.id = ss.story_id
+               WHERE ss.feed_id = ? AND s.published IS NOT NULL
+               ORDER BY ss.id DESC LIMIT ?""",
+            [feed_id, limit],
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def count_stories_since(self, since: float) -> int:
         [(count,)] = self.db.execute(
@@ -825,7 +880,7 @@ class Store:
                             WHEN a.routed_at IS NULL THEN 'pending'
                             ELSE a.status END,  -- alerts sent before per-target deliveries
                        coalesce(d.attempts, a.attempts, 0), coalesce(d.last_error, a.last_error),
-                       coalesce(d.sent_at, a.sent_at)
+                       coalesce(d.sent_at, a.sent_at), s.published
                 FROM matches m
                 JOIN stories s ON s.id = m.story_id
                 JOIN feeds f ON f.id = s.feed_id
@@ -845,6 +900,35 @@ class Store:
             MatchRow(row[0], row[1], tuple(json.loads(row[2])), tuple(json.loads(row[3])), *row[4:])
             for row in rows
         ]
+
+    def story(self, story_id: int) -> StoredStory | None:
+        """One stored story with its (first) feed, or None."""
+        row = self.db.execute(
+            """SELECT s.id, f.url, f.name, f.title, s.key, s.title, s.link, s.summary,
+                      s.content, s.author, s.published, s.first_seen
+               FROM stories s JOIN feeds f ON f.id = s.feed_id WHERE s.id = ?""",
+            [story_id],
+        ).fetchone()
+        if row is None:
+            return None
+        (id_, url, name, feed_title, key, title, link, summary, content, author, published,
+         first_seen) = row  # fmt: skip
+        entry = Entry(key, title, link, summary, content, published, author)
+        return StoredStory(id_, url, name, feed_title, entry, first_seen)
+
+    def story_deliveries(self, story_id: int) -> list[StoryDelivery]:
+        """Every delivery of every alert about a story, oldest first."""
+        rows = self.db.execute(
+            """SELECT m.watchlist, a.id, d.target, d.kind, d.status, d.reason, d.attempts,
+                      d.last_error, d.sent_at, r.status, r.sent_at
+               FROM matches m JOIN alerts a ON a.match_id = m.id
+               JOIN delivery_alerts da ON da.alert_id = a.id
+               JOIN deliveries d ON d.id = da.delivery_id
+               LEFT JOIN deliveries r ON r.id = d.released_into
+               WHERE m.story_id = ? ORDER BY d.id""",
+            [story_id],
+        ).fetchall()
+        return [StoryDelivery(*row) for row in rows]
 
     def story_sources(self, story_id: int) -> list[SourceRow]:
         """Every feed and link a story was seen under, first seen first."""
@@ -1182,6 +1266,24 @@ class Store:
             [delivery_id],
         ).fetchall()
         return [(at, target, bool(ok), detail) for at, target, ok, detail in rows]
+
+    def existing_alerts(self, alert_ids: Sequence[int]) -> set[int]:
+        """Which of ``alert_ids`` are alerts in the outbox."""
+        rows = self.db.execute(
+            "SELECT id FROM alerts WHERE id IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(alert_ids))],
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def target_labels(self) -> dict[str, str]:
+        """Each target's label (its URL, secrets masked) as its latest attempt recorded it,
+        by outbox key: how a command that has not read the targets' secrets names them."""
+        rows = self.db.execute(
+            """SELECT d.target, a.target FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+               WHERE a.id IN (SELECT max(x.id) FROM attempts x JOIN deliveries y
+                              ON y.id = x.delivery_id GROUP BY y.target)"""
+        ).fetchall()
+        return {key: label for key, label in rows}
 
     def retry_failed(self, alert_ids: Sequence[int] | None, now: float) -> int:
         """Queue failed deliveries again (of ``alert_ids``, or all), with fresh attempts."""

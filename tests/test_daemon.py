@@ -212,7 +212,7 @@ def test_daemon_speaks_sd_notify_and_logs_for_journald(
 
     receive_until("READY=1")
     ready = next(message for message in messages if "READY=1" in message)
-    assert "STATUS=1 feeds (0 failing); deliveries:" in ready
+    assert "STATUS=1 feed (0 failing); deliveries:" in ready
     watchdog_pets = 0
     while watchdog_pets < 2:  # petted every second for a 2 s watchdog
         message = listener.recv(4096).decode()
@@ -224,7 +224,7 @@ def test_daemon_speaks_sd_notify_and_logs_for_journald(
     listener.close()
     # journald: a syslog priority on every line, no timestamp of our own.
     running = daemon.lines[daemon.wait_for_log("feed-monitor running")]
-    assert running.startswith("<6>monitor.daemon: feed-monitor running: 1 feeds")
+    assert running.startswith("<6>monitor.daemon: feed-monitor running: 1 feed")
 
 
 def test_json_log_lines(tmp_path: Path, feeds: FeedServer, sink: AlertSink) -> None:

@@ -131,7 +131,7 @@ def test_a_dead_target_is_retried_alone_and_the_good_one_is_not_sent_twice(
     assert first.returncode == 0, first.stderr
     assert "hunter2hunter2" not in first.stdout + first.stderr
     assert "delivery 2 to json://" in first.stderr and "failed, retrying in 60s" in first.stderr
-    assert "1 sent, 1 failed deliveries" in first.stdout
+    assert "1 sent, 1 failed delivery" in first.stdout
     assert len(sink.wait_for(1)) == 1 and second_sink.received == []
 
     second_sink.fail_with = None  # the target comes back
@@ -159,15 +159,15 @@ def test_failed_alerts_are_listed_and_requeued(
         tmp_path, feeds=[url], notify=[sink.url], extra="alerts: {max_attempts: 1}"
     )
     sink.fail_with = 500
-    assert "0 sent, 1 failed deliveries" in cli("once", "--config", config).stdout
+    assert "0 sent, 1 failed delivery" in cli("once", "--config", config).stdout
     failed = cli("alerts", "--failed", "--config", config)
-    assert "failed" in failed.stdout and "1 attempts" in failed.stdout
+    assert "failed" in failed.stdout and "1 attempt" in failed.stdout
     assert "S-400 missile system" in failed.stdout
     assert "0 sent" in cli("once", "--config", config).stdout  # failed: not retried by itself
 
     sink.fail_with = None
     requeued = cli("alerts", "retry", "--config", config)
-    assert "1 failed deliveries queued again" in requeued.stdout
+    assert "1 failed delivery queued again" in requeued.stdout
     assert "1 sent" in cli("once", "--config", config).stdout
     assert len(sink.wait_for(1)) == 1
     assert (

@@ -24,7 +24,7 @@ def test_sample_article_alerts_once_naming_its_terms(
 
     first = cli("once", "--config", config)
     assert first.returncode == 0, first.stderr
-    assert "1 alerts queued, 1 sent" in first.stdout
+    assert "1 alert queued, 1 sent" in first.stdout
 
     [alert] = sink.wait_for(1)
     assert "S-400 missile system to Turkey" in alert["title"]
@@ -100,7 +100,7 @@ def test_old_stories_are_stored_but_not_alerted(
 
     result = cli("once", "--config", config)
     assert result.returncode == 0, result.stderr
-    assert "2 new stories, 1 alerts queued" in result.stdout
+    assert "2 new stories, 1 alert queued" in result.stdout
     [alert] = sink.wait_for(1)
     assert "F-35 story without a date" in alert["title"]
     with sqlite3.connect(tmp_path / "monitor.db") as db:
@@ -116,7 +116,7 @@ def test_failed_delivery_is_kept_and_retried_by_the_next_run(
     sink.fail_with = 503
     first = cli("once", "--config", config)
     assert first.returncode == 0, first.stderr
-    assert "0 sent, 1 failed deliveries" in first.stdout
+    assert "0 sent, 1 failed delivery" in first.stdout
     assert sink.received == []
     status = cli("status", "--config", config)
     assert "deliveries: 0 sent, 1 pending, 0 held for digests, 0 failed" in status.stdout

@@ -70,7 +70,7 @@ def test_opml_from_other_readers_imports_and_round_trips(
     config.write_text("# my feeds\nfeeds: []\nwatchlists:\n  - name: w\n    keywords: [S-400]\n")
     imported = cli("feeds", "import-opml", OPML / name, "--config", config)
     assert imported.returncode == 0, imported.stderr
-    assert f"added {len(urls)} feeds" in imported.stdout
+    assert f"added {len(urls)} feed{'s' if len(urls) != 1 else ''}," in imported.stdout
     listed = json.loads(cli("feeds", "list", "--json", "--config", config).stdout)
     assert [row["url"] for row in listed] == urls
     assert config.read_text().startswith("# my feeds\n")
@@ -88,7 +88,7 @@ def test_non_http_outlines_are_left_out(tmp_path: Path) -> None:
     config = tmp_path / "monitor.yaml"
     config.write_text("feeds: []\n")
     result = cli("feeds", "import-opml", OPML / "miniflux.opml", "--config", config)
-    assert "added 1 feeds, 0 already listed, 1 not http(s), left out" in result.stdout
+    assert "added 1 feed, 0 already listed, 1 not http(s), left out" in result.stdout
 
 
 def test_a_hostile_opml_file_is_refused_cleanly(tmp_path: Path) -> None:

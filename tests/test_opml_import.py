@@ -52,7 +52,7 @@ def test_deeply_nested_folders_import_without_recursion(config: Path) -> None:
     result = _import(config, outlines + "</outline>" * depth)
     assert result.exit_code == 0, result.output
     assert result.exception is None
-    assert "added 1 feeds" in result.stdout
+    assert "added 1 feed" in result.stdout
     assert _listed(config) == [{"url": "https://e.org/deep", "name": "Deep"}]
 
 
@@ -66,7 +66,7 @@ def test_urls_that_do_not_parse_or_carry_control_characters_are_left_out(config:
     )
     assert result.exit_code == 0, result.output
     assert result.exception is None
-    assert "added 1 feeds, 0 already listed, 2 not a valid URL, left out, " in result.stdout
+    assert "added 1 feed, 0 already listed, 2 not a valid URL, left out, " in result.stdout
     assert "1 with a control character or space, left out" in result.stdout
     assert "left out 'http://[::1': not a valid URL" in result.stdout
     assert [feed["url"] for feed in _listed(config)] == ["https://e.org/ok"]

@@ -102,7 +102,7 @@ def test_once_and_its_log_lines_mask_credentials(polled: Polled) -> None:
     out = _assert_clean(polled.first_run)
     # The failing feed's warning is there, masked (every logger passes the filter).
     assert "b.xml?api_key=****" in polled.first_run.stderr
-    assert "1 new stories" in out
+    assert "1 new story" in out
 
 
 def test_once_json_masks_credentials(polled: Polled) -> None:

@@ -68,7 +68,7 @@ def test_a_server_ignoring_validators_costs_no_parsing(
 ) -> None:
     url = feeds.serve("/f.xml", rss([seed_article_item()]), etag=False)
     config = write_config(tmp_path, feeds=[url], notify=[sink.url])
-    assert "1 new stories" in once(config)
+    assert "1 new story" in once(config)
     second = once(config)
     assert "(1 ok, 0 failed, 1 unchanged), 0 new stories" in second
     assert feeds.hits("/f.xml")[-1].get("if-none-match") is None  # it never sent an ETag

@@ -30,7 +30,7 @@ def test_search_matches_and_story_views(tmp_path: Path, feeds: FeedServer, sink:
     found = cli("search", "--config", config, "Rostec Chemezov")
     assert found.returncode == 0, found.stderr
     assert "S-400 missile system to Turkey" in found.stdout
-    assert "»Rostec«" in found.stdout and "1 stories" in found.stdout
+    assert "»Rostec«" in found.stdout and "1 story" in found.stdout
     # Words that FTS syntax would choke on are searched as words.
     for query in ("log4j-core", "C++", "S-400"):
         result = cli("search", "--config", config, query, "--json")
@@ -45,7 +45,8 @@ def test_search_matches_and_story_views(tmp_path: Path, feeds: FeedServer, sink:
     assert shown.returncode == 0, shown.stderr
     assert "seen in 2 places" in shown.stdout
     assert "BulgarianMilitary" in shown.stdout and "Aggregator" in shown.stdout
-    assert "alert sent" in shown.stdout
+    assert "[turkey-air-defense] matched S-400, F-35" in shown.stdout
+    assert ": sent 20" in shown.stdout  # the alert, per target
     missing = cli("story", "--config", config, "999")
     assert missing.returncode == 1 and "no story #999" in missing.stderr
 

@@ -164,7 +164,7 @@ def with_article(entry: Entry, outcome: ArticleOutcome) -> tuple[Entry, str | No
     if len(outcome.text) <= len(own):
         return entry, "the page has no more text than the feed (a paywall?)"
     summary = entry.summary or entry.content
-    return replace(entry, summary=summary, content=outcome.text), None
+    return replace(entry, summary=summary, content=outcome.text, full_text=True), None
 
 
 # --- Extraction ---------------------------------------------------------------------

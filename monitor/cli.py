@@ -761,6 +761,12 @@ def status(config_path: Path | None, as_json: bool) -> None:
         )
         if feed.effective_url and feed.effective_url != feed.url:
             moved.append(f"{feed.url} moved permanently to {feed.effective_url}")
+        if feed.article_failures:
+            moved.append(
+                f"{feed_display_name(feed.url, feed.name, feed.title)}: "
+                f"{count_of(feed.article_failures, 'article page')} not read, last: "
+                f"{feed.last_article_error}"
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for line in moved:
         rows.append((f"  {line}", "", "", "", "", "", ""))

@@ -44,6 +44,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from monitor.article import FullTextMode, FullTextRule, check_selector
 from monitor.errors import ConfigError
 from monitor.health import HealthRules
 from monitor.outbox import (
@@ -58,6 +59,7 @@ from monitor.pattern import PatternError, compile_user_pattern
 from monitor.redact import remember_secret
 from monitor.render import Format, check_template
 from monitor.schedule import Cadence
+from monitor.scrape import ScrapeRule
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 CONFIG_ENV_VAR = "FEED_MONITOR_CONFIG"
@@ -180,6 +182,72 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class FullTextSettings(_Model):
+    """``full_text: {select: "article .body"}``: when to open a story's page, and which
+    part of it is the article (for a site the extractor reads wrong)."""
+
+    mode: FullTextMode = "auto"
+    select: str | None = None
+
+    @field_validator("select")
+    @classmethod
+    def _usable_selector(cls, css: str | None) -> str | None:
+        if css is not None and (problem := check_selector(css)):
+            raise ValueError(problem)
+        return css
+
+    def rule(self) -> FullTextRule:
+        return FullTextRule(self.mode, self.select)
+
+
+def _full_text_mode(value: object) -> object:
+    """``full_text: always`` is short for ``full_text: {mode: always}``."""
+    return {"mode": value} if isinstance(value, str) else value
+
+
+# auto: open the page of a new story whose feed text is a teaser; always; never.
+FullText = Annotated[
+    FullTextSettings,
+    BeforeValidator(_full_text_mode),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": ["auto", "always", "never"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "mode": {"enum": ["auto", "always", "never"]},
+                        "select": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+            ],
+            "description": "when to open a new story's page to match its whole article",
+        }
+    ),
+]
+
+
+class ScrapeSettings(_Model):
+    """A web page with a list of items and no feed, described by CSS selectors."""
+
+    item: str
+    title: str | None = None
+    link: str | None = None
+    date: str | None = None
+    summary: str | None = None
+
+    @field_validator("item", "title", "link", "date", "summary")
+    @classmethod
+    def _usable_selector(cls, css: str | None) -> str | None:
+        if css is not None and (problem := check_selector(css) if css.strip() else "empty"):
+            raise ValueError(problem)
+        return css
+
+    def rule(self) -> ScrapeRule:
+        return ScrapeRule(self.item, self.title, self.link, self.date, self.summary)
+
+
 class Defaults(_Model):
     """Per-feed settings that a feed entry may override."""
 
@@ -191,6 +259,7 @@ class Defaults(_Model):
     min_interval: Duration = 300.0
     max_interval: Duration = 12 * 3600.0
     max_backoff: Duration = 6 * 3600.0
+    full_text: FullText = FullTextSettings()  # open teasers' pages: match the whole article
 
 
 class Retention(_Model):
@@ -204,6 +273,8 @@ class FeedConfig(_Model):
     name: str | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
+    full_text: FullText | None = None
+    scrape: ScrapeSettings | None = None  # the URL is a web page, read by these selectors
 
     @field_validator("url")
     @classmethod
@@ -523,6 +594,9 @@ class Config(_Model):
 
     def feed_timeout(self, feed: FeedConfig) -> float:
         return feed.timeout or self.defaults.timeout
+
+    def full_text(self, feed: FeedConfig) -> FullTextRule:
+        return (feed.full_text or self.defaults.full_text).rule()
 
     def cadence(self, feed: FeedConfig) -> Cadence:
         d = self.defaults

@@ -46,6 +46,7 @@ class Entry:
     title_key: str | None = None
     link_key: str | None = None  # canonical link
     opaque_link: bool | None = None  # the link says nothing of the story
+    full_text: bool = False  # content is the article page's text (monitor/article.py)
 
 
 @dataclass(frozen=True)

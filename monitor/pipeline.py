@@ -18,8 +18,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from monitor.article import ArticleLimits, FullTextRule, fetch_articles, needs_article, with_article
 from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.fetch import Fetcher
@@ -31,11 +33,12 @@ from monitor.identity import (
     source_keys,
 )
 from monitor.match import Matcher
-from monitor.models import AlertContent, Entry, Match, PollCounters
+from monitor.models import AlertContent, Entry, FetchResult, Match, ParsedFeed, PollCounters
 from monitor.outbox import targets_for
 from monitor.parse import ParserPool
 from monitor.render import count_of
 from monitor.schedule import delay_after_failure, interval_after_success
+from monitor.scrape import scrape_page
 from monitor.store import (
     FeedState,
     Lookup,
@@ -155,6 +158,15 @@ def feed_display_name(url: str, name: str | None, title: str | None = None) -> s
     return name or title or urlsplit(url).hostname or url
 
 
+class _Fetched(NamedTuple):
+    """A poll that fetched and parsed something new."""
+
+    result: FetchResult
+    parsed: ParsedFeed
+    body_hash: str | None
+    started: float
+
+
 @dataclass(frozen=True)
 class PollOutcome:
     url: str
@@ -224,8 +236,15 @@ class Poller:
             return PollOutcome(feed.url, name, ok=False, status=410, error=GONE, gone=True)
         url = state.effective_url or feed.url
         host = urlsplit(url).hostname or ""
-        async with self._limit, self._host_limit(host):
-            outcome = await self._poll(feed, state, url, name)
+        async with self._limit:
+            async with self._host_limit(host):
+                fetched = await self._fetch(feed, state, url, name)
+            # The site's slot is free again: the article pages of new stories take it in
+            # turn with other feeds' requests.
+            if isinstance(fetched, PollOutcome):
+                outcome = fetched
+            else:
+                outcome = await self._save(feed, state, url, name, fetched)
         if not outcome.ok:
             self.counters.failed += 1
         elif outcome.unchanged:
@@ -237,7 +256,10 @@ class Poller:
         self.feed_states[feed.url] = self.store.feed_state(state.id)
         return outcome
 
-    async def _poll(self, feed: FeedConfig, state: FeedState, url: str, name: str) -> PollOutcome:
+    async def _fetch(
+        self, feed: FeedConfig, state: FeedState, url: str, name: str
+    ) -> PollOutcome | _Fetched:
+        """Fetch and parse; an outcome when the poll ends here (unchanged, failed)."""
         cadence = self.config.cadence(feed)
         started = self.clock()
         try:
@@ -264,9 +286,15 @@ class Poller:
                 self.store.save_poll(state.id, record, PollPlan())
                 return PollOutcome(feed.url, name, ok=True, status=result.status,
                                    unchanged=True, next_poll_at=record.next_poll_at)  # fmt: skip
-            parsed = await self.parser.parse(
-                result.body, url=result.url, content_type=result.content_type, now=self.clock()
-            )
+            if feed.scrape is not None:
+                parsed = await asyncio.to_thread(
+                    scrape_page, result.body, url=result.url, rule=feed.scrape.rule(),
+                    content_type=result.content_type, now=self.clock(),
+                )  # fmt: skip
+            else:
+                parsed = await self.parser.parse(
+                    result.body, url=result.url, content_type=result.content_type, now=self.clock()
+                )
         except FeedError as exc:
             status = exc.status if isinstance(exc, HTTPStatusError) else None
             retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
@@ -279,6 +307,15 @@ class Poller:
             return PollOutcome(feed.url, name, ok=False, status=status, error=error, gone=gone,
                                next_poll_at=None if gone else record.next_poll_at)  # fmt: skip
 
+        return _Fetched(result, parsed, body_hash, started)
+
+    async def _save(
+        self, feed: FeedConfig, state: FeedState, url: str, name: str, fetched: _Fetched
+    ) -> PollOutcome:
+        """Decide what the poll's entries are (after reading new teasers' articles) and
+        save it all in one transaction."""
+        result, parsed, body_hash, started = fetched
+        cadence = self.config.cadence(feed)
         if result.moved_to and result.moved_to != url:
             log.info("feed %s moved permanently to %s", name, result.moved_to)
         now = self.clock()
@@ -288,6 +325,9 @@ class Poller:
             state.id, [entry.link_key for entry in parsed.entries if entry.link_key]
         )
         keyed = [(entry, source_keys(entry, shared)) for entry in parsed.entries]
+        rule = self.config.full_text(feed)
+        if rule.mode != "never":
+            keyed = await self._read_articles(keyed, state.id, url, rule, now)
         self._update_hints[state.id] = parsed.update_hint
         interval = interval_after_success(
             cadence,
@@ -335,6 +375,48 @@ class Poller:
             alerts_queued=queued,
             next_poll_at=record.next_poll_at,
         )
+
+    async def _read_articles(
+        self,
+        keyed: list[tuple[Entry, SourceKeys]],
+        feed_id: int,
+        url: str,
+        rule: FullTextRule,
+        now: float,
+    ) -> list[tuple[Entry, SourceKeys]]:
+        """New stories whose feed text is a teaser (or all new ones, ``always``) get their
+        article page's text; a page that fails leaves the feed's text, and is recorded.
+        Only new stories: a story already stored never has its page opened again. The
+        identity keys stay those of the feed's entry, so a re-poll is not an edit."""
+        lookup = self.store.lookup(feed_id, [keys for _, keys in keyed], now - TITLE_WINDOW)
+        max_age = self.config.defaults.max_age
+        wanted = [
+            entry.link
+            for entry, keys in keyed
+            if identify(keys, lookup, feed_id)[0] is None
+            and needs_article(entry, rule, now=now, max_age=max_age)
+            and entry.link
+        ]
+        if not wanted:
+            return keyed
+        outcomes = await fetch_articles(
+            wanted, self.fetcher, self._host_limit, linked_from=url, select=rule.select,
+            limits=ArticleLimits(page_timeout=self.config.defaults.timeout),
+        )  # fmt: skip
+        failures = []
+        out = []
+        for entry, keys in keyed:
+            outcome = outcomes.get(entry.link or "")
+            if outcome is not None:
+                entry, failure = with_article(entry, outcome)
+                if failure is not None:
+                    failures.append(f"{entry.link}: {failure}")
+            out.append((entry, keys))
+        if failures:
+            log.info("feed %s: %d of %d article pages not read; last: %s", url,
+                     len(failures), len(wanted), failures[-1])  # fmt: skip
+        self.store.record_article_failures(feed_id, failures)
+        return out
 
     def _check_health(self, feed_id: int, name: str) -> int:
         """Queue a notice to the operators if the feed started or stopped failing or

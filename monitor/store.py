@@ -256,6 +256,15 @@ def m008_delivery_claims(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE deliveries ADD COLUMN {column}")
 
 
+@migrations()
+def m009_article_text(db: sqlite_utils.Database) -> None:
+    """Which stories carry their article page's text (an edit of the feed's teaser must
+    not overwrite it), and each feed's article pages that could not be read."""
+    db.execute("ALTER TABLE stories ADD COLUMN full_text INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE feeds ADD COLUMN article_failures INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE feeds ADD COLUMN last_article_error TEXT")
+
+
 @dataclass(frozen=True)
 class FeedState:
     """What the store remembers about a feed between polls."""
@@ -294,6 +303,8 @@ class FeedStatus:
     effective_url: str | None
     gone_at: float | None
     interval: float | None
+    article_failures: int = 0  # article pages that could not be read (full_text)
+    last_article_error: str | None = None
 
     @property
     def health(self) -> str:
@@ -618,7 +629,8 @@ class Store:
             SELECT f.url, f.name, f.title, f.last_polled_at, f.last_success_at, f.last_status,
                    f.last_error, f.error_count, f.next_poll_at,
                    (SELECT count(*) FROM story_sources s WHERE s.feed_id = f.id) AS stories,
-                   f.effective_url, f.gone_at, f.interval
+                   f.effective_url, f.gone_at, f.interval, f.article_failures,
+                   f.last_article_error
             FROM feeds f ORDER BY f.name, f.url"""
         )
         return [FeedStatus(**row) for row in rows]
@@ -750,9 +762,12 @@ class Store:
         with self._reindexing("id IN (SELECT value FROM json_each(?))", [json.dumps(edited)]):
             for edit in edits:
                 entry = edit.entry
+                # A story read from its article page keeps that text when the feed edits
+                # its teaser.
                 self.db.execute(
-                    "UPDATE stories SET title = ?, summary = ?, content = ?, author = ? "
-                    "WHERE id = ?",
+                    "UPDATE stories SET title = ?, summary = CASE WHEN full_text THEN summary "
+                    "ELSE ? END, content = CASE WHEN full_text THEN content ELSE ? END, "
+                    "author = ? WHERE id = ?",
                     [entry.title, entry.summary, entry.content, entry.author, edit.story_id],
                 )
         for edit in edits:
@@ -762,6 +777,16 @@ class Store:
                 [edit.source.content_hash, edit.source.title_key, feed_id,
                  edit.source.entry_key],
             )  # fmt: skip
+
+    def record_article_failures(self, feed_id: int, failures: Sequence[str]) -> None:
+        """Count article pages of this feed that could not be read; keep the last reason."""
+        if failures:
+            with self._writing():
+                self.db.execute(
+                    "UPDATE feeds SET article_failures = article_failures + ?, "
+                    "last_article_error = ? WHERE id = ?",
+                    [len(failures), failures[-1], feed_id],
+                )
 
     def record_failure(self, feed_id: int, record: PollRecord) -> None:
         with self._writing():
@@ -794,9 +819,9 @@ class Store:
 
     def _insert_story(self, feed_id: int, key: str, entry: Entry, now: float) -> int | None:
         row = self.db.execute(
-            """INSERT INTO stories
-                   (feed_id, key, title, link, summary, content, author, published, first_seen)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """INSERT INTO stories (feed_id, key, title, link, summary, content, author,
+                                   published, first_seen, full_text)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (feed_id, key) DO NOTHING RETURNING id""",
             [
                 feed_id,
@@ -808,6 +833,7 @@ class Store:
                 entry.author,
                 entry.published,
                 now,
+                int(entry.full_text),
             ],
         ).fetchone()
         return int(row[0]) if row else None

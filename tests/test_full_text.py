@@ -24,6 +24,7 @@ from tests.news_pages import (
 from tests.servers import AlertSink, FeedServer
 
 HTML = "text/html; charset=utf-8"
+AUTO = "{interval: 15m, timeout: 5s, max_age: 7d, jitter: 0.1s, full_text: auto}"  # the default
 
 
 def once(config: Path) -> dict[str, object]:
@@ -51,7 +52,9 @@ def test_a_term_only_in_the_article_body_alerts_with_the_articles_sentence(
 ) -> None:
     url = teaser_feed(feeds, {"/2020/08/s400-turkey/": news_site_page(seed_article())})
     assert "F-35" not in seed_article().teaser  # the feed alone would miss it
-    config = write_config(tmp_path, feeds=[url], notify=[sink.url], keywords=["F-35"])
+    config = write_config(
+        tmp_path, feeds=[url], notify=[sink.url], keywords=["F-35"], defaults=AUTO
+    )
     report = once(config)
     assert report["alerts_queued"] == 1
     [alert] = sink.wait_for(1)
@@ -69,7 +72,9 @@ def test_a_failed_page_falls_back_to_the_feed_text_and_is_shown_in_status(
 ) -> None:
     url = teaser_feed(feeds, {"/gone/": "x"})
     feeds.routes["/gone/"].status = 404
-    config = write_config(tmp_path, feeds=[url], notify=[sink.url], keywords=["S-400"])
+    config = write_config(
+        tmp_path, feeds=[url], notify=[sink.url], keywords=["S-400"], defaults=AUTO
+    )
     report = once(config)
     assert report["alerts_queued"] == 1  # the teaser's own term still alerts
     assert "S-400" in sink.wait_for(1)[0]["title"]

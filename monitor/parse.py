@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from monitor.errors import ParseError
-from monitor.identity import entry_key, with_keys
+from monitor.identity import entry_key, publisher_names, with_keys
 from monitor.models import Entry, ParsedFeed
 from monitor.text import html_to_text, normalize_text
 
@@ -105,8 +105,14 @@ def parse_feed(
         if parsed.get("bozo"):
             raise ParseError(f"broken feed: {_describe(reason)}")
 
-    entries = [with_keys(_entry(raw, url, now)) for raw in parsed.entries]
     title = html_to_text(parsed.feed.get("title", "")) or None
+    # Who publishes the entries, for their title keys: the feed, or an aggregator's source.
+    publishers = publisher_names(title, url)
+    entries = []
+    for raw in parsed.entries:
+        source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+        named = publisher_names(html_to_text(str(source.get("title") or "")), source.get("href"))
+        entries.append(with_keys(_entry(raw, url, now), publishers | named))
     return ParsedFeed(title=title, entries=entries, update_hint=update_hint(parsed.feed))
 
 

@@ -186,3 +186,28 @@ def test_aggregator_copies_join_across_feeds_only_within_the_window(
     titles = alerted(sink)
     assert titles["Greece buys F-35 jets"] == 1 and titles["Greece buys F-35 jets - Reuters"] == 1
     assert titles["Turkey tests S-400 radar"] + titles["Turkey tests S-400 radar - Reuters"] == 1
+
+
+def test_a_story_stored_under_an_earlier_fingerprint_is_not_new_again(tmp_path: Path) -> None:
+    from monitor.identity import TITLE_WINDOW
+    from monitor.match import Matcher
+    from monitor.pipeline import plan_poll
+    from monitor.store import PollRecord, Store
+
+    title = "Lost Shows of 2007 - Part 1"
+    store = Store.open(tmp_path / "m.db")
+    feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
+
+    def poll(key: str) -> int:
+        entry = Entry(key, title, None, published=NOW - 60)
+        keyed = [(entry, source_keys(entry, set()))]
+        lookup = store.lookup(feed.id, [keys for _, keys in keyed], NOW - TITLE_WINDOW)
+        plan = plan_poll(keyed, lookup, Matcher([]), feed_id=feed.id, feed_name="E", now=NOW,
+                         max_age=86400)  # fmt: skip
+        store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), plan)
+        return len(plan.new)
+
+    assert poll("hash:" + legacy_fingerprint(title, NOW - 60)) == 1  # as an earlier version
+    assert poll("hash:" + fingerprint(title, NOW - 60)) == 0  # this version: known
+    assert poll("hash:" + fingerprint(title, NOW - 60)) == 0  # now by its own key
+    store.close()

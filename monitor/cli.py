@@ -36,7 +36,7 @@ from monitor.config import (
 )
 from monitor.delivery import send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
-from monitor.match import Matcher, lint_watchlist
+from monitor.match import Matcher, explain_terms, lint_watchlist
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
 from monitor.render import Rendered
@@ -153,6 +153,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
                       for f in config.feeds],
             "watchlists": [w.name for w in config.watchlists],
             "targets": targets, "warnings": warnings,
+            "terms": {w.name: explain_terms(w) for w in config.watchlists},
         }, ensure_ascii=False, indent=2))  # fmt: skip
         return
     click.echo(f"{path}: OK")
@@ -176,6 +177,8 @@ def check(config_path: Path | None, as_json: bool) -> None:
             click.echo(f"      require: {', '.join(watchlist.require)}")
         if watchlist.exclude:
             click.echo(f"      exclude: {', '.join(watchlist.exclude)}")
+        for explanation in explain_terms(watchlist):
+            click.echo(f"      {explanation}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     label = "" if config.notify else " (no targets configured: alerts go to the console)"

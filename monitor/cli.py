@@ -36,7 +36,7 @@ from monitor.config import (
 )
 from monitor.delivery import send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
-from monitor.match import Matcher, explain_terms, lint_watchlist
+from monitor.match import Matcher, explain_terms, lint_watchlist, search_query
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
 from monitor.render import Rendered
@@ -262,7 +262,15 @@ def _when(stamp: float | None) -> str:
 @click.option("--limit", default=20, show_default=True, help="At most this many stories.")
 @_json_option
 def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
-    """Full-text search of stored stories (words, not syntax: S-400 and C++ work)."""
+    """Full-text search of stored stories (words, not syntax: S-400 and C++ work).
+
+    Each word is read as a watchlist reads a term: S-400 also finds S400, F-35 also F-35A.
+    """
+    if search_query(query) is None:
+        raise click.BadParameter(
+            "search for at least one word or number (the query is words, not FTS syntax)",
+            param_hint="QUERY",
+        )
     _, config = _load(config_path)
     with Store.open(config.database) as store:
         hits = store.search(query, since, limit)

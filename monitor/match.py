@@ -444,11 +444,8 @@ class Matcher:
                 i = bisect_right(starts, start) - 1
                 if end == start or end > starts[i] + len(texts[fields[i]]):
                     continue  # empty, or running from one field into the next
-                if not _stands_alone(found.group(0)):
-                    continue
-                if self.terms[term_index].designator and not _is_designator(text, start, end):
-                    continue
-                hits[term_index].append(_Hit(fields[i], start - starts[i], end - starts[i]))
+                if _accepted(self.terms[term_index], text, found):
+                    hits[term_index].append(_Hit(fields[i], start - starts[i], end - starts[i]))
         return hits
 
     def _candidates(self, text: str) -> list[tuple[int, tuple[int, int]]]:
@@ -506,6 +503,60 @@ class Matcher:
             windows.append((term_id, (max(0, low), min(high, len(text)))))
         windows.extend((term_id, (0, len(text))) for term_id in self._always)
         return windows
+
+
+def _accepted(term: Term, text: str, found: re.Match[str]) -> bool:
+    """Whether a match of ``term``'s pattern is the term: not a wholly Cyrillic or Greek
+    word that looks Latin, and for a designator, not ordinary words and numbers."""
+    if not _stands_alone(found.group(0)):
+        return False
+    return not term.designator or _is_designator(text, found.start(), found.end())
+
+
+def occurs(term: Term, text: str) -> bool:
+    """Whether ``term`` occurs in ``text`` (plain text, as stored), as a watchlist reads it."""
+    return any(_accepted(term, text, found) for found in term.pattern.finditer(text))
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A ``search`` query read as watchlist terms, one per word (all must occur).
+
+    ``fts`` is an FTS5 expression that finds every story that may hold them (each term's
+    spellings: S-400 is "s 400" or "s400", F-35 also "f 35a"); ``accepts`` then keeps the
+    stories where every term occurs as a watchlist would match it.
+    """
+
+    fts: str
+    terms: tuple[Term, ...]
+
+    def accepts(self, text: str) -> bool:
+        return all(occurs(term, text) for term in self.terms)
+
+
+def search_query(query: str) -> SearchQuery | None:
+    """The query's words as terms, or None when it has no letter or digit to look for."""
+    clauses, terms = [], []
+    for word in normalize_text(query).split():
+        word = word.strip("\"'")
+        pieces = [p.lower() for p in _PIECE_RE.findall(word)]
+        if not pieces:
+            continue  # punctuation alone ("--", "*") says nothing to look for
+        phrase, joined = " ".join(pieces), "".join(pieces)
+        as_written = " ".join(re.findall(r"[^\W_]+", word.lower()))  # as FTS tokenizes it
+        if is_designator_term(word):
+            spellings = [f'"{as_written}"*', f'"{phrase}"*', f'"{joined}"*']  # F-35A, S400s
+        else:
+            spellings = [f'"{as_written}"', f'"{phrase}"', f'"{joined}"']
+            if word.isupper() and len(joined) > 1:
+                spellings.append(f'"{joined}s"')  # SAMs
+            if is_short_capitals(word):
+                spellings.append(f'"{" ".join(joined)}"')  # U.S.
+        clauses.append("(" + " OR ".join(dict.fromkeys(spellings)) + ")")
+        terms.append(compile_term(word))
+    if not terms:
+        return None
+    return SearchQuery(" AND ".join(clauses), tuple(terms))
 
 
 def _in_fields(hits: Sequence[_Hit], fields: frozenset[str]) -> bool:

@@ -209,18 +209,24 @@ def with_keys(entry: Entry, publishers: frozenset[str] = frozenset()) -> Entry:
 
 
 def shared_links(entries: list[Entry]) -> set[str]:
-    """Canonical links that a feed document uses for several different entries.
+    """Canonical links, and guid keys ("id:..."), that a feed document uses for several
+    different entries, so that they tell none of them apart.
 
-    A press-release page listed as the link of every item identifies none of them.
+    A press-release page listed as the link of every item identifies none of them; nor
+    does a page whose items differ only by fragment ("entries.php#110", "#111"), even
+    under one title; nor a guid the feed gives every item.
     """
-    seen: dict[str, str | None] = {}
+    links: dict[str, tuple[str | None, str | None]] = {}
+    guids: dict[str, str | None] = {}
     shared = set()
     for entry in entries:
-        if entry.link_key is None:
-            continue
-        if entry.link_key in seen and seen[entry.link_key] != entry.title_key:
-            shared.add(entry.link_key)
-        seen.setdefault(entry.link_key, entry.title_key)
+        if entry.link_key is not None:
+            seen = links.setdefault(entry.link_key, (entry.title_key, entry.link))
+            if seen != (entry.title_key, entry.link):
+                shared.add(entry.link_key)
+        is_guid = entry.key.startswith("id:")
+        if is_guid and guids.setdefault(entry.key, entry.title_key) != entry.title_key:
+            shared.add(entry.key)
     return shared
 
 
@@ -260,14 +266,20 @@ def _names_a_page(canonical: str | None) -> bool:
 
 
 def source_keys(entry: Entry, shared: set[str]) -> SourceKeys:
-    """The keys of ``entry``; ``shared`` are the links its feed uses for several entries."""
+    """The keys of ``entry``; ``shared`` are the links and guids its feed uses for several
+    entries (``shared_links``, and the store's memory of links told apart before)."""
     entry = with_keys(entry)
     canonical = entry.link_key
     is_shared = canonical in shared
     opaque = bool(entry.opaque_link) or is_shared
     key = entry.key
-    if is_shared and key.startswith("link:"):
-        key = "hash:" + fingerprint(entry.title, entry.published)
+    if key in shared or (is_shared and key.startswith("link:")):
+        # A guid or link the feed gives several entries: its link if that tells it
+        # apart, else its title and date.
+        if key.startswith("id:") and canonical and not opaque:
+            key = f"link:{canonical}"
+        else:
+            key = "hash:" + fingerprint(entry.title, entry.published)
     legacy = None
     if key.startswith("hash:"):
         legacy = "hash:" + legacy_fingerprint(entry.title, entry.published)

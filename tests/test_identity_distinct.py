@@ -16,9 +16,11 @@ from click.testing import CliRunner
 
 from monitor.cli import cli
 from monitor.identity import (
+    entry_key,
     fingerprint,
     legacy_fingerprint,
     publisher_names,
+    shared_links,
     source_keys,
     title_key,
     with_keys,
@@ -211,3 +213,44 @@ def test_a_story_stored_under_an_earlier_fingerprint_is_not_new_again(tmp_path: 
     assert poll("hash:" + fingerprint(title, NOW - 60)) == 0  # this version: known
     assert poll("hash:" + fingerprint(title, NOW - 60)) == 0  # now by its own key
     store.close()
+
+
+def keys_of(*entries: Entry) -> list[str]:
+    keyed = [with_keys(entry) for entry in entries]
+    shared = shared_links(keyed)
+    return [source_keys(entry, shared).entry_key for entry in keyed]
+
+
+def test_links_that_differ_only_by_fragment_tell_no_entry_apart() -> None:
+    # A newsletter archive: no guids, one title, one page, an anchor per issue.
+    issues = [
+        Entry(entry_key(None, f"https://news.example/entries.php#{n}", "newsletter", 86400.0 * n),
+              "newsletter", f"https://news.example/entries.php#{n}", published=86400.0 * n)
+        for n in (110, 111)
+    ]  # fmt: skip
+    assert len(set(keys_of(*issues))) == 2
+    # Blogger posts with distinct guids, one title, linked to a monthly archive page.
+    posts = [
+        Entry(f"id:tag:blogger.com,1999:post-{n}", "Programme change",
+              f"https://blog.example/archive/2005_11_01_archive_page#{n}")
+        for n in (1131, 1134)
+    ]  # fmt: skip
+    keys = keys_of(*posts)
+    assert keys == ["id:tag:blogger.com,1999:post-1131", "id:tag:blogger.com,1999:post-1134"]
+    keyed = [with_keys(post) for post in posts]
+    assert not any(source_keys(post, shared_links(keyed)).own_link for post in keyed)
+
+
+def test_a_guid_given_to_every_item_tells_none_apart() -> None:
+    page = "https://moe.example/media/spotlight/"
+    items = [
+        Entry("id:" + page, title, f"https://moe.example/media/{slug}", published=5.0)
+        for title, slug in [("Single-session schools", "a"), ("Work plan seminar", "b")]
+    ]
+    assert keys_of(*items) == [
+        "link:https://moe.example/media/a",
+        "link:https://moe.example/media/b",
+    ]
+    same_link = [Entry("id:" + page, title, page) for title in ("One", "Two")]
+    first, second = keys_of(*same_link)
+    assert first != second and first.startswith("hash:")

@@ -56,6 +56,8 @@ _APOSTROPHES = "'\u2019\u02bc\u2018`\u00b4"
 # 俄罗斯S-400防空系统) it is a word edge.
 _WORD_CHAR = "[0-9A-Za-z_\u00c0-\u024f\u1e00-\u1eff\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f]"
 _NOT_WORD = f"(?!{_WORD_CHAR})"
+# After a designator's number: not a number that goes on as a quantity (12,000, 10.5, 10%).
+_NOT_QUANTITY = r"(?![.,]\d|[^\S\n]?%)"
 _WORD_CHAR_RE = re.compile(_WORD_CHAR)
 _WORD_START = f"(?<!{_WORD_CHAR})"
 # Pieces: digit runs, and letter runs of one script (other letters one at a time).
@@ -166,7 +168,7 @@ def compile_term(term: str) -> Term:
     if is_regex_term(term):
         return Term(term, re.compile(term[1:-1], re.IGNORECASE), anchor=None)
     capitals = is_short_capitals(term)
-    pattern = re.compile(term_pattern(term), 0 if capitals else re.IGNORECASE)
+    pattern = re.compile(term_pattern(term), re.IGNORECASE)
     parts = _PIECE_RE.findall(normalize_text(term).lower().translate(_BY_LOOK))
     significant = [part for part in parts if len(part) > 1] or parts
     if not significant:
@@ -216,8 +218,8 @@ def is_designator_term(term: str) -> bool:
 
 
 def term_pattern(term: str) -> str:
-    """The regular expression for one watchlist term: used case-insensitively, except for
-    short capitals (``is_short_capitals``), whose pattern is for case-sensitive use."""
+    """The regular expression for one watchlist term, for use with re.IGNORECASE (short
+    capitals, ``is_short_capitals``, carry their own case-sensitive group)."""
     if is_short_capitals(term):
         return _capitals_pattern(normalize_text(term))
     normalized = normalize_text(term).translate(_BY_LOOK)
@@ -241,8 +243,9 @@ def term_pattern(term: str) -> str:
         previous_part = part
     last = words[-1]
     if last[-1].isdigit():
-        # Designators: a variant letter (F-35A) and/or a plural (F-35s), nothing longer.
-        tail = rf"(?:[A-Za-z]{_NOT_WORD}|[A-Za-z]?(?-i:s){_NOT_WORD})?"
+        # Designators: a variant letter (F-35A) and/or a plural (F-35s), nothing longer;
+        # nor a number that goes on as a quantity (A 12,000, A 12.5, A 12%).
+        tail = rf"(?:[A-Za-z]{_NOT_WORD}|[A-Za-z]?(?-i:s){_NOT_WORD}|{_NOT_QUANTITY})"
     elif len(last) >= 2 and last.isupper() and len(words) == 1:
         tail = r"(?-i:s)?"  # acronyms: SAMs, ICBMs (but not SAMS as another word)
     else:
@@ -257,30 +260,27 @@ def _capitals_pattern(word: str) -> str:
         extra = _LOOKS_LIKE.get(char.lower(), "").upper()
         letters.append(f"[{re.escape(char)}{extra}]" if extra else re.escape(char))
     dotted = r"\.".join(letters) + rf"\.?(?!\.?{_WORD_CHAR})"
-    return rf"{_WORD_START}(?:{dotted}|{''.join(letters)}s?{_NOT_WORD})"
+    # Case-sensitive inside, so the pattern means the same under re.IGNORECASE.
+    return rf"(?-i:{_WORD_START}(?:{dotted}|{''.join(letters)}s?{_NOT_WORD}))"
 
 
 # A letter run and a digit run of a designator, either way round, with what separates them.
 _LETTERS_DIGITS_RE = re.compile(r"([^\W\d_]+)([^\S\n]*[" + re.escape(DASHES) + r"]?[^\S\n]*)(\d+)")
 _DIGITS_LETTERS_RE = re.compile(r"(\d+)([^\S\n]*[" + re.escape(DASHES) + r"]?[^\S\n]*)([^\W\d_]+)")
-# After a designator's number: the number goes on as a quantity (12,000, 10.5, 10%).
-_QUANTITY_RE = re.compile(r"[.,]\d|[^\S\n]?%")
 # After a designator's letters: another number follows ("4 K 20": K goes with the 20).
 _NUMBER_NEXT_RE = re.compile(r"[^\S\n]*[" + re.escape(DASHES) + r"]?[^\S\n]*\d")
 
 
 def _is_designator(text: str, start: int, end: int) -> bool:
-    """Whether a match of a designator term at text[start:end] is one in the text, not
-    ordinary words and numbers that happen to line up with it.
+    """Whether a match of a designator term written with a space (text[start:end]) is one
+    in the text, not ordinary words and numbers that happen to line up with it.
 
-    A lowercase word then a number ("a 12", "a 10-year") is not A12; a number that goes on
-    as a quantity ("a 12,000 mAh", "10.5", "10%") is no designator; and in "K 4 K 20" the
+    A lowercase word then a number ("a 12", "a 10-year") is not A12, and in "K 4 K 20" the
     second K belongs to the 20, not to a "4K". Written together or with a dash (a12, s-400)
-    they are designators whatever their case.
+    they are designators whatever their case; a number that goes on as a quantity ("a
+    12,000 mAh", "10.5", "10%") never is one (``term_pattern`` sees to that).
     """
     found = text[start:end]
-    if found[-1].isdigit() and _QUANTITY_RE.match(text, end):
-        return False
     for letters, gap, _ in _LETTERS_DIGITS_RE.findall(found):
         if gap and gap.isspace() and letters.islower():
             return False
@@ -433,7 +433,8 @@ class Matcher:
             starts.append(starts[-1] + len(texts[field]) + 1)
         hits: dict[int, list[_Hit]] = defaultdict(list)
         for term_index, (low, high) in self._candidates(text):
-            pattern = self.terms[term_index].pattern
+            term = self.terms[term_index]
+            pattern = term.pattern
             for found in pattern.finditer(text, low, high):
                 if high < len(text) and found.end() >= high:
                     # The window's end hid what follows: check against the whole text.
@@ -444,8 +445,12 @@ class Matcher:
                 i = bisect_right(starts, start) - 1
                 if end == start or end > starts[i] + len(texts[fields[i]]):
                     continue  # empty, or running from one field into the next
-                if _accepted(self.terms[term_index], text, found):
-                    hits[term_index].append(_Hit(fields[i], start - starts[i], end - starts[i]))
+                span = found.group(0)
+                if not _stands_alone(span):
+                    continue
+                if term.designator and " " in span and not _is_designator(text, start, end):
+                    continue
+                hits[term_index].append(_Hit(fields[i], start - starts[i], end - starts[i]))
         return hits
 
     def _candidates(self, text: str) -> list[tuple[int, tuple[int, int]]]:
@@ -508,9 +513,10 @@ class Matcher:
 def _accepted(term: Term, text: str, found: re.Match[str]) -> bool:
     """Whether a match of ``term``'s pattern is the term: not a wholly Cyrillic or Greek
     word that looks Latin, and for a designator, not ordinary words and numbers."""
-    if not _stands_alone(found.group(0)):
+    span = found.group(0)
+    if not _stands_alone(span):
         return False
-    return not term.designator or _is_designator(text, found.start(), found.end())
+    return not (term.designator and " " in span) or _is_designator(text, *found.span())
 
 
 def occurs(term: Term, text: str) -> bool:

@@ -38,7 +38,8 @@ def found(text: str) -> set[str]:
         ("IT outage at the ministry", {"IT"}),
         ("three SAMs were fired", {"SAM"}),
         ("Sam said so", set()),
-        ("Сoastal SAM sites", {"SAM"}),
+        ("Coastal СAM sites", {"SAM"}),  # a Cyrillic С in a Latin word
+        ("coastal сam sites", set()),
         # Designators: not a lowercase word then a number, nor a number that goes on.
         ("a phone with a 12,000 mAh battery", set()),
         ("a 10-year plan", set()),

@@ -64,9 +64,7 @@ def titles(output: str) -> set[str]:
         ("S-400 Turkey", {"id:1", "id:7"}),
     ],
 )
-def test_search_spells_terms_as_watchlists_do(
-    config: Path, query: str, expected: set[str]
-) -> None:
+def test_search_spells_terms_as_watchlists_do(config: Path, query: str, expected: set[str]) -> None:
     code, output = search(config, query)
     assert code == 0, output
     assert titles(output) == {STORIES[key] for key in expected}

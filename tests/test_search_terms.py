@@ -62,6 +62,8 @@ def titles(output: str) -> set[str]:
         ("C++", {"id:5"}),
         ("US", {"id:7"}),  # U.S., not the word "us"
         ("S-400 Turkey", {"id:1", "id:7"}),
+        ("NOT OR AND NEAR", set()),  # FTS5 operators are words here
+        ('"S-400', {"id:1", "id:7"}),  # an unbalanced quote is no syntax error
     ],
 )
 def test_search_spells_terms_as_watchlists_do(config: Path, query: str, expected: set[str]) -> None:

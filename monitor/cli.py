@@ -38,7 +38,7 @@ from monitor.config import (
 from monitor.delivery import send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
 from monitor.explain import explain_story, not_alerted_reason
-from monitor.match import Matcher, lint_watchlist
+from monitor.match import Matcher, explain_terms, lint_watchlist, search_query
 from monitor.models import Match
 from monitor.pipeline import feed_display_name
 from monitor.redact import (
@@ -218,6 +218,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
                       for f in config.feeds],
             "watchlists": [w.name for w in config.watchlists],
             "targets": targets, "warnings": warnings,
+            "terms": {w.name: explain_terms(w) for w in config.watchlists},
         }, indent=2)  # fmt: skip
         return
     _say(f"{path}: OK")
@@ -241,6 +242,8 @@ def check(config_path: Path | None, as_json: bool) -> None:
             _say(f"      require: {', '.join(watchlist.require)}")
         if watchlist.exclude:
             _say(f"      exclude: {', '.join(watchlist.exclude)}")
+        for explanation in explain_terms(watchlist):
+            _say(f"      {explanation}")
     for warning in warnings:
         _say(f"warning: {warning}", err=True)
     label = "" if config.notify else " (no targets configured: alerts go to the console)"
@@ -332,7 +335,15 @@ def _when(stamp: float | None) -> str:
 @click.option("--limit", default=20, show_default=True, help="At most this many stories.")
 @_json_option
 def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
-    """Full-text search of stored stories (words, not syntax: S-400 and C++ work)."""
+    """Full-text search of stored stories (words, not syntax: S-400 and C++ work).
+
+    Each word is read as a watchlist reads a term: S-400 also finds S400, F-35 also F-35A.
+    """
+    if search_query(query) is None:
+        raise click.BadParameter(
+            "search for at least one word or number (the query is words, not FTS syntax)",
+            param_hint="QUERY",
+        )
     _, config = _load_for_reading(config_path)
     with Store.open(config.database) as store:
         hits = store.search(query, since, limit)

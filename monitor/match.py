@@ -31,6 +31,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import NamedTuple
 
 import ahocorasick
@@ -51,11 +52,14 @@ _GAP = rf"[^\S\n]*{_DASH_CLASS}?[^\S\n]*"
 _WORD_GAP = rf"(?:[^\S\n]+|[^\S\n]*{_DASH_CLASS}[^\S\n]*)"
 _DIGIT_SPLIT_RE = re.compile(r"\d+|\D+")
 _APOSTROPHES = "'\u2019\u02bc\u2018`\u00b4"
-# Letters of the alphabetic scripts that separate words with spaces, and digits. A term
-# edge next to one of these is inside a word; next to anything else (space, punctuation,
-# or a CJK character, as in 俄罗斯S-400防空系统) it is a word edge.
-_WORD_CHAR = "[0-9A-Za-z\u00c0-\u024f\u1e00-\u1eff\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f]"
+# Letters of the alphabetic scripts that separate words with spaces, digits, and "_" (an
+# identifier such as en_US is one word). A term edge next to one of these is inside a
+# word; next to anything else (space, punctuation, or a CJK character, as in
+# 俄罗斯S-400防空系统) it is a word edge.
+_WORD_CHAR = "[0-9A-Za-z_\u00c0-\u024f\u1e00-\u1eff\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f]"
 _NOT_WORD = f"(?!{_WORD_CHAR})"
+# After a designator's number: not a number that goes on as a quantity (12,000, 10.5, 10%).
+_NOT_QUANTITY = r"(?![.,]\d|[^\S\n]?%)"
 _WORD_CHAR_RE = re.compile(_WORD_CHAR)
 _WORD_START = f"(?<!{_WORD_CHAR})"
 # Pieces: digit runs, and letter runs of one script (other letters one at a time).
@@ -158,11 +162,14 @@ class Term:
     # whitespace-normalized, so a gap in a term is at most a few characters wide.
     reach_before: int = 0
     reach_after: int = 0
+    # A designator (letters and digits in one word): its matches pass ``_is_designator``.
+    designator: bool = False
 
 
 def compile_term(term: str) -> Term:
     if is_regex_term(term):
         return Term(term, compile_user_pattern(term[1:-1]), anchor=None)
+    capitals = is_short_capitals(term)
     pattern = re.compile(term_pattern(term), re.IGNORECASE)
     parts = _PIECE_RE.findall(normalize_text(term).lower().translate(_BY_LOOK))
     significant = [part for part in parts if len(part) > 1] or parts
@@ -173,6 +180,8 @@ def compile_term(term: str) -> Term:
         spellings = {part}
         if part == parts[-1] and not part.isdigit():
             spellings.add(part + "s")  # CAATSAs, and any word a plural suffix may follow
+        if capitals:
+            spellings.add(".".join(part))  # U.S.
         needs[part] = frozenset(spellings)
     ordered = list(needs.values())
     # The longest piece is the rarest, and at equal length a number ("35") is far rarer
@@ -189,11 +198,32 @@ def compile_term(term: str) -> Term:
         others,
         reach_before=3 * offset + 2,
         reach_after=3 * (len(folded) - offset) + 4,
+        designator=is_designator_term(term),
     )
 
 
+def is_short_capitals(term: str) -> bool:
+    """A two- or three-letter word in capitals (US, IT, SAM): matched only in capitals,
+    or dotted (U.S.), never as the everyday word ("us", "it") or inside "en_US"."""
+    word = normalize_text(term)
+    return 2 <= len(word) <= 3 and word.isalpha() and word.isupper() and word.isascii()
+
+
+def is_designator_term(term: str) -> bool:
+    """A word of letters and digits, together or with a dash: S-400, A12, 4K, Su-35 (not
+    a phrase the analyst wrote with a space, such as "Block 3")."""
+    word = normalize_text(term)
+    if is_regex_term(term) or " " in word:
+        return False
+    pieces = _PIECE_RE.findall(word)
+    return any(p[0].isdigit() for p in pieces) and any(not p[0].isdigit() for p in pieces)
+
+
 def term_pattern(term: str) -> str:
-    """The regular expression (without flags) for one watchlist term."""
+    """The regular expression for one watchlist term, for use with re.IGNORECASE (short
+    capitals, ``is_short_capitals``, carry their own case-sensitive group)."""
+    if is_short_capitals(term):
+        return _capitals_pattern(normalize_text(term))
     normalized = normalize_text(term).translate(_BY_LOOK)
     parts = _TERM_PART_RE.findall(normalized)
     words = [part for part in parts if part[0].isalnum()]
@@ -215,13 +245,53 @@ def term_pattern(term: str) -> str:
         previous_part = part
     last = words[-1]
     if last[-1].isdigit():
-        # Designators: a variant letter (F-35A) and/or a plural (F-35s), nothing longer.
-        tail = rf"(?:[A-Za-z]{_NOT_WORD}|[A-Za-z]?(?-i:s){_NOT_WORD})?"
+        # Designators: a variant letter (F-35A) and/or a plural (F-35s), nothing longer;
+        # nor a number that goes on as a quantity (A 12,000, A 12.5, A 12%).
+        tail = rf"(?:[A-Za-z]{_NOT_WORD}|[A-Za-z]?(?-i:s){_NOT_WORD}|{_NOT_QUANTITY})"
     elif len(last) >= 2 and last.isupper() and len(words) == 1:
         tail = r"(?-i:s)?"  # acronyms: SAMs, ICBMs (but not SAMS as another word)
     else:
         tail = ""
     return rf"{_WORD_START}{''.join(out)}{tail}{_NOT_WORD}"
+
+
+def _capitals_pattern(word: str) -> str:
+    """US, USs or U.S. (but not the U.S of U.S.A.), in capitals, look-alikes included."""
+    letters = []
+    for char in word:
+        extra = _LOOKS_LIKE.get(char.lower(), "").upper()
+        letters.append(f"[{re.escape(char)}{extra}]" if extra else re.escape(char))
+    dotted = r"\.".join(letters) + rf"\.?(?!\.?{_WORD_CHAR})"
+    # Case-sensitive inside, so the pattern means the same under re.IGNORECASE.
+    return rf"(?-i:{_WORD_START}(?:{dotted}|{''.join(letters)}s?{_NOT_WORD}))"
+
+
+# A letter run and a digit run of a designator, either way round, with what separates them.
+_LETTERS_DIGITS_RE = re.compile(r"([^\W\d_]+)([^\S\n]*[" + re.escape(DASHES) + r"]?[^\S\n]*)(\d+)")
+_DIGITS_LETTERS_RE = re.compile(r"(\d+)([^\S\n]*[" + re.escape(DASHES) + r"]?[^\S\n]*)([^\W\d_]+)")
+# After a designator's letters: another number follows ("4 K 20": K goes with the 20).
+_NUMBER_NEXT_RE = re.compile(r"[^\S\n]*[" + re.escape(DASHES) + r"]?[^\S\n]*\d")
+
+
+def _is_designator(text: str, start: int, end: int) -> bool:
+    """Whether a match of a designator term written with a space (text[start:end]) is one
+    in the text, not ordinary words and numbers that happen to line up with it.
+
+    A lowercase word then a number ("a 12", "a 10-year") is not A12, and in "K 4 K 20" the
+    second K belongs to the 20, not to a "4K". Written together or with a dash (a12, s-400)
+    they are designators whatever their case; a number that goes on as a quantity ("a
+    12,000 mAh", "10.5", "10%") never is one (``term_pattern`` sees to that).
+    """
+    found = text[start:end]
+    for letters, gap, _ in _LETTERS_DIGITS_RE.findall(found):
+        if gap and gap.isspace() and letters.islower():
+            return False
+    for match in _DIGITS_LETTERS_RE.finditer(found):
+        if match.group(2) and match.group(2).isspace():
+            after = start + match.end()
+            if _NUMBER_NEXT_RE.match(text, after):
+                return False
+    return True
 
 
 def _is_gap(part: str) -> bool:
@@ -365,7 +435,8 @@ class Matcher:
             starts.append(starts[-1] + len(texts[field]) + 1)
         hits: dict[int, list[_Hit]] = defaultdict(list)
         for term_index, (low, high) in self._candidates(text):
-            pattern = self.terms[term_index].pattern
+            term = self.terms[term_index]
+            pattern = term.pattern
             for found in pattern.finditer(text, low, high):
                 if high < len(text) and found.end() >= high:
                     # The window's end hid what follows: check against the whole text.
@@ -376,8 +447,12 @@ class Matcher:
                 i = bisect_right(starts, start) - 1
                 if end == start or end > starts[i] + len(texts[fields[i]]):
                     continue  # empty, or running from one field into the next
-                if _stands_alone(found.group(0)):
-                    hits[term_index].append(_Hit(fields[i], start - starts[i], end - starts[i]))
+                span = found.group(0)
+                if not _stands_alone(span):
+                    continue
+                if term.designator and " " in span and not _is_designator(text, start, end):
+                    continue
+                hits[term_index].append(_Hit(fields[i], start - starts[i], end - starts[i]))
         return hits
 
     def _candidates(self, text: str) -> list[tuple[int, tuple[int, int]]]:
@@ -435,6 +510,61 @@ class Matcher:
             windows.append((term_id, (max(0, low), min(high, len(text)))))
         windows.extend((term_id, (0, len(text))) for term_id in self._always)
         return windows
+
+
+def _accepted(term: Term, text: str, found: re.Match[str]) -> bool:
+    """Whether a match of ``term``'s pattern is the term: not a wholly Cyrillic or Greek
+    word that looks Latin, and for a designator, not ordinary words and numbers."""
+    span = found.group(0)
+    if not _stands_alone(span):
+        return False
+    return not (term.designator and " " in span) or _is_designator(text, *found.span())
+
+
+def occurs(term: Term, text: str) -> bool:
+    """Whether ``term`` occurs in ``text`` (plain text, as stored), as a watchlist reads it."""
+    return any(_accepted(term, text, found) for found in term.pattern.finditer(text))
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A ``search`` query read as watchlist terms, one per word (all must occur).
+
+    ``fts`` is an FTS5 expression that finds every story that may hold them (each term's
+    spellings: S-400 is "s 400" or "s400", F-35 also "f 35a"); ``accepts`` then keeps the
+    stories where every term occurs as a watchlist would match it.
+    """
+
+    fts: str
+    terms: tuple[Term, ...]
+
+    def accepts(self, text: str) -> bool:
+        return all(occurs(term, text) for term in self.terms)
+
+
+def search_query(query: str) -> SearchQuery | None:
+    """The query's words as terms, or None when it has no letter or digit to look for."""
+    clauses, terms = [], []
+    for word in normalize_text(query).split():
+        word = word.strip("\"'")
+        pieces = [p.lower() for p in _PIECE_RE.findall(word)]
+        if not pieces:
+            continue  # punctuation alone ("--", "*") says nothing to look for
+        phrase, joined = " ".join(pieces), "".join(pieces)
+        as_written = " ".join(re.findall(r"[^\W_]+", word.lower()))  # as FTS tokenizes it
+        if is_designator_term(word):
+            spellings = [f'"{as_written}"*', f'"{phrase}"*', f'"{joined}"*']  # F-35A, S400s
+        else:
+            spellings = [f'"{as_written}"', f'"{phrase}"', f'"{joined}"']
+            if word.isupper() and len(joined) > 1:
+                spellings.append(f'"{joined}s"')  # SAMs
+            if is_short_capitals(word):
+                spellings.append(f'"{" ".join(joined)}"')  # U.S.
+        clauses.append("(" + " OR ".join(dict.fromkeys(spellings)) + ")")
+        terms.append(compile_term(word))
+    if not terms:
+        return None
+    return SearchQuery(" AND ".join(clauses), tuple(terms))
 
 
 def _in_fields(hits: Sequence[_Hit], fields: frozenset[str]) -> bool:
@@ -538,3 +668,46 @@ def lint_watchlist(watchlist: Watchlist) -> list[str]:
         if term.casefold() in excluded:
             warnings.append(f"{term!r} is both a keyword and excluded, so it never alerts")
     return [f"watchlist {watchlist.name!r}: {warning}" for warning in warnings]
+
+
+def explain_term(term: str) -> str | None:
+    """How ``check`` says a short or designator-like term is matched; None for others."""
+    word = normalize_text(term)
+    if is_regex_term(term) or not word:
+        return None
+    if is_short_capitals(term):
+        return (
+            f"{term}: only in capitals ({word}, {word}s, {'.'.join(word)}.), "
+            f"never the word {word.lower()!r} or {word.title()!r}, nor inside en_{word}"
+        )
+    if is_designator_term(term):
+        pieces = _PIECE_RE.findall(word)
+        dashed = "-".join(pieces) if len(pieces) == 2 else word
+        forms = ["".join(pieces), dashed, " ".join(pieces), "".join(pieces) + "s"]
+        nots = []
+        for i, (left, right) in enumerate(pairwise(pieces)):
+            if not left[0].isdigit() and right[0].isdigit() and left.lower() != left:
+                nots.append(f"{left.lower()} {right}")  # "a 12": a word, then a number
+            if left[0].isdigit() and not right[0].isdigit():
+                nots.append(f"{' '.join(pieces[: i + 2])} 20")  # "4 K 20": K goes with 20
+        if word[-1].isdigit():
+            spaced = " ".join(pieces)
+            nots += [f"{spaced},000", f"{spaced}.5", f"{spaced}%"]
+        return (
+            f"{term}: designator, any case, written together or with a dash or space "
+            f"({', '.join(dict.fromkeys(forms))}); not {', '.join(map(repr, nots))}"
+        )
+    letters = "".join(_PIECE_RE.findall(word))
+    if len(letters) <= 3 and letters.isalpha():
+        return (
+            f"{term}: any case, as a whole word; write it in capitals "
+            f"({word.upper()}) to match only the acronym"
+        )
+    return None
+
+
+def explain_terms(watchlist: Watchlist) -> list[str]:
+    """How each short or designator-like term of ``watchlist`` will be matched."""
+    terms = [*watchlist.keywords, *(a for names in watchlist.aliases.values() for a in names),
+             *watchlist.require, *watchlist.exclude]  # fmt: skip
+    return [text for term in dict.fromkeys(terms) if (text := explain_term(term))]

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from monitor.errors import ParseError
-from monitor.identity import entry_key, with_keys
+from monitor.identity import entry_key, publisher_names, with_keys
 from monitor.models import Entry, ParsedFeed
 from monitor.text import html_to_text, normalize_text
 
@@ -132,8 +132,14 @@ def parse_feed(
         if parsed.get("bozo"):
             raise ParseError(f"broken feed: {_describe(reason)}")
 
-    entries = [_entry(raw, url, now) for raw in parsed.entries]
     title = html_to_text(parsed.feed.get("title", "")) or None
+    # Who publishes the entries, for their title keys: the feed, or an aggregator's source.
+    publishers = publisher_names(title, url)
+    entries = []
+    for raw in parsed.entries:
+        source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+        named = publisher_names(html_to_text(str(source.get("title") or "")), source.get("href"))
+        entries.append(with_keys(_entry(raw, url, now), publishers | named))
     return ParsedFeed(title=title, entries=entries, update_hint=update_hint(parsed.feed))
 
 
@@ -200,7 +206,8 @@ def _make_entry(
     published: float | None,
     author: str | None,
 ) -> Entry:
-    """The one way an ``Entry`` is made from any format: its key, and identity keys."""
+    """The one way an ``Entry`` is made from any format, with its key. Its identity keys
+    are added by the caller (``with_keys``), which knows the feed's publisher names."""
     entry = Entry(
         key=entry_key(guid, link, title, published),
         title=title,
@@ -210,7 +217,7 @@ def _make_entry(
         published=published,
         author=author,
     )
-    return with_keys(entry)
+    return entry
 
 
 # JSON Feed ------------------------------------------------------------------------------
@@ -259,9 +266,14 @@ def parse_json_feed(body: bytes, *, url: str, now: float) -> ParsedFeed:
     if not isinstance(items, list):
         raise ParseError("broken JSON Feed: it has no list of items")
     feed_author = _json_authors(document)
-    entries = [_json_entry(item, url, now, feed_author) for item in items if isinstance(item, dict)]
-    title = _json_str(document, "title")
-    return ParsedFeed(title=html_to_text(title) or None, entries=entries)
+    title = html_to_text(_json_str(document, "title")) or None
+    publishers = publisher_names(title, url)
+    entries = [
+        with_keys(_json_entry(item, url, now, feed_author), publishers)
+        for item in items
+        if isinstance(item, dict)
+    ]
+    return ParsedFeed(title=title, entries=entries)
 
 
 def _json_entry(item: dict[str, Any], base: str, now: float, feed_author: str | None) -> Entry:

@@ -28,7 +28,10 @@ from monitor.fetch import Fetcher
 from monitor.health import decide_notice
 from monitor.identity import (
     TITLE_WINDOW,
+    Lookup,
     SourceKeys,
+    identify,
+    poll_keys,
     shared_links,
     source_keys,
 )
@@ -41,7 +44,6 @@ from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.scrape import scrape_page
 from monitor.store import (
     FeedState,
-    Lookup,
     PollPlan,
     PollRecord,
     SourceToAdd,
@@ -60,25 +62,6 @@ Clock = Callable[[], float]
 def is_alertable(entry: Entry, now: float, max_age: float) -> bool:
     """Old stories (a new feed's archive) are stored but not alerted; undated ones count as new."""
     return entry.published is None or now - entry.published <= max_age
-
-
-def identify(entry: SourceKeys, lookup: Lookup, feed_id: int) -> tuple[int | None, bool]:
-    """The stored story an entry is, if any, and whether its text may have been edited.
-
-    Rules, in order (see ``monitor/identity.py``): this feed's own key for it; this feed's
-    link for it when the title agrees too (a CMS regenerating guids, not a press-release
-    page reused for every item); any feed's canonical link; and, for links that say
-    nothing, an identical normalized title seen within the title window.
-    """
-    own = lookup.by_entry_key.get(entry.entry_key)
-    if own is not None:
-        return own.story_id, own.content_hash != entry.content_hash
-    for known in lookup.by_link.get(entry.canonical_link or "", ()):
-        if known.feed_id != feed_id or known.title_key == entry.title_key:
-            return known.story_id, False
-    if entry.title_key and entry.title_key in lookup.by_title:
-        return lookup.by_title[entry.title_key], False
-    return None, False
 
 
 def plan_poll(
@@ -136,21 +119,14 @@ def alert_content(feed_name: str, entry: Entry, match: Match) -> AlertContent:
 
 
 def _batch_keys(keys: SourceKeys) -> list[str]:
-    out = [f"key:{keys.entry_key}", f"title:{keys.title_key}"]
-    if keys.canonical_link:
-        out.append(f"link:{keys.canonical_link}")
-    return out
+    """The keys a later entry of the same poll may share with this one's story."""
+    return poll_keys(keys)
 
 
 def _earlier_copy(pending: dict[str, StoryToSave], keys: SourceKeys) -> StoryToSave | None:
-    """A story created earlier in the same poll that ``keys`` is a copy of (same rules)."""
-    for key in (f"key:{keys.entry_key}", f"link:{keys.canonical_link}"):
-        if key in pending:
-            return pending[key]
-    earlier = pending.get(f"title:{keys.title_key}")
-    if earlier is not None and keys.title_key and (keys.opaque or earlier.source.opaque):
-        return earlier
-    return None
+    """A story created earlier in the same poll that ``keys`` is a copy of (one feed, so
+    the within-feed rules: ``identity.poll_keys``)."""
+    return next((pending[key] for key in poll_keys(keys) if key in pending), None)
 
 
 def feed_display_name(url: str, name: str | None, title: str | None = None) -> str:

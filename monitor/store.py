@@ -27,7 +27,8 @@ from sqlite_utils import Migrations
 
 from monitor.errors import DatabaseFault, StoreError
 from monitor.health import FeedHealth, Notice
-from monitor.identity import SourceKeys, source_keys
+from monitor.identity import KnownSource, Lookup, SourceKeys, source_keys
+from monitor.match import search_query
 from monitor.models import AlertContent, Entry, Match
 from monitor.outbox import Delivery, DeliveryKind, HeldDelivery, Release, UnroutedAlert
 
@@ -332,25 +333,6 @@ class PollRecord:
     gone: bool = False
 
 
-@dataclass(frozen=True)
-class KnownSource:
-    """A stored source of a story, as found by ``Store.lookup``."""
-
-    story_id: int
-    feed_id: int
-    title_key: str
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """What the store already knows that a poll's entries might be."""
-
-    by_entry_key: dict[str, KnownSource]  # this feed's own entries
-    by_link: dict[str, list[KnownSource]]  # any feed, by canonical link
-    by_title: dict[str, int]  # story ids by title key: recent, where a link says nothing
-
-
 @dataclass
 class StoryToSave:
     """A new story with what the pipeline decided about it: its matches and alerts."""
@@ -653,51 +635,74 @@ class Store:
         return shared
 
     def lookup(self, feed_id: int, keys: list[SourceKeys], since: float) -> Lookup:
-        """Stored sources sharing a key with ``keys``: this feed's entry keys, any feed's
-        canonical links, and titles first seen at or after ``since``."""
-        columns = "story_id, feed_id, title_key, content_hash"
+        """Stored sources sharing a key with ``keys``: this feed's entry keys (and the keys
+        earlier versions stored), any feed's canonical links, this feed's opaque links of
+        entries not known by key, and other feeds' titles first seen at or after ``since``.
+        Which of them is the same story is ``identity.identify``'s to decide."""
         by_entry_key = dict(
             self._sources_by(
-                f"SELECT entry_key, {columns} FROM story_sources "
-                "WHERE feed_id = ? AND entry_key IN",
-                [k.entry_key for k in keys],
+                "ss.feed_id = ? AND ss.entry_key", "ss.entry_key",
+                [key for k in keys for key in (k.entry_key, k.legacy_key) if key],
                 [feed_id],
             )
-        )
+        )  # fmt: skip
+        unknown = [k for k in keys if k.entry_key not in by_entry_key]
         by_link: dict[str, list[KnownSource]] = {}
         for link, source in self._sources_by(
-            f"SELECT canonical_link, {columns} FROM story_sources WHERE canonical_link IN",
-            [k.canonical_link for k in keys if k.canonical_link],
-        ):
+            "ss.canonical_link", "ss.canonical_link",
+            [k.canonical_link for k in unknown if k.canonical_link],
+        ):  # fmt: skip
             by_link.setdefault(link, []).append(source)
-        # Titles only ever match where a link says nothing: an opaque entry may be any
-        # recent story with its title; a plain one only a recent opaque copy. One story
-        # per title is enough, however often a title ("Daily briefing") recurs.
-        by_title: dict[str, int] = {}
+        by_own_link: dict[str, list[KnownSource]] = {}
+        for link, source in self._sources_by(
+            "ss.feed_id = ? AND ss.opaque = 1 AND ss.link_key", "ss.link_key",
+            [k.own_link for k in unknown if k.own_link and k.opaque],
+            [feed_id],
+        ):  # fmt: skip
+            by_own_link.setdefault(link, []).append(source)
+        # Titles only ever match across feeds where a link says nothing: an opaque entry
+        # may be any recent story with its title; a plain one only a recent opaque copy.
+        by_title: dict[str, list[KnownSource]] = {}
         for opaque_only, titles in (
-            (False, [k.title_key for k in keys if k.title_key and k.opaque]),
-            (True, [k.title_key for k in keys if k.title_key and not k.opaque]),
+            (False, [k.title_key for k in unknown if k.title_key and k.opaque]),
+            (True, [k.title_key for k in unknown if k.title_key and not k.opaque]),
         ):
-            for chunk in _chunks(titles):
-                marks = ",".join("?" * len(chunk))
-                rows = self.db.execute(
-                    "SELECT title_key, min(story_id) FROM story_sources "
-                    f"WHERE title_key IN ({marks}) AND first_seen >= ? "
-                    f"{'AND opaque = 1 ' if opaque_only else ''}GROUP BY title_key",
-                    [*chunk, since],
-                )
-                by_title.update(dict(rows.fetchall()))
-        return Lookup(by_entry_key, by_link, by_title)
+            where = f"ss.first_seen >= ? AND ss.feed_id != ? {'AND ss.opaque = 1 ' * opaque_only}"
+            for title, source in self._sources_by(
+                f"{where}AND ss.title_key", "ss.title_key", titles, [since, feed_id]
+            ):
+                by_title.setdefault(title, []).append(source)
+        return Lookup(by_entry_key, by_link, by_own_link, by_title)
 
     def _sources_by(
-        self, sql: str, values: list[str], params: Sequence[object] = ()
+        self, condition: str, key: str, values: list[str], params: Sequence[object] = ()
     ) -> list[tuple[str, KnownSource]]:
-        """Run ``sql ... IN (values)`` in chunks; rows are (key, story_id, feed_id, ...)."""
+        """Stored sources where ``condition IN (values)``, in chunks, each with its ``key``
+        column's value (``ss`` is story_sources)."""
         out = []
         for chunk in _chunks(values):
             marks = ",".join("?" * len(chunk))
-            for key, *rest in self.db.execute(f"{sql} ({marks})", [*params, *chunk]):
-                out.append((key, KnownSource(*rest)))
+            rows = self.db.execute(
+                f"SELECT {key}, ss.story_id, ss.feed_id, ss.title_key, ss.content_hash, "
+                "ss.link_key, ss.opaque, s.published, ss.first_seen "
+                "FROM story_sources ss JOIN stories s ON s.id = ss.story_id "
+                f"WHERE {condition} IN ({marks})",
+                [*params, *chunk],
+            )
+            for (
+                value,
+                story_id,
+                feed,
+                title,
+                content_hash,
+                link_key,
+                opaque,
+                published,
+                seen,
+            ) in rows:
+                known = KnownSource(story_id, feed, title, content_hash, link_key, bool(opaque),
+                                    published, seen)  # fmt: skip
+                out.append((value, known))
         return out
 
     def recent_published(self, feed_id: int, limit: int = 50) -> list[float]:
@@ -868,22 +873,38 @@ class Store:
     # Outbox ----------------------------------------------------------------
 
     def search(self, query: str, since: float, limit: int = 50) -> list[SearchHit]:
-        """Stories whose text matches ``query`` (words, not FTS syntax), best first."""
+        """Stories whose text holds every word of ``query``, spelled as watchlists spell
+        terms (``match.search_query``; words, not FTS syntax), best first. A query with no
+        letter or digit finds nothing."""
         self.index_pending()
-        try:
-            rows = self.db.execute(
-                """SELECT s.id, s.title, s.link, s.first_seen, f.url, f.name, f.title,
-                          snippet(stories_fts, -1, '»', '«', '…', 16)
-                   FROM stories_fts
-                   JOIN stories s ON s.rowid = stories_fts.rowid
-                   JOIN feeds f ON f.id = s.feed_id
-                   WHERE stories_fts MATCH ? AND s.first_seen >= ?
-                   ORDER BY rank LIMIT ?""",
-                [self.db.quote_fts(query), since, limit],
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"search failed: {exc}") from None
-        return [SearchHit(*row) for row in rows]
+        wanted = search_query(query)
+        if wanted is None:
+            return []
+        hits: list[SearchHit] = []
+        page, offset = max(4 * limit, 100), 0
+        while len(hits) < limit:
+            try:
+                rows = self.db.execute(
+                    """SELECT s.id, s.title, s.link, s.first_seen, f.url, f.name, f.title,
+                              snippet(stories_fts, -1, '»', '«', '…', 16),
+                              s.summary, s.content
+                       FROM stories_fts
+                       JOIN stories s ON s.rowid = stories_fts.rowid
+                       JOIN feeds f ON f.id = s.feed_id
+                       WHERE stories_fts MATCH ? AND s.first_seen >= ?
+                       ORDER BY rank LIMIT ? OFFSET ?""",
+                    [wanted.fts, since, page, offset],
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"search failed: {exc}") from exc
+            # The index finds candidates (F-350 for F-35); the term's own rules decide.
+            for *hit, summary, content in rows:
+                if wanted.accepts("\n".join((hit[1], summary, content))):
+                    hits.append(SearchHit(*hit))
+            if len(rows) < page:
+                break
+            offset += page
+        return hits[:limit]
 
     def recent_matches(
         self, since: float, watchlists: Sequence[str] = (), story_id: int | None = None

@@ -33,13 +33,17 @@ def sink() -> Iterator[AlertSink]:
 
 
 def rss(items: Sequence[dict[str, Any]], title: str = "Test Feed") -> str:
-    """An RSS 2.0 document; each item may have title, link, guid, description, published."""
+    """An RSS 2.0 document; each item may have title, link, guid, description, published,
+    source."""
     parts = []
     for item in items:
         fields = []
         for tag in ("title", "link", "guid", "description"):
             if tag in item:
                 fields.append(f"<{tag}>{escape(item[tag])}</{tag}>")
+        if "source" in item:  # an aggregator's source element: (name, url)
+            name, url = item["source"]
+            fields.append(f'<source url="{escape(url)}">{escape(name)}</source>')
         if "published" in item:
             fields.append(f"<pubDate>{formatdate(item['published'], usegmt=True)}</pubDate>")
         parts.append("<item>" + "".join(fields) + "</item>")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.identity import canonical_url, is_opaque_url, shared_links, title_key, with_keys
+from monitor.identity import (
+    canonical_url,
+    is_opaque_url,
+    publisher_names,
+    shared_links,
+    title_key,
+    with_keys,
+)
 from monitor.models import Entry
 
 SAME_PAGE = [
@@ -76,13 +83,15 @@ def test_article_links_are_not_opaque(url: str) -> None:
 
 def test_title_key_drops_case_punctuation_and_publisher() -> None:
     original = "Russia to deliver second S-400 batch to Turkey"
+    publishers = publisher_names("Reuters", None) | publisher_names("Defense News", None)
+    publishers |= publisher_names(None, "https://breakingdefense.com/feed/")
     for copy in [
         "Russia to deliver second S-400 batch to Turkey - Reuters",
         "Russia to deliver second S-400 batch to Turkey | Defense News",
         "RUSSIA to deliver second S-400 batch to Turkey!",
         "Russia  to deliver second S-400 batch to Turkey — Breaking Defense",
     ]:
-        assert title_key(copy) == title_key(original)
+        assert title_key(copy, publishers) == title_key(original)
 
 
 def test_title_key_keeps_names_and_numbers_apart() -> None:

@@ -85,13 +85,16 @@ def test_aggregator_copies_with_opaque_links_are_matched_by_title(
     tmp_path: Path, feeds: FeedServer, sink: AlertSink
 ) -> None:
     s = Scenario(tmp_path, feeds, sink, ["/agg", "/pub"])
+    # Google News names each copy's source in <source>; its title ends with that name.
     google = "https://news.google.com/rss/articles/CBMi{}?oc=5"
     s.round(
         agg=rss([
             item("Russia to deliver second S-400 batch to Turkey - Reuters",
-                 link=google.format("AaBbCcDdEeFfGgHhIiJjKkLl1"), guid="g1"),
+                 link=google.format("AaBbCcDdEeFfGgHhIiJjKkLl1"), guid="g1",
+                 source=("Reuters", "https://www.reuters.com")),
             item("Russia to deliver second S-400 batch to India - TASS",
-                 link=google.format("ZzYyXxWwVvUuTtSsRrQqPp22"), guid="g2"),
+                 link=google.format("ZzYyXxWwVvUuTtSsRrQqPp22"), guid="g2",
+                 source=("TASS", "https://tass.com")),
         ])
     )  # fmt: skip
     s.round(

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import sqlite_utils
 from sqlite_utils import Migrations
 
@@ -43,7 +44,8 @@ def m001_events(db: sqlite_utils.Database) -> None:
             words INTEGER NOT NULL,
             signature BLOB,           -- NULL once out of the window
             shingles BLOB,
-            marks TEXT
+            marks TEXT,
+            lead_marks TEXT
         )"""
     )
     db.execute("CREATE INDEX event_stories_event ON event_stories (event_id, seen_at)")
@@ -72,11 +74,11 @@ def _wrapped(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: {exc}") from exc
 
 
-def _blob(values: np.ndarray) -> bytes:  # type: ignore[type-arg]
+def _blob(values: npt.NDArray[np.uint32]) -> bytes:
     return values.astype("<u4").tobytes()
 
 
-def _array(blob: bytes) -> np.ndarray:  # type: ignore[type-arg]
+def _array(blob: bytes) -> npt.NDArray[np.uint32]:
     return np.frombuffer(blob, dtype="<u4").astype(np.uint32)
 
 
@@ -116,7 +118,8 @@ class EventStore:
         placeholders = ",".join("?" * len(bands))
         with _wrapped("cannot read the event index"):
             rows = self.db.execute(
-                f"""SELECT s.story_id, s.event_id, s.seen_at, s.shingles, s.marks, s.words
+                f"""SELECT s.story_id, s.event_id, s.seen_at, s.shingles, s.marks, s.lead_marks,
+                           s.words
                     FROM event_stories s
                     WHERE s.story_id IN (SELECT story_id FROM event_bands
                                          WHERE band_key IN ({placeholders}))
@@ -124,9 +127,16 @@ class EventStore:
                 [*bands, since],
             ).fetchall()
         return [
-            Candidate(story_id, event_id, seen_at, _array(shingles),
-                      frozenset(marks.split()), words)  # fmt: skip
-            for story_id, event_id, seen_at, shingles, marks, words in rows
+            Candidate(
+                story_id,
+                event_id,
+                seen_at,
+                _array(shingles),
+                frozenset(marks.split()),
+                frozenset(lead_marks.split()),
+                words,
+            )
+            for story_id, event_id, seen_at, shingles, marks, lead_marks, words in rows
         ]
 
     def add(self, story_id: int, event_id: int, seen_at: float, fp: Fingerprint) -> None:
@@ -134,10 +144,11 @@ class EventStore:
         with _wrapped("cannot write the event index"), self.db.atomic():
             self.db.execute(
                 "INSERT INTO event_stories (story_id, event_id, seen_at, words, signature, "
-                "shingles, marks) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "shingles, marks, lead_marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [story_id, event_id, seen_at, fp.words,
-                 *((_blob(fp.signature), _blob(fp.shingles), " ".join(sorted(fp.marks)))
-                   if fp.indexable else (None, None, None))],
+                 *((_blob(fp.signature), _blob(fp.shingles), " ".join(sorted(fp.marks)),
+                    " ".join(sorted(fp.lead_marks)))
+                   if fp.indexable else (None, None, None, None))],
             )  # fmt: skip
             if fp.indexable:
                 self.db.conn.executemany(
@@ -159,7 +170,8 @@ class EventStore:
                 [(key, story_id) for story_id, sig in rows for key in band_keys(_array(sig))],
             )
             self.db.conn.executemany(
-                "UPDATE event_stories SET signature = NULL, shingles = NULL, marks = NULL "
+                "UPDATE event_stories SET signature = NULL, shingles = NULL, marks = NULL, "
+                "lead_marks = NULL "
                 "WHERE story_id = ?",
                 [(story_id,) for story_id, _ in rows],
             )

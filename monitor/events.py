@@ -135,12 +135,16 @@ def signature(hashes: Shingles) -> Signature:
 
 def band_keys(sig: Signature) -> list[int]:
     """One signed 64-bit key per band (SQLite's INTEGER), the band's number included."""
-    keys = []
-    for band in range(BANDS):
-        rows = sig[band * ROWS : (band + 1) * ROWS].astype("<u4").tobytes()
-        digest = hashlib.blake2b(bytes([band]) + rows, digest_size=8).digest()
-        keys.append(int.from_bytes(digest, "little", signed=True))
-    return keys
+    raw = sig.astype("<u4").tobytes()
+    width = ROWS * 4
+    return [
+        int.from_bytes(
+            hashlib.blake2b(raw[band * width : (band + 1) * width], digest_size=8,
+                            salt=band.to_bytes(16, "little")).digest(),
+            "little", signed=True,
+        )
+        for band in range(BANDS)
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,7 @@ class Fingerprint:
     marks: frozenset[str]
     lead_marks: frozenset[str]  # the marks of its first LEAD_WORDS words
     words: int  # how many words the text has
-
-    @property
-    def bands(self) -> list[int]:
-        return band_keys(self.signature)
+    bands: list[int]  # band_keys(signature)
 
     @property
     def indexable(self) -> bool:
@@ -167,8 +168,9 @@ def fingerprint(title: str, body: str) -> Fingerprint:
     """The fingerprint of a story's title and body text (plain text, not markup)."""
     words = tokens(f"{title}\n{body}")
     hashes = shingles(words)
-    return Fingerprint(hashes, signature(hashes), marks(words), marks(words[:LEAD_WORDS]),
-                       len(words))  # fmt: skip
+    sig = signature(hashes)
+    return Fingerprint(hashes, sig, marks(words), marks(words[:LEAD_WORDS]), len(words),
+                       band_keys(sig))  # fmt: skip
 
 
 @dataclass(frozen=True)

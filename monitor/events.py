@@ -197,7 +197,9 @@ def similarity(a: Shingles, b: Shingles) -> Similarity:
     shared = len(np.intersect1d(a, b, assume_unique=True))
     smaller = min(len(a), len(b))
     union = len(a) + len(b) - shared
-    return Similarity(shared, shared / smaller if smaller else 0.0, shared / union if union else 0)
+    return Similarity(
+        shared, shared / smaller if smaller else 0.0, shared / union if union else 0.0
+    )
 
 
 def _lead_conflicts(lead: frozenset[str], other: frozenset[str]) -> bool:
@@ -254,7 +256,7 @@ def decide(story_id: int, new: Fingerprint, candidates: Sequence[Candidate]) -> 
         sim = same_event(new, candidate)
         if sim is None:
             continue
-        if best is None or (sim.jaccard, -best[0].seen_at) > (best[1].jaccard, -candidate.seen_at):
+        if best is None or (sim.jaccard, -candidate.seen_at) > (best[1].jaccard, -best[0].seen_at):
             best = (candidate, sim)
     if best is None:
         return Verdict(story_id, is_new=True)
@@ -285,6 +287,12 @@ class EventIndex:
         self.store.add(story_id, verdict.event_id, now, new)
         return verdict
 
-    def prune(self, now: float) -> int:
-        """Forget the fingerprints of stories older than the window (membership stays)."""
-        return self.store.forget_fingerprints(before=now - self.window)
+    def prune(self, now: float, limit: int = 10_000) -> int:
+        """Forget the fingerprints of stories older than the window (membership stays),
+        ``limit`` stories a savepoint; returns how many."""
+        total = 0
+        while True:
+            done = self.store.forget_fingerprints(before=now - self.window, limit=limit)
+            total += done
+            if done < limit:
+                return total

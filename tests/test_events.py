@@ -209,8 +209,14 @@ def test_window_and_pruning(db: sqlite_utils.Database) -> None:
     bands = db.execute("SELECT count(*) FROM event_bands").fetchone()[0]
     assert bands == 4 * events.BANDS
 
+    plan = db.execute(
+        "EXPLAIN QUERY PLAN SELECT story_id FROM event_stories "
+        "WHERE seen_at < ? AND signature IS NOT NULL LIMIT 10",
+        [0],
+    ).fetchall()
+    assert "event_stories_indexed" in str(plan)
     with db.atomic():
-        assert index.prune(200 * HOUR) == 3
+        assert index.prune(200 * HOUR, limit=2) == 3  # in two rounds
     assert db.execute("SELECT count(*) FROM event_bands").fetchone()[0] == events.BANDS
     assert index.prune(200 * HOUR) == 0
     # Membership stays after the fingerprints go.
@@ -285,3 +291,20 @@ def test_fingerprint_is_the_same_in_another_process() -> None:
     ours = fingerprint("Turkey test-fires S-400", "Ankara said a missile hit a drone.")
     assert other.stdout.strip() == ours.signature.tobytes().hex()
     assert len(ours.signature) == events.NUM_PERM and ours.signature.dtype.name == "uint32"
+
+
+def test_decide_joins_the_most_similar_report_then_the_earliest() -> None:
+    new = fingerprint(*report("s400-missile-update"))
+
+    def candidate(name: str, story_id: int, seen_at: float) -> events.Candidate:
+        fp = fingerprint(*report(name))
+        return events.Candidate(story_id, story_id * 10, seen_at, fp.shingles, fp.marks,
+                                fp.lead_marks, fp.words)  # fmt: skip
+
+    daily, wire, wire_earlier = (candidate("s400-missile-daily", 1, 0),
+                                 candidate("s400-missile-wire", 2, 5),
+                                 candidate("s400-missile-wire", 3, 4))  # fmt: skip
+    verdict = events.decide(99, new, [daily, wire, wire_earlier])
+    assert (verdict.event_id, verdict.matched_story_id, verdict.is_new) == (30, 3, False)
+    assert events.decide(99, new, [daily]).event_id == 10
+    assert events.decide(99, new, []) == events.Verdict(99, is_new=True)

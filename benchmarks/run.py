@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_article, bench_idle, bench_match, bench_poll, bench_store
+from benchmarks import bench_article, bench_events, bench_idle, bench_match, bench_poll, bench_store
 
 if __name__ == "__main__":
     only = sys.argv[1:]  # e.g. `python benchmarks/run.py poll`
@@ -17,6 +17,7 @@ if __name__ == "__main__":
         ("poll", bench_poll),
         ("idle", bench_idle),
         ("article", bench_article),
+        ("events", bench_events),
     )
     for name, module in benchmarks:
         if not only or name in only:

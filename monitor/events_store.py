@@ -1,0 +1,205 @@
+"""Event storage: which event each story belongs to, and the index that finds the
+recent stories a new one may repeat.
+
+Owns two tables, created by its own migrations (``migrate``), in whatever database it
+is given (the stories' own, in the daemon):
+
+- ``event_stories``: one row per story: its event, when it was seen, and, while it is
+  within the window, its fingerprint (MinHash signature and shingles as little-endian
+  uint32 bytes, and its marks). Membership stays after the window; the fingerprint goes.
+- ``event_bands``: one row per LSH band of each story within the window, keyed by
+  (band key, story), so finding the stories that share a band is one index range each.
+
+Writes do not commit: each runs inside the caller's transaction (a savepoint of it), so
+a poll's stories and their events are written together. SQLite failures become
+``StoreError`` with the cause kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from monitor.errors import StoreError
+from monitor.events import Candidate, Fingerprint, band_keys
+
+migrations = Migrations("feed-monitor-events")
+
+
+@migrations()
+def m001_events(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE event_stories (
+            story_id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL,
+            seen_at REAL NOT NULL,
+            words INTEGER NOT NULL,
+            signature BLOB,           -- NULL once out of the window
+            shingles BLOB,
+            marks TEXT,
+            lead_marks TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX event_stories_event ON event_stories (event_id, seen_at)")
+    db.execute("CREATE INDEX event_stories_seen ON event_stories (seen_at)")
+    # Pruning finds the fingerprints to drop without stepping over the rows it pruned.
+    db.execute(
+        "CREATE INDEX event_stories_indexed ON event_stories (seen_at) WHERE signature IS NOT NULL"
+    )
+    db.execute(
+        """
+        CREATE TABLE event_bands (
+            band_key INTEGER NOT NULL,
+            story_id INTEGER NOT NULL,
+            PRIMARY KEY (band_key, story_id)
+        ) WITHOUT ROWID"""
+    )
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Create or update the event tables (idempotent; the store calls it at open)."""
+    with _wrapped("cannot create the event tables"):
+        migrations.apply(db)
+
+
+@contextlib.contextmanager
+def _wrapped(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{what}: {exc}") from exc
+
+
+def _blob(values: npt.NDArray[np.uint32]) -> bytes:
+    return values.astype("<u4").tobytes()
+
+
+def _array(blob: bytes) -> npt.NDArray[np.uint32]:
+    return np.frombuffer(blob, dtype="<u4").astype(np.uint32)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One story of an event."""
+
+    story_id: int
+    seen_at: float
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """An event seen since some time: its first report and how many it has."""
+
+    event_id: int
+    first_seen: float
+    last_seen: float
+    reports: int
+
+
+class EventStore:
+    """The event tables of one database, used from the thread that opened it."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def event_of(self, story_id: int) -> int | None:
+        with _wrapped("cannot read events"):
+            row = self.db.execute(
+                "SELECT event_id FROM event_stories WHERE story_id = ?", [story_id]
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def candidates(self, bands: Sequence[int], since: float) -> list[Candidate]:
+        """The stories seen since ``since`` that share at least one band key."""
+        placeholders = ",".join("?" * len(bands))
+        with _wrapped("cannot read the event index"):
+            rows = self.db.execute(
+                f"""SELECT s.story_id, s.event_id, s.seen_at, s.shingles, s.marks, s.lead_marks,
+                           s.words
+                    FROM event_stories s
+                    WHERE s.story_id IN (SELECT story_id FROM event_bands
+                                         WHERE band_key IN ({placeholders}))
+                      AND s.seen_at >= ? AND s.shingles IS NOT NULL""",
+                [*bands, since],
+            ).fetchall()
+        return [
+            Candidate(
+                story_id,
+                event_id,
+                seen_at,
+                _array(shingles),
+                frozenset(marks.split()),
+                frozenset(lead_marks.split()),
+                words,
+            )
+            for story_id, event_id, seen_at, shingles, marks, lead_marks, words in rows
+        ]
+
+    def add(self, story_id: int, event_id: int, seen_at: float, fp: Fingerprint) -> None:
+        """Record a story's event; index its fingerprint when a later report could match."""
+        with _wrapped("cannot write the event index"), self.db.atomic():
+            self.db.execute(
+                "INSERT INTO event_stories (story_id, event_id, seen_at, words, signature, "
+                "shingles, marks, lead_marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [story_id, event_id, seen_at, fp.words,
+                 *((_blob(fp.signature), _blob(fp.shingles), " ".join(sorted(fp.marks)),
+                    " ".join(sorted(fp.lead_marks)))
+                   if fp.indexable else (None, None, None, None))],
+            )  # fmt: skip
+            if fp.indexable:
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO event_bands (band_key, story_id) VALUES (?, ?)",
+                    [(key, story_id) for key in fp.bands],
+                )
+
+    def forget_fingerprints(self, before: float, limit: int = 10_000) -> int:
+        """Drop the fingerprints and bands of up to ``limit`` stories seen before
+        ``before``; returns how many (call again while it returns ``limit``)."""
+        with _wrapped("cannot prune the event index"), self.db.atomic():
+            rows = self.db.execute(
+                "SELECT story_id, signature FROM event_stories "
+                "WHERE seen_at < ? AND signature IS NOT NULL LIMIT ?",
+                [before, limit],
+            ).fetchall()
+            self.db.conn.executemany(
+                "DELETE FROM event_bands WHERE band_key = ? AND story_id = ?",
+                [(key, story_id) for story_id, sig in rows for key in band_keys(_array(sig))],
+            )
+            self.db.conn.executemany(
+                "UPDATE event_stories SET signature = NULL, shingles = NULL, marks = NULL, "
+                "lead_marks = NULL "
+                "WHERE story_id = ?",
+                [(story_id,) for story_id, _ in rows],
+            )
+        return len(rows)
+
+    def reports(self, event_id: int) -> list[Report]:
+        """The stories of an event, first seen first."""
+        with _wrapped("cannot read events"):
+            rows = self.db.execute(
+                "SELECT story_id, seen_at FROM event_stories WHERE event_id = ? "
+                "ORDER BY seen_at, story_id",
+                [event_id],
+            ).fetchall()
+        return [Report(story_id, seen_at) for story_id, seen_at in rows]
+
+    def events_since(self, since: float) -> list[EventSummary]:
+        """The events with a report seen since ``since``, latest activity first."""
+        with _wrapped("cannot read events"):
+            rows = self.db.execute(
+                """SELECT e.event_id, min(e.seen_at), max(e.seen_at), count(*)
+                   FROM event_stories e
+                   WHERE e.event_id IN (SELECT DISTINCT event_id FROM event_stories
+                                        WHERE seen_at >= ?)
+                   GROUP BY e.event_id ORDER BY max(e.seen_at) DESC, e.event_id DESC""",
+                [since],
+            ).fetchall()
+        return [EventSummary(*row) for row in rows]

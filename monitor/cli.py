@@ -369,11 +369,16 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
     _known_watchlists(config, names)
     with Store.open(config.database) as store:
         rows = store.recent_matches(since, names)
+        events = {row.story_id: store.event_of(row.story_id) for row in rows}
     for row in rows:
         feed = feed_display_name(row.feed_url, row.feed_name, row.feed_title)
         state = row.alert_status
         if row.alert_status == "not alerted":
-            state = not_alerted_reason(row.published, row.created_at, config.defaults.max_age)
+            event_id = events[row.story_id]
+            joined = f"event #{event_id}" if event_id not in (None, row.story_id) else None
+            state = not_alerted_reason(
+                row.published, row.created_at, config.defaults.max_age, joined
+            )
         if as_json:
             _say_json({**dataclasses.asdict(row), "feed": feed, "alert": state})
             continue
@@ -404,10 +409,13 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
         recorded = store.recent_matches(0, story_id=story_id)
         deliveries = store.story_deliveries(story_id)
         labels = _target_labels(config, store)
+        event_id = store.event_of(story_id)
+        event = store.event_reports(event_id) if event_id is not None else []
     feed = feed_display_name(stored.feed_url, stored.feed_name, stored.feed_title)
+    joined = f"event #{event_id}" if event_id is not None and event_id != story_id else None
     reports = explain_story(
         config.watchlists, stored.entry, feed, recorded, deliveries, config.defaults.max_age,
-        lambda key: labels.get(key, f"target {key}"),
+        lambda key: labels.get(key, f"target {key}"), joined,
     )  # fmt: skip
     entry = stored.entry
     excerpt = shorten(" ".join((entry.summary or entry.content).split()), EXCERPT_CHARS)
@@ -422,6 +430,9 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
                  "matched_when_seen": r.matched_when_seen, "alert": r.alert}
                 for r in reports
             ],
+            "event": None if event_id is None else {
+                "id": event_id, "reports": [dataclasses.asdict(r) for r in event],
+            },
         })  # fmt: skip
         return
     _say(f"#{stored.id}  {entry.title}", f"    {entry.link or '(no link)'}")
@@ -431,11 +442,45 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     for source in sources:
         where = feed_display_name(source.feed_url, source.feed_name, source.feed_title)
         _say(f"  {_when(source.first_seen)}  {where}  {source.link or '(no link)'}")
+    if len(event) > 1:
+        _say("", f"event #{event_id}: reported by {count_of(len(event), 'story', 'stories')}:")
+        for seen in event:
+            mark = "  (this story)" if seen.story_id == stored.id else ""
+            _say(f"  {_when(seen.first_seen)}  {seen.outlet}  #{seen.story_id} "
+                 f"{seen.title}{mark}", f"      {seen.link or '(no link)'}")  # fmt: skip
     _say("", "watchlists:")
     for report in reports:
         _say(f"  [{report.watchlist}] {report.summary}")
         for line in report.alert:
             _say(f"      alert: {line}")
+
+
+@cli.command()
+@config_option
+@_since_option("7d")
+@_json_option
+def events(config_path: Path | None, since: float, as_json: bool) -> None:
+    """Recent events reported by more than one story, with every report."""
+    _, config = _load_for_reading(config_path)
+    with Store.open(config.database) as store:
+        found = store.events_since(since)
+    if as_json:
+        _say_json([
+            {"id": event_id, "reports": [dataclasses.asdict(r) for r in reports]}
+            for event_id, reports in found
+        ])  # fmt: skip
+        return
+    for event_id, reports in found:
+        first = reports[0]
+        outlets = len({report.outlet for report in reports})
+        _say(f"event #{event_id}: {first.title}  ({count_of(outlets, 'outlet')})")
+        for report in reports:
+            _say(
+                f"  {_when(report.first_seen)}  {report.outlet}  #{report.story_id} {report.title}"
+            )
+            _say(f"      {report.link or '(no link)'}")
+    since_text = click.get_current_context().meta["since"]
+    _say("", f"{count_of(len(found), 'event')} with more than one report in the last {since_text}")
 
 
 def _utc(stamp: float | None) -> str:

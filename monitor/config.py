@@ -460,6 +460,21 @@ class HealthSettings(_Model):
         return HealthRules(self.failing_after, self.silence_factor, self.min_silence)
 
 
+class EventSettings(_Model):
+    """One alert per event: later reports of the same story from other outlets join it."""
+
+    window: Duration = 48 * 3600.0  # a report joins an event first seen this recently
+    # Optional: one follow-up message when an event reaches this many outlets.
+    follow_up_at: int | None = Field(default=None, ge=2, le=1000)
+
+
+def _events_switch(value: object) -> object:
+    """``events: false`` turns grouping off; ``events: true`` keeps the defaults."""
+    if value is False:
+        return None
+    return {} if value is True else value
+
+
 class HTTPSettings(_Model):
     """The daemon's optional /healthz and /metrics endpoint."""
 
@@ -524,6 +539,8 @@ class Config(_Model):
     alerts: AlertSettings = AlertSettings()
     http: HTTPSettings | None = None  # off unless set
     health: HealthSettings | None = None  # off unless set
+    # On unless `events: false`.
+    events: Annotated[EventSettings | None, BeforeValidator(_events_switch)] = EventSettings()
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
     notify: list[

@@ -297,3 +297,14 @@ class EventIndex:
             total += done
             if done < limit:
                 return total
+
+
+def follow_up_text(reports: Sequence[tuple[str, str, str | None]]) -> tuple[str, str]:
+    """The follow-up message's title and plain body for an event's reports, each
+    (outlet, title, link), first report first."""
+    outlets = list(dict.fromkeys(outlet for outlet, _, _ in reports))
+    first_title = reports[0][1]
+    lines = [f"{len(outlets)} outlets now report: {first_title}", ""]
+    lines += [f"- {outlet}: {title}" + (f"\n  {link}" if link else "")
+              for outlet, title, link in reports]  # fmt: skip
+    return f"[feed-monitor] {len(outlets)} outlets: {first_title}", "\n".join(lines)

@@ -82,9 +82,11 @@ def explain_story(
     deliveries: Sequence[StoryDelivery],
     max_age: float,
     label: Callable[[str], str],
+    event: str | None = None,
 ) -> list[WatchlistReport]:
     """Every configured watchlist's answer for a story, then any watchlist that matched it
-    once and is no longer configured. ``recorded`` are the story's stored matches."""
+    once and is no longer configured. ``recorded`` are the story's stored matches;
+    ``event`` names the event it joined, if an earlier report started it."""
     by_name = {row.watchlist: row for row in recorded}
     verdicts = {v.watchlist: v for v in judge_text(watchlists, entry, feed)}
     reports = []
@@ -95,7 +97,7 @@ def explain_story(
             if verdict is not None and verdict.matched:
                 lines.append("no match was recorded when first seen (the watchlist changed since)")
         elif row.alert_status == "not alerted":
-            lines.append(not_alerted_reason(row.published, row.created_at, max_age))
+            lines.append(not_alerted_reason(row.published, row.created_at, max_age, event))
         else:
             mine = [d for d in deliveries if d.watchlist == name]
             lines += alert_lines(mine, label) or [row.alert_status]
@@ -134,13 +136,18 @@ def too_old(published: float | None, matched_at: float, max_age: float) -> bool:
     return published is not None and matched_at - published > max_age
 
 
-def not_alerted_reason(published: float | None, matched_at: float, max_age: float) -> str:
-    """Why a stored match has no alert."""
+def not_alerted_reason(
+    published: float | None, matched_at: float, max_age: float, event: str | None = None
+) -> str:
+    """Why a stored match has no alert: too old, or (``event``) a report of an event this
+    watchlist had already alerted on."""
     if too_old(published, matched_at, max_age):
         return (
             f"not alerted: published {_when(published)}, more than max_age "
             f"({format_duration(max_age)}) before it was matched {_when(matched_at)}"
         )
+    if event is not None:
+        return f"not alerted: another report of {event} was alerted already"
     return "not alerted: older than the max_age in force when it was matched"
 
 

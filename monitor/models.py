@@ -90,6 +90,8 @@ class AlertContent:
     terms: tuple[str, ...]
     snippet: str
     highlight: tuple[int, int]  # where the first match sits in the snippet
+    # Other outlets that reported the same event by the time it is sent (not stored).
+    also_reported_by: tuple[str, ...] = ()
 
 
 @dataclass

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from monitor.article import ArticleLimits, FullTextRule, fetch_articles, needs_article, with_article
 from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
+from monitor.events import EventIndex, follow_up_text
+from monitor.events_store import EventStore
 from monitor.fetch import Fetcher
 from monitor.health import decide_notice
 from monitor.identity import (
@@ -185,6 +187,11 @@ class Poller:
         """Start using a (re)loaded config: feeds rows and matcher."""
         self.config = config
         self.matcher = Matcher(config.watchlists)
+        self.events = (
+            None
+            if config.events is None
+            else EventIndex(EventStore(self.store.db), config.events.window)
+        )
         self._limit = asyncio.Semaphore(config.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.feed_states: dict[str, FeedState] = self.store.sync_feeds(
@@ -335,7 +342,10 @@ class Poller:
                 now=now,
                 max_age=self.config.defaults.max_age,
             )
-            queued = self.store.save_poll(state.id, record, plan)
+            saved = self.store.save_poll(state.id, record, plan, self.events)
+            queued = saved.queued
+            if saved.joined_events:
+                self._follow_up(saved.joined_events, now)
         log.info(
             "feed %s: %s, %d new, %s queued; next poll in %s", name,
             count_of(len(parsed.entries), "entry", "entries"), len(plan.new),
@@ -394,6 +404,27 @@ class Poller:
         self.store.record_article_failures(feed_id, failures)
         return out
 
+    def _follow_up(self, events: Sequence[int], now: float) -> None:
+        """One message when an event reaches ``events.follow_up_at`` outlets (optional):
+        many outlets picking a story up is a signal in itself."""
+        settings = self.config.events
+        if settings is None or settings.follow_up_at is None:
+            return
+        for event_id in dict.fromkeys(events):
+            reports = self.store.event_reports(event_id)
+            earlier = {report.outlet for report in reports[:-1]}
+            # Only when the newest report is the one that brings the count to K.
+            if len(earlier) != settings.follow_up_at - 1 or reports[-1].outlet in earlier:
+                continue
+            watchlists = self.store.event_watchlists(event_id)
+            policy = self.config.delivery_policy()
+            tags = {tag for w in self.config.watchlists if w.name in watchlists for tag in w.notify}
+            targets = [t.key for t in targets_for(tags, policy.targets)]
+            title, body = follow_up_text([(r.outlet, r.title, r.link) for r in reports])
+            self.store.queue_message(title, body, targets, now)
+            log.info("event %d: reported by %d outlets, follow-up queued", event_id,
+                     settings.follow_up_at)  # fmt: skip
+
     def _check_health(self, feed_id: int, name: str) -> int:
         """Queue a notice to the operators if the feed started or stopped failing or
         being silent; returns how many deliveries were queued."""
@@ -417,7 +448,10 @@ class Poller:
         return self._hosts[host]
 
     def prune(self) -> int:
-        """Apply the retention setting: drop old stories' text, keep their identity."""
+        """Apply the retention setting: drop old stories' text, keep their identity; and
+        forget event fingerprints older than the events window."""
+        if self.events is not None:
+            self.events.prune(self.clock())
         pruned = self.store.prune_text(self.clock() - self.config.retention.story_text)
         if pruned:
             log.info("retention: dropped the text of %d old stories", pruned)

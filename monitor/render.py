@@ -213,14 +213,15 @@ def render_digest(
     for content in shown:
         fields = alert_fields(content, fmt)
         link = fields["link"]
+        also = also_reported(content, fmt)
         if fmt == "html":
             title = f'<a href="{link}">{fields["title"]}</a>' if link else fields["title"]
-            lines.append(f"<li>{title} — {fields['keywords']} · {fields['feed']}</li>")
+            lines.append(f"<li>{title} — {fields['keywords']} · {fields['feed']}{also}</li>")
         elif fmt == "markdown":
             title = f"[{fields['title']}]({link})" if link else fields["title"]
-            lines.append(f"- {title} — {fields['keywords']} · {fields['feed']}")
+            lines.append(f"- {title} — {fields['keywords']} · {fields['feed']}{also}")
         else:
-            lines.append(f"- {fields['title']} ({fields['keywords']}; {fields['feed']})")
+            lines.append(f"- {fields['title']} ({fields['keywords']}; {fields['feed']}){also}")
             if link:
                 lines.append(f"  {link}")
     rest = len(contents) - len(shown)
@@ -233,6 +234,21 @@ def render_digest(
         body = "\n".join(lines) + (f"\n\n{more}" if more else "")
     title = escape(heading_text, fmt) if title_in_body else heading_text
     return Rendered(title, body, fmt)
+
+
+ALSO_SHOWN = 5  # outlets named in "also reported by"; the rest are counted
+
+
+def also_reported(content: AlertContent, fmt: Format) -> str:
+    """· also reported by 3: A, B, C — the event's other outlets (``events``), or ''."""
+    outlets = content.also_reported_by
+    if not outlets:
+        return ""
+    named = ", ".join(
+        escape(clean(outlet, MAX_FIELD_CHARS), fmt) for outlet in outlets[:ALSO_SHOWN]
+    )
+    more = f" and {len(outlets) - ALSO_SHOWN} more" if len(outlets) > ALSO_SHOWN else ""
+    return f" · also reported by {len(outlets)}: {named}{more}"
 
 
 def _find_first(snippet: str, terms: Sequence[str]) -> tuple[int, int]:

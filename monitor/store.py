@@ -20,17 +20,21 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from monitor import events_store
 from monitor.errors import DatabaseFault, StoreError
 from monitor.health import FeedHealth, Notice
 from monitor.identity import KnownSource, Lookup, SourceKeys, source_keys
 from monitor.match import search_query
 from monitor.models import AlertContent, Entry, Match
 from monitor.outbox import Delivery, DeliveryKind, HeldDelivery, Release, UnroutedAlert
+
+if TYPE_CHECKING:
+    from monitor.events import EventIndex
 
 migrations = Migrations("feed-monitor")
 
@@ -264,6 +268,24 @@ def m009_article_text(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE stories ADD COLUMN full_text INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE feeds ADD COLUMN article_failures INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE feeds ADD COLUMN last_article_error TEXT")
+
+
+class SavedPoll(NamedTuple):
+    """What ``save_poll`` did: alerts queued, and the events that new stories joined."""
+
+    queued: int
+    joined_events: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventReport:
+    """One outlet's report of an event."""
+
+    story_id: int
+    outlet: str
+    title: str
+    link: str | None
+    first_seen: float
 
 
 @dataclass(frozen=True)
@@ -502,6 +524,7 @@ class Store:
             db.execute("PRAGMA wal_autocheckpoint = 10000")
             db.execute("PRAGMA foreign_keys = ON")
             migrations.apply(db)
+            events_store.migrate(db)
             store = cls(db, path)  # the file surely exists now: remember which it is
         except (sqlite3.Error, OSError) as exc:
             fault = damage(exc, path)
@@ -736,10 +759,17 @@ class Store:
             entry = Entry(key, title, link, summary, content, published, author)
             yield StoredStory(story_id, url, name, feed_title, entry, first_seen)
 
-    def save_poll(self, feed_id: int, record: PollRecord, plan: PollPlan) -> int:
+    def save_poll(
+        self, feed_id: int, record: PollRecord, plan: PollPlan, events: EventIndex | None = None
+    ) -> SavedPoll:
         """Write a poll's outcome, new stories, their sources, matches and alerts, and
-        edits, in one transaction. Returns how many alerts were queued."""
+        edits, in one transaction.
+
+        With ``events``, each new story is assigned to an event (``monitor.events``); a
+        story that joins an event already reported alerts only for the watchlists that
+        no earlier report of it alerted."""
         queued = 0
+        joined: list[int] = []
         now = record.polled_at
         with self._writing():
             self._record_poll(feed_id, record)
@@ -749,9 +779,18 @@ class Store:
                     continue  # another run stored it meanwhile
                 for source in (story.source, *story.copies):
                     _insert_source(self.db, story_id, feed_id, source, now)
+                alerted: set[str] = set()
+                if events is not None:
+                    entry = story.entry
+                    verdict = events.assign(
+                        story_id, entry.title, entry.content or entry.summary, now
+                    )
+                    if not verdict.is_new:
+                        joined.append(verdict.event_id)
+                        alerted = self.event_watchlists(verdict.event_id)
                 for match, content in story.matches:
                     match_id = self._insert_match(story_id, match, now)
-                    if content is not None:
+                    if content is not None and match.watchlist not in alerted:
                         tags = plan.tags.get(match.watchlist, ())
                         self._queue_alert(match_id, content, tags, f"{feed_id}@{now}", now)
                         queued += 1
@@ -759,7 +798,47 @@ class Store:
                 _insert_source(self.db, added.story_id, feed_id, added.source, now)
             if plan.edits:
                 self._apply_edits(feed_id, plan.edits)
-        return queued
+        return SavedPoll(queued, tuple(joined))
+
+    def event_watchlists(self, event_id: int) -> set[str]:
+        """The watchlists that alerted on some report of an event."""
+        rows = self.db.execute(
+            """SELECT DISTINCT m.watchlist FROM event_stories e
+               JOIN matches m ON m.story_id = e.story_id
+               JOIN alerts a ON a.match_id = m.id
+               WHERE e.event_id = ?""",
+            [event_id],
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def event_of(self, story_id: int) -> int | None:
+        """The event a story belongs to (its first report's id), if grouping saw it."""
+        row = self.db.execute(
+            "SELECT event_id FROM event_stories WHERE story_id = ?", [story_id]
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def events_since(self, since: float) -> list[tuple[int, list[EventReport]]]:
+        """Events with a report first seen since ``since`` and more than one report,
+        latest activity first, each with its reports."""
+        rows = self.db.execute(
+            """SELECT event_id FROM event_stories
+               WHERE event_id IN (SELECT event_id FROM event_stories WHERE seen_at >= ?)
+               GROUP BY event_id HAVING count(*) > 1 ORDER BY max(seen_at) DESC""",
+            [since],
+        ).fetchall()
+        return [(event_id, self.event_reports(event_id)) for (event_id,) in rows]
+
+    def event_reports(self, event_id: int) -> list[EventReport]:
+        """Every report of an event, first seen first: outlet, title, link."""
+        rows = self.db.execute(
+            """SELECT s.id, coalesce(f.name, f.title, f.url), s.title, s.link, e.seen_at
+               FROM event_stories e JOIN stories s ON s.id = e.story_id
+               JOIN feeds f ON f.id = s.feed_id
+               WHERE e.event_id = ? ORDER BY e.seen_at, s.id""",
+            [event_id],
+        ).fetchall()
+        return [EventReport(*row) for row in rows]
 
     def _apply_edits(self, feed_id: int, edits: Sequence[StoryEdit]) -> None:
         """Rewrite edited stories (keeping the search index right) and their sources' keys."""
@@ -1187,8 +1266,19 @@ class Store:
 
     def _load_deliveries(self, ids: Sequence[int]) -> list[DueDelivery]:
         rows = self.db.execute(
+            # Each alert's content, with the other outlets that reported its event by
+            # the time it is sent (``events``): digests and summaries name them.
             """SELECT d.id, d.target, d.kind, d.reason, d.attempts, d.title, d.body,
-                      json_group_array(json(a.content)) FILTER (WHERE a.id IS NOT NULL)
+                      json_group_array(json_set(json(a.content), '$.also_reported_by', json((
+                          SELECT json_group_array(DISTINCT coalesce(f.name, f.title, f.url))
+                          FROM matches m
+                          JOIN event_stories mine ON mine.story_id = m.story_id
+                          JOIN event_stories other ON other.event_id = mine.event_id
+                                                  AND other.story_id != m.story_id
+                          JOIN stories s ON s.id = other.story_id
+                          JOIN feeds f ON f.id = s.feed_id
+                          WHERE m.id = a.match_id))))
+                          FILTER (WHERE a.id IS NOT NULL)
                FROM deliveries d
                LEFT JOIN delivery_alerts da ON da.delivery_id = d.id
                LEFT JOIN alerts a ON a.id = da.alert_id
@@ -1229,11 +1319,16 @@ class Store:
             self.db.execute(
                 "UPDATE feeds SET health_notice = ? WHERE id = ?", [notice.state, feed_id]
             )
+            self.queue_message(notice.title, notice.body, targets, now)
+
+    def queue_message(self, title: str, body: str, targets: Sequence[str], now: float) -> None:
+        """Queue a message of its own (a notice, an event's follow-up) to ``targets``."""
+        with self._writing():
             for target in targets:
                 self.db.execute(
                     "INSERT INTO deliveries (target, kind, status, due_at, created_at, title, "
                     "body) VALUES (?, 'notice', 'pending', ?, ?, ?, ?)",
-                    [target, now, now, notice.title, notice.body],
+                    [target, now, now, title, body],
                 )
 
     def record_attempt(
@@ -1510,4 +1605,5 @@ def _content(item: dict[str, Any]) -> AlertContent:
         terms=tuple(item["terms"]),
         snippet=item["snippet"] or "",
         highlight=(int(item["highlight"][0]), int(item["highlight"][1])),
+        also_reported_by=tuple(item.get("also_reported_by") or ()),
     )

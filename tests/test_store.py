@@ -71,9 +71,9 @@ def test_save_poll_stores_each_story_once_with_its_alert(tmp_path: Path) -> None
     store = Store.open(tmp_path / "m.db")
     feed = store.sync_feeds([("https://e.org/f", "E")], NOW)["https://e.org/f"]
     decided = plan(store, feed.id, entries("S-400 a", "b"))
-    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided) == 1
+    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided).queued == 1
     # The same plan again (a concurrent run that raced us) adds nothing.
-    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided) == 0
+    assert store.save_poll(feed.id, PollRecord(NOW, NOW + 900, status=200), decided).queued == 0
     assert plan(store, feed.id, entries("S-400 a", "b")).new == []
     [alert] = store.unrouted_alerts()
     assert alert.watchlist == "w"

@@ -25,7 +25,7 @@ import sqlite_utils
 
 from benchmarks.bench_store import make_entry
 from monitor.events import NUM_PERM, WINDOW, EventIndex, fingerprint
-from monitor.events_store import EventStore, migrate
+from monitor.store.events import EventStore, migrate
 
 SIZES = (10_000, 100_000, 1_000_000)
 POLL = 25

@@ -21,9 +21,9 @@ import sqlite_utils
 from monitor.config import Watchlist
 from monitor.identity import TITLE_WINDOW, canonical_url, source_keys
 from monitor.match import Matcher
-from monitor.models import Entry
+from monitor.models import Entry, PollRecord
 from monitor.pipeline import plan_poll
-from monitor.store import PollRecord, Store
+from monitor.store import Store
 
 WORDS = (
     "defense", "ministry", "contract", "frigate", "radar", "missile", "battery", "drone",

@@ -59,7 +59,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from monitor.events_store import EventStore
+    from monitor.store.events import EventStore
 
 SHINGLE_WORDS = 4  # words per shingle
 NUM_PERM = 128  # MinHash permutations: the signature is 512 bytes

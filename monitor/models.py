@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.identity import SourceKeys
 
 
 @dataclass(frozen=True)
@@ -102,3 +106,58 @@ class PollCounters:
     unchanged: int = 0
     failed: int = 0
     started_at: float = field(default_factory=time.time)
+
+
+# What a poll decided (``pipeline.plan_poll``), for the store to carry out. -----------
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """The outcome of one poll, to be remembered against its feed."""
+
+    polled_at: float
+    next_poll_at: float
+    status: int | None = None
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    title: str | None = None
+    interval: float | None = None
+    body_hash: str | None = None
+    moved_to: str | None = None
+    gone: bool = False
+
+
+@dataclass
+class StoryToSave:
+    """A new story with what the pipeline decided about it: its matches and alerts."""
+
+    entry: Entry
+    source: SourceKeys
+    matches: list[tuple[Match, AlertContent | None]]  # None: matched, but too old to alert
+    copies: list[SourceKeys] = field(default_factory=list)  # the same story again, this poll
+
+
+@dataclass(frozen=True)
+class SourceToAdd:
+    """A known story seen under a new feed, link or guid: remembered, never alerted."""
+
+    story_id: int
+    source: SourceKeys
+
+
+@dataclass(frozen=True)
+class StoryEdit:
+    """A known story whose publisher edited it: the stored text follows."""
+
+    story_id: int
+    entry: Entry
+    source: SourceKeys
+
+
+@dataclass
+class PollPlan:
+    new: list[StoryToSave] = field(default_factory=list)
+    sources: list[SourceToAdd] = field(default_factory=list)
+    edits: list[StoryEdit] = field(default_factory=list)
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of each watchlist

@@ -25,7 +25,6 @@ from monitor.article import ArticleLimits, FullTextRule, fetch_articles, needs_a
 from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.events import EventIndex, follow_up_text
-from monitor.events_store import EventStore
 from monitor.fetch import Fetcher
 from monitor.health import decide_notice
 from monitor.identity import (
@@ -38,21 +37,25 @@ from monitor.identity import (
     source_keys,
 )
 from monitor.match import Matcher
-from monitor.models import AlertContent, Entry, FetchResult, Match, ParsedFeed, PollCounters
+from monitor.models import (
+    AlertContent,
+    Entry,
+    FetchResult,
+    Match,
+    ParsedFeed,
+    PollCounters,
+    PollPlan,
+    PollRecord,
+    SourceToAdd,
+    StoryEdit,
+    StoryToSave,
+)
 from monitor.outbox import targets_for
 from monitor.parse import ParserPool
 from monitor.render import count_of
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.scrape import scrape_page
-from monitor.store import (
-    FeedState,
-    PollPlan,
-    PollRecord,
-    SourceToAdd,
-    Store,
-    StoryEdit,
-    StoryToSave,
-)
+from monitor.store import FeedState, Store
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +193,7 @@ class Poller:
         self.events = (
             None
             if config.events is None
-            else EventIndex(EventStore(self.store.db), config.events.window)
+            else EventIndex(self.store.event_store, config.events.window)
         )
         self._limit = asyncio.Semaphore(config.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}

@@ -36,8 +36,7 @@ def render_metrics(store: Store, counters: PollCounters, configured: Iterable[st
         ('{outcome="ok"}', counters.ok), ('{outcome="unchanged"}', counters.unchanged),
         ('{outcome="error"}', counters.failed),
     ])  # fmt: skip
-    [(stories,)] = store.db.execute("SELECT count(*) FROM stories").fetchall()
-    [(matches,)] = store.db.execute("SELECT count(*) FROM matches").fetchall()
+    stories, matches = store.totals()
     metric("stories", "gauge", "Stories stored.", [("", stories)])
     metric("matches_total", "counter", "Watchlist matches stored.", [("", matches)])
     counts = store.delivery_counts()

@@ -33,7 +33,7 @@ from datasketch import MinHash, MinHashLSH
 from monitor import events
 from monitor.errors import StoreError
 from monitor.events import EventIndex, fingerprint
-from monitor.events_store import EventStore, migrate
+from monitor.store.events import EventStore, migrate
 
 PAIRS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent / "data" / "event_pairs.yaml").read_text(encoding="utf-8")

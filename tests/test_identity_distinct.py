@@ -193,8 +193,9 @@ def test_aggregator_copies_join_across_feeds_only_within_the_window(
 def test_a_story_stored_under_an_earlier_fingerprint_is_not_new_again(tmp_path: Path) -> None:
     from monitor.identity import TITLE_WINDOW
     from monitor.match import Matcher
+    from monitor.models import PollRecord
     from monitor.pipeline import plan_poll
-    from monitor.store import PollRecord, Store
+    from monitor.store import Store
 
     title = "Lost Shows of 2007 - Part 1"
     store = Store.open(tmp_path / "m.db")

@@ -107,5 +107,5 @@ def test_once_with_a_catastrophic_term_and_a_crafted_story_finishes(
     started = time.monotonic()
     result = CliRunner().invoke(cli, ["once", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "2 new stories, 1 alerts queued" in result.output
+    assert "2 new stories, 1 alert queued" in result.output
     assert time.monotonic() - started < 20

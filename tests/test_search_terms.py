@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from monitor.cli import cli
 from monitor.identity import TITLE_WINDOW, source_keys
 from monitor.match import Matcher
-from monitor.models import Entry
+from monitor.models import Entry, PollRecord
 from monitor.pipeline import plan_poll
-from monitor.store import PollRecord, Store
+from monitor.store import Store
 from tests.conftest import write_config
 
 NOW = 1_790_000_000.0

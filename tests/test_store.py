@@ -11,10 +11,10 @@ from monitor.config import Watchlist
 from monitor.errors import StoreError
 from monitor.identity import TITLE_WINDOW, source_keys
 from monitor.match import Matcher
-from monitor.models import Entry
+from monitor.models import Entry, PollPlan, PollRecord
 from monitor.outbox import Policy, Target, route
 from monitor.pipeline import plan_poll
-from monitor.store import PollPlan, PollRecord, Store
+from monitor.store import Store
 
 NOW = 1_790_000_000.0
 MATCHER = Matcher([Watchlist(name="w", keywords=["S-400"])])

@@ -112,9 +112,8 @@ def test_a_database_from_the_first_schema_is_upgraded_in_place(tmp_path: Path) -
 def test_search_index_follows_edits_and_retention(tmp_path: Path) -> None:
     from monitor.identity import TITLE_WINDOW, source_keys
     from monitor.match import Matcher
-    from monitor.models import Entry
+    from monitor.models import Entry, PollRecord
     from monitor.pipeline import plan_poll
-    from monitor.store import PollRecord
 
     store = Store.open(tmp_path / "m.db")
     feed = store.sync_feeds([("https://e.org/f", "E")], 0)["https://e.org/f"]

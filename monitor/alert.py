@@ -163,7 +163,9 @@ def _set_timeouts(server: Any, url: str, send_timeout: float) -> None:
     a repeat. The connect timeout stays short: a refused or unreachable target fails fast.
     A URL's own ``cto=``/``rto=`` win.
     """
-    answer_within = max(1.0, send_timeout - 5.0)
+    # Just under the deadline, leaving a moment to hear Apprise's own verdict (which
+    # names the cause) rather than our blunter 'no answer within'.
+    answer_within = max(send_timeout * 0.8, send_timeout - 5.0)
     if "rto=" not in url:
         server.socket_read_timeout = answer_within
     if "cto=" not in url:

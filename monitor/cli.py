@@ -49,7 +49,7 @@ from monitor.redact import (
     safe_json,
     terminal_safe,
 )
-from monitor.render import Rendered, count_of, shorten
+from monitor.render import Rendered, count_of, format_time, shorten
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
@@ -317,7 +317,7 @@ def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: 
         return
     start, end = match.highlight
     marked = f"{match.snippet[:start]}»{match.snippet[start:end]}«{match.snippet[end:]}"
-    seen = time.strftime("%Y-%m-%d %H:%M", time.gmtime(story.first_seen))
+    seen = _when(story.first_seen)
     _say(f"{seen}  [{match.watchlist}]  {story.entry.title}")
     _say(f"    {feed}  {story.entry.link or ''}")
     _say(f"    matched {', '.join(match.keywords)} (as {', '.join(match.terms)})")
@@ -325,7 +325,8 @@ def _print_backtest_match(story: StoredStory, feed: str, match: Match, as_json: 
 
 
 def _when(stamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp)) if stamp else "-"
+    """A moment in a table column (UTC, said in the column's heading or the README)."""
+    return format_time(stamp, missing="-", zone=False)
 
 
 @cli.command()
@@ -418,7 +419,9 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
         lambda key: labels.get(key, f"target {key}"), joined,
     )  # fmt: skip
     entry = stored.entry
-    excerpt = shorten(" ".join((entry.summary or entry.content).split()), EXCERPT_CHARS)
+    # The longer text: the article's, where its page was read (full_text).
+    text = max(entry.summary, entry.content, key=len)
+    excerpt = shorten(" ".join(text.split()), EXCERPT_CHARS)
     if as_json:
         _say_json({
             "id": stored.id, "title": entry.title, "link": entry.link, "feed": feed,
@@ -436,7 +439,10 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
         })  # fmt: skip
         return
     _say(f"#{stored.id}  {entry.title}", f"    {entry.link or '(no link)'}")
-    _say(f"    published {_utc(entry.published)}; first seen {_utc(stored.first_seen)} in {feed}")
+    _say(
+        f"    published {format_time(entry.published)}; "
+        f"first seen {format_time(stored.first_seen)} in {feed}"
+    )
     _say(f"    {excerpt or '(no text stored: none given, or dropped by retention)'}", "")
     _say(f"seen in {count_of(len(sources), 'place')}:")
     for source in sources:
@@ -481,10 +487,6 @@ def events(config_path: Path | None, since: float, as_json: bool) -> None:
             _say(f"      {report.link or '(no link)'}")
     since_text = click.get_current_context().meta["since"]
     _say("", f"{count_of(len(found), 'event')} with more than one report in the last {since_text}")
-
-
-def _utc(stamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) if stamp else "unknown"
 
 
 @cli.command()
@@ -812,7 +814,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
                 else _ago(feed.next_poll_at, now)
                 if feed.last_polled_at
                 else "-",
-                _shown(feed.last_error or "")[:80],
+                shorten(_shown(feed.last_error or ""), 80),
             )
         )
         if feed.effective_url and feed.effective_url != feed.url:

@@ -13,14 +13,13 @@ questions, answered apart:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from monitor.config import Watchlist, format_duration
 from monitor.match import Matcher
 from monitor.models import Entry
-from monitor.render import count_of
+from monitor.render import count_of, format_time
 from monitor.store import MatchRow, StoryDelivery
 
 
@@ -143,8 +142,8 @@ def not_alerted_reason(
     watchlist had already alerted on."""
     if too_old(published, matched_at, max_age):
         return (
-            f"not alerted: published {_when(published)}, more than max_age "
-            f"({format_duration(max_age)}) before it was matched {_when(matched_at)}"
+            f"not alerted: published {format_time(published)}, more than max_age "
+            f"({format_duration(max_age)}) before it was matched {format_time(matched_at)}"
         )
     if event is not None:
         return f"not alerted: another report of {event} was alerted already"
@@ -159,7 +158,7 @@ def alert_lines(deliveries: Sequence[StoryDelivery], label: Callable[[str], str]
         target = label(d.target)
         if d.status == "released":
             state = "sent" if d.released_status == "sent" else d.released_status or "pending"
-            when = f" {_when(d.released_sent_at)}" if d.released_sent_at else ""
+            when = f" {format_time(d.released_sent_at)}" if d.released_sent_at else ""
             lines.append(f"{target}: held for {_held_for(d.reason)}, then {state}{when}")
             continue
         if d.status == "held":
@@ -169,7 +168,7 @@ def alert_lines(deliveries: Sequence[StoryDelivery], label: Callable[[str], str]
         via = " in a burst summary (too many alerts from one poll)" if d.kind == "summary" else ""
         via = " in a digest" if d.kind == "digest" else via
         if d.status == "sent":
-            lines.append(f"{target}: sent{via} {_when(d.sent_at)}")
+            lines.append(f"{target}: sent{via} {format_time(d.sent_at)}")
         elif d.status == "failed":
             lines.append(
                 f"{target}: failed{via} after {count_of(d.attempts, 'attempt')}: "
@@ -186,7 +185,3 @@ def _held_for(reason: str | None) -> str:
     if reason and reason.startswith("digest "):
         return f"the {reason.removeprefix('digest ')} digest"
     return reason or "a digest"
-
-
-def _when(stamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) if stamp else "unknown"

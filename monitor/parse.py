@@ -26,18 +26,19 @@ import re
 import resource
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from monitor.errors import ParseError
 from monitor.identity import entry_key, publisher_names, with_keys
 from monitor.models import Entry, ParsedFeed
-from monitor.text import html_to_text, normalize_text
+from monitor.text import html_to_text, normalize_text, safe_link
 
 # A DOCTYPE with an internal subset ("[...]") is the only place entities can be defined.
 _DOCTYPE_SUBSET_RE = re.compile(rb"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.DOTALL | re.IGNORECASE)
@@ -52,20 +53,6 @@ def strip_internal_dtd(body: bytes) -> bytes:
     if b"<!DOCTYPE" not in head.upper() and b"<!doctype" not in head:
         return body
     return _DOCTYPE_SUBSET_RE.sub(b"", body, count=1)
-
-
-def safe_link(url: object) -> str | None:
-    """``url`` if it is an absolute http(s) URL, else None (no javascript:, file:, data:)."""
-    if not isinstance(url, str):
-        return None
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() in ("http", "https") and parts.netloc:
-        return url
-    return None
 
 
 def sane_timestamp(parsed: Any, now: float) -> float | None:
@@ -367,6 +354,7 @@ class ParserPool:
         # fork server either: it is one more process that outlives a killed daemon, and
         # its workers are its children, not ours, so they could not watch our death.
         # Each worker imports feedparser once and then lives as long as the pool.
+        _start_resource_tracker()
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
@@ -408,12 +396,32 @@ class ParserPool:
         self.close()
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, deaf to SIGHUP. It ignores Ctrl-C and
+    SIGTERM itself, but a HUP to the whole process group (``timeout``, a closing
+    terminal) would kill it, and its death makes the daemon's shutdown print tracebacks.
+    A signal ignored when a process starts stays ignored in it."""
+    from multiprocessing import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()  # signal dispositions are the main thread's
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def _start_worker(parent_pid: int, memory_limit: int) -> None:
     """Set up a parser worker: it dies with the daemon, ignores Ctrl-C, has a memory cap."""
     die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when
     # workers stop (and a worker's KeyboardInterrupt traceback would only be noise).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A HUP sent to the whole process group (`timeout`, a terminal closing, `kill -HUP
+    # -PGID`) is the daemon's reload; by default it would kill the worker mid-parse.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Where a sandbox forbids it, or a lower hard limit is already set, parse anyway.
     with contextlib.suppress(OSError, ValueError):
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))

@@ -17,9 +17,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from monitor.models import AlertContent
+from monitor.text import safe_link
 
 Format = Literal["text", "markdown", "html"]
 
@@ -122,23 +122,12 @@ def escape(text: str, fmt: Format) -> str:
     return defang(text)
 
 
-def safe_link(link: str | None) -> str | None:
-    """The link if it is an http(s) URL with a host, else None (never javascript:, file:...)."""
-    if not link:
-        return None
-    link = link.strip()
-    parts = urlsplit(link)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    if any(ch.isspace() or ch in "<>\"'`" for ch in link):
-        return None
-    return link
-
-
-def format_time(stamp: float | None) -> str:
+def format_time(stamp: float | None, *, missing: str = "unknown", zone: bool = True) -> str:
+    """How every message and command shows a moment: ``2026-11-24 22:47 UTC`` (without
+    the zone in table columns), or ``missing``."""
     if stamp is None:
-        return "unknown"
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+        return missing
+    return time.strftime("%Y-%m-%d %H:%M" + (" UTC" if zone else ""), time.gmtime(stamp))
 
 
 def check_template(text: str) -> str | None:

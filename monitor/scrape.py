@@ -28,8 +28,8 @@ from monitor.article import MAX_PAGE_ELEMENTS, check_selector, is_html
 from monitor.errors import ParseError
 from monitor.identity import entry_key, with_keys
 from monitor.models import Entry, ParsedFeed
-from monitor.parse import safe_link, sane_timestamp
-from monitor.text import html_to_text, normalize_text
+from monitor.parse import sane_timestamp
+from monitor.text import html_to_text, normalize_text, safe_link
 
 # A printed date is trusted only when it shows a year ("5 comments" is not a date).
 _YEAR_RE = re.compile(r"\b(?:19|20)\d\d\b")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from urllib.parse import urlsplit
 
 _SPACE_RE = re.compile(r"\s+")
 # Elements whose content is never part of what a reader sees, and comments.
@@ -53,3 +54,23 @@ def html_to_text(markup: str) -> str:
     text = _INVISIBLE_RE.sub(" ", markup)
     text = _TAG_RE.sub(_tag, text)
     return normalize_text(html.unescape(text))
+
+
+def safe_link(url: object) -> str | None:
+    """``url`` if it is an absolute http(s) URL with a host, else None: never
+    ``javascript:``, ``file:`` or ``data:``, nor a URL with spaces or the characters that
+    end an attribute or a Markdown link (feeds are untrusted; parsing, scraping and
+    rendering all use this one rule)."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an unclosed [ in the host, a port out of range
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if any(char.isspace() or char in '<>"`' for char in url):
+        return None
+    return url

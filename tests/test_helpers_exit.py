@@ -84,3 +84,35 @@ def test_kill_9_of_run_leaves_no_helper_alive_and_closes_its_output(
             os.killpg(daemon.pid, signal.SIGKILL)  # leave nothing behind, even on failure
         daemon.stdout.close()
         daemon.stderr.close()
+
+
+def test_a_hup_to_the_whole_group_reloads_and_stops_cleanly(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    # `timeout`, a closing terminal or `kill -HUP -PGID` send HUP to every process of the
+    # group: the daemon reloads; its parser workers must not die of it.
+    url = feeds.serve("/f.xml", rss(numbered_items("S-400 story {n}", 5)))
+    config = write_config(tmp_path, feeds=[url])
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "-v", "run", "--config", str(config)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert daemon.stdout is not None
+    log = []
+    for line in daemon.stdout:  # until the feed was parsed: parser workers exist
+        log.append(line.decode())
+        if "5 entries" in log[-1]:
+            break
+    workers = group_members(daemon.pid) - {daemon.pid}
+    os.killpg(daemon.pid, signal.SIGHUP)
+    for line in daemon.stdout:
+        log.append(line.decode())
+        if "config reloaded" in log[-1]:
+            break
+    assert workers <= group_members(daemon.pid), "a parser worker died of the HUP"
+    daemon.send_signal(signal.SIGTERM)
+    rest, _ = daemon.communicate(timeout=40)
+    output = "".join(log) + rest.decode()
+    assert daemon.returncode == 0, output
+    assert "Traceback" not in output and "died unexpectedly" not in output, output

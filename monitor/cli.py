@@ -24,15 +24,11 @@ from typing import Any, TypeVar
 import click
 
 from monitor import __version__
-from monitor.config import (
-    CONSOLE_TARGET,
-    Config,
+from monitor.config import CONSOLE_TARGET, Config, config_schema, format_duration, parse_duration
+from monitor.config_file import (
     check_notify_urls,
-    config_schema,
-    format_duration,
     interval_warnings,
     load_config,
-    parse_duration,
     resolve_config_path,
 )
 from monitor.delivery import send_with_deadline, stuck_sends

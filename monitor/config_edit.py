@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from monitor.config import escape_placeholders, load_config
+from monitor.config_file import escape_placeholders, load_config
 from monitor.errors import ConfigError
 from monitor.redact import has_control_characters, redact_text, terminal_safe
 

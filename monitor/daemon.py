@@ -30,7 +30,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Config, FeedConfig, load_config
+from monitor.config import Config, FeedConfig
+from monitor.config_file import load_config
 from monitor.errors import ConfigError, DatabaseFault
 from monitor.pipeline import Clock
 from monitor.render import count_of

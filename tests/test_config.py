@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.config import (
-    _read_yaml,
-    format_duration,
-    load_config,
-    parse_duration,
-    resolve_config_path,
-)
+from monitor.config import format_duration, parse_duration
+from monitor.config_file import _read_yaml, load_config, resolve_config_path
 from monitor.errors import ConfigError
 from tests.conftest import REPO, cli, write_config
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import MAX_DURATION, load_config, parse_duration
+from monitor.config import MAX_DURATION, parse_duration
+from monitor.config_file import load_config
 from monitor.errors import ConfigError
 
 BASE = """\

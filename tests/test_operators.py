@@ -144,7 +144,7 @@ class _Eager(random.Random):
 
 
 def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServer) -> None:
-    from monitor.config import load_config
+    from monitor.config_file import load_config
     from monitor.daemon import Daemon
 
     good = [feeds.serve(f"/{n}.xml", rss([], title=f"Feed {n}")) for n in ("a", "b")]
@@ -283,7 +283,7 @@ def test_check_reports_a_duplicate_name_with_every_other_problem(tmp_path: Path)
 
 
 def _story_ids(config: Path) -> dict[str, int]:
-    from monitor.config import load_config
+    from monitor.config_file import load_config
     from monitor.store import Store
 
     with Store.open(load_config(config, need_targets=False).database) as store:

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from ruamel.yaml import YAML
 
 from monitor.cli import cli
-from monitor.config import load_config
+from monitor.config_file import load_config
 from tests.conftest import rss
 from tests.servers import FeedServer
 

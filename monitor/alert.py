@@ -3,9 +3,10 @@
 Each configured target is a ``Channel``: its own Apprise instance (so Apprise's per
 service throttle applies to it alone), the format it reads best (or the one set in the
 config), and a label with its secrets masked, the only form in which a target is ever
-logged or shown. Delivery blocks (Apprise throttles itself between sends), so callers run
-``Notifier.send`` in a worker thread. With no targets configured, alerts are printed to
-the console. Apprise is imported on first use: a run with nothing to send never loads it.
+logged or shown. Delivery blocks (Apprise throttles itself between sends), so callers
+run ``Channel.send`` in a thread of its own (``monitor.delivery``). With no targets
+configured, alerts are printed to the console. Apprise is imported on first use: a run
+with nothing to send never loads it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The daemon: APScheduler runs each feed's poll on its interval; delivery runs beside it.
 
-Scheduling rules (APScheduler 3.11 traps in ../shared/notes/libraries.md): every job has
+Scheduling rules (APScheduler 3.11's traps: misfires dropped, unbounded jobs): every job has
 ``misfire_grace_time=None`` and ``coalesce=True`` so a poll that came due while others ran
 is late, never dropped, and ``max_instances=1`` so one feed is never polled twice at
 once; the ``Poller``'s semaphore bounds concurrency. Feed state lives in SQLite, so jobs

@@ -1,7 +1,8 @@
 """Plain typed objects that flow forward through the pipeline.
 
-fetch → ``FetchResult`` → parse → ``ParsedFeed`` of ``Entry`` → store → ``NewStory``
-→ match → ``Match`` → ``AlertContent`` (an outbox row, rendered per target when sent).
+fetch → ``FetchResult`` → parse → ``ParsedFeed`` of ``Entry`` → decide (``plan_poll``:
+identity, ``Match`` per watchlist, ``AlertContent`` per alert) → ``PollPlan`` → store →
+outbox (an ``AlertContent`` is rendered per target when sent).
 They are plain data (picklable, no behaviour beyond small derived properties) so a
 stage can run in another thread or process and be tested on its own.
 """
@@ -59,15 +60,6 @@ class ParsedFeed:
     entries: list[Entry] = field(default_factory=list)
     # How often the feed says it may be polled (<ttl>, sy:updatePeriod/Frequency), seconds.
     update_hint: float | None = None
-
-
-@dataclass(frozen=True)
-class NewStory:
-    """A story stored for the first time, ready to be matched."""
-
-    id: int
-    feed_name: str
-    entry: Entry
 
 
 @dataclass(frozen=True)

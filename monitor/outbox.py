@@ -1,7 +1,7 @@
 """Outbox decisions: which target gets which alert, when, and folded into what.
 
-Pure, with the clock passed in: the store carries the decisions out (``Store.route``,
-``Store.release_held``) and the pipeline delivers. The rules:
+Pure, with the clock passed in: ``monitor.delivery`` asks for these decisions and the
+store writes them (``Store.save_routes``, ``Store.save_releases``). The rules:
 
 - An alert goes to every target sharing one of its tags (every target when it has none).
 - A watchlist with a digest holds its alerts until the digest's next time; a target or

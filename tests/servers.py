@@ -34,6 +34,7 @@ class FeedServer:
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     port: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -46,6 +47,19 @@ class FeedServer:
     def hits(self, path: str) -> list[dict[str, str]]:
         return [headers for requested, headers in self.requests if requested == path]
 
+    def wait_for_hits(self, path: str, count: int, timeout: float = 15.0) -> None:
+        """Block until ``path`` has been requested ``count`` times (or fail at the deadline)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.hits(path)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"expected {count} requests of {path} within {timeout}s, "
+                        f"got {len(self.hits(path))}"
+                    )
+                self._cond.wait(left)
+
 
 @contextmanager
 def feed_server() -> Iterator[FeedServer]:
@@ -53,7 +67,9 @@ def feed_server() -> Iterator[FeedServer]:
 
     class Handler(QuietHandler):
         def do_GET(self) -> None:
-            state.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            with state._cond:
+                state.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                state._cond.notify_all()
             route = state.routes.get(self.path)
             if route is None:
                 self.reply(404)

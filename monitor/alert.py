@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from monitor.config import CONSOLE_TARGET, NotifyTarget
+from monitor.redact import hide_secrets
 from monitor.render import Format, Rendered
 
 if TYPE_CHECKING:
@@ -102,7 +103,9 @@ class Channel:
                 if self.format == "html"
                 else apprise.OverflowMode.SPLIT
             )
-        self.label: str = server.url(privacy=True)  # type: ignore[no-untyped-call]
+        # Apprise's privacy URL, less anything that came from ${VAR} (a webhook token in
+        # the path, which Apprise does not count as secret for every service).
+        self.label: str = hide_secrets(server.url(privacy=True))  # type: ignore[no-untyped-call]
         _MASK.secrets |= secrets_of(url, self.label)
         _set_timeouts(server, url, send_timeout)
 

@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "****"
 # Shorter values are not secrets worth the name, and masking "1" or "on" wherever it
@@ -49,17 +49,39 @@ _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # JSON strings may carry them (the data stays exact), but escaped, never raw.
 _JSON_UNSAFE_RE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
+_PLAIN_WORD_RE = re.compile(r"[a-z]+(?:[-_.][a-z]+)*")
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()  # longest first: a secret containing another is masked whole
 
 
 def remember_secret(value: str) -> None:
-    """Record a value taken from the environment or a credential: it is never shown."""
+    """Record a value taken from the environment or a credential: it is never shown.
+
+    A value that is a whole URL (``notify: [${SLACK_URL}]``) is also remembered by its
+    parts that may hold a token (userinfo, each path segment, query values): libraries
+    log the URL they actually request, rewritten (``json://`` becomes ``http://``), and
+    a webhook's secret lives in its path."""
     global _secrets
-    if len(value) < MIN_SECRET_LENGTH or value in _secrets:
+    pieces = {value, *_url_secret_parts(value)}
+    pieces = {piece for piece in pieces if len(piece) >= MIN_SECRET_LENGTH}
+    if pieces <= set(_secrets):
         return
     with _lock:
-        _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
+        _secrets = tuple(sorted({*_secrets, *pieces}, key=len, reverse=True))
+
+
+def _url_secret_parts(value: str) -> set[str]:
+    if "://" not in value:
+        return set()
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return set()
+    found = {parts.username or "", parts.password or ""}
+    found |= {unquote(segment) for segment in parts.path.split("/")}
+    found |= {unquote(pair.partition("=")[2]) for pair in parts.query.split("&")}
+    # Token-like pieces only: "alerts" or "hooks" in a path would mask ordinary words.
+    return {piece for piece in found if len(piece) >= 8 and not _PLAIN_WORD_RE.fullmatch(piece)}
 
 
 def hide_secrets(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from monitor.config_file import load_config
 from monitor.models import PollCounters
 from monitor.store import Store
 from monitor.web import render_metrics
-from tests.conftest import rss
-from tests.servers import FeedServer, feed_server
+from tests.conftest import cli as run_cli
+from tests.conftest import numbered_items, rss, write_config
+from tests.servers import AlertSink, FeedServer, feed_server
 
 HOSTILE_TITLE = "S-400 \x1b]0;owned\x07 deal \x1b[2J\u202eevil\u202c Before\x00After"
 HOSTILE_FEED_TITLE = "Feed\x1b[31mRed"
@@ -214,3 +216,22 @@ def test_the_log_filter_masks_every_logger_and_tracebacks(
         assert "\x1b" not in err
         assert "sig=****" in err and "access_token=****" in err and "RuntimeError" in err
     configure_logging(0)
+
+
+def test_a_notify_url_from_the_environment_is_masked_in_debug_logs_and_the_database(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    # The whole URL from ${VAR}: its token sits in the path, which Apprise itself does not
+    # treat as secret for json://, and urllib3 logs the path it requests at -vv.
+    token = "Hk7tQ2zLw9Xv"
+    url = feeds.serve("/f.xml", rss(numbered_items("S-400 test {n}", 1)))
+    config = write_config(tmp_path, feeds=[url], notify=["${HOOK_URL}"])
+    hook = f"json://127.0.0.1:{sink.port}/hook/{token}"
+    result = run_cli("-vv", "once", "--config", config, env={"HOOK_URL": hook})
+    assert result.returncode == 0, result.stderr
+    assert len(sink.wait_for(1)) == 1 and sink.received[0]["_path"] == f"/hook/{token}"
+    assert "POST /hook/" in result.stderr  # the debug lines are there, masked
+    assert token not in result.stdout + result.stderr
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        stored = " ".join(str(row) for row in db.execute("SELECT target FROM attempts"))
+    assert stored and token not in stored

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -48,6 +49,7 @@ from monitor.outbox import (
     local_zone,
 )
 from monitor.pattern import PatternError, compile_user_pattern
+from monitor.redact import has_control_characters
 from monitor.render import Format, check_template
 from monitor.schedule import Cadence
 from monitor.scrape import ScrapeRule
@@ -251,9 +253,19 @@ class Retention(_Model):
     story_text: RetentionPeriod = 365 * 86400.0
 
 
+def _printable(text: str | None) -> str | None:
+    """Names are shown in terminals, alerts and exported files: no control characters."""
+    if text is not None and has_control_characters(text):
+        raise ValueError("must not contain control characters (line breaks, escapes, NUL)")
+    return text
+
+
+PrintableName = Annotated[str, AfterValidator(_printable)]
+
+
 class FeedConfig(_Model):
     url: str
-    name: str | None = None
+    name: PrintableName | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
     full_text: FullText | None = None
@@ -288,7 +300,7 @@ def _check_terms(terms: list[str]) -> list[str]:
 
 
 class Watchlist(_Model):
-    name: str = Field(min_length=1)
+    name: PrintableName = Field(min_length=1)
     keywords: StrList = Field(min_length=1)
     aliases: dict[str, StrList] = {}  # other names of a keyword, reported as that keyword
     require: StrList = []

@@ -32,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config, FeedConfig
 from monitor.config_file import load_config
-from monitor.errors import ConfigError, DatabaseFault
+from monitor.errors import ConfigError, DatabaseFault, MonitorError
 from monitor.pipeline import Clock
 from monitor.render import count_of
 from monitor.runtime import Runtime, open_runtime, process_lock
@@ -370,10 +370,12 @@ class Daemon:
             await job(*args)
         except Exception as exc:
             fault = self.runtime.store.fault(exc)
-            if fault is None:
-                log.exception("unexpected error in a scheduled job; the daemon carries on")
-            else:
+            if fault is not None:
                 self._stop_for(fault)
+            elif isinstance(exc, MonitorError):  # a known trouble (a full disk): its message
+                log.error("%s; the daemon carries on", exc)
+            else:
+                log.exception("unexpected error in a scheduled job; the daemon carries on")
         finally:
             self._inflight.discard(task)
 

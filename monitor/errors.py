@@ -14,7 +14,7 @@ they turn into messages and exit codes::
     │   │   └── HTTPStatusError   the server answered with a 4xx/5xx status
     │   ├── ParseError       the body is not a usable RSS/Atom feed (or scraped page)
     │   └── ArticleError     a story's page gave no article text; its feed text is used
-    └── DeliveryError        a notification target did not accept an alert
+    └── ServiceError         the daemon cannot offer what its config asks (a port in use)
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ class ArticleError(FeedError):
     """A story's linked page gave no usable article text (not HTML, too large, empty)."""
 
 
-class DeliveryError(MonitorError):
-    """An alert could not be delivered to a notification target."""
-
-
 class StoreBusyError(StoreError):
     """Another feed-monitor process holds the database for the same job."""
+
+
+class ServiceError(MonitorError):
+    """The daemon cannot provide a service its config asks for (``http.listen``)."""

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from monitor import __version__
+from monitor.config import parse_listen
+from monitor.errors import ServiceError
 from monitor.models import PollCounters
 from monitor.redact import mask_url
 from monitor.store import DELIVERY_STATES, Store
@@ -92,8 +94,20 @@ def make_app(
 
 
 async def serve(app: web.Application, listen: str) -> web.AppRunner:
-    host, _, port = listen.rpartition(":")
+    """Serve ``app`` on ``listen`` (``host:port``, validated by the config); a port in use
+    or an address this machine does not have is a ``ServiceError``."""
+    parsed = parse_listen(listen)
+    if parsed is None:  # the config refuses it; here for the type checker
+        raise ServiceError(f"http.listen {listen!r} is not host:port")
+    host, port = parsed
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+    try:
+        await web.TCPSite(runner, host or "127.0.0.1", port).start()
+    except OSError as exc:  # in use, not an address of this machine, a name that fails
+        await runner.cleanup()
+        reason = exc.strerror or str(exc)
+        raise ServiceError(
+            f"cannot serve /healthz and /metrics on {listen} (http.listen): {reason}"
+        ) from exc
     return runner

@@ -185,3 +185,20 @@ def test_unknown_keys_are_hinted_from_the_model_at_their_place(
         text += "notify: [{url: 'json://127.0.0.1:1/x', tags: [ops]}]\n"
     found = problems(tmp_path, text)
     assert any(f"{key}: unknown key; {hint}" in problem for problem in found), found
+
+
+@pytest.mark.parametrize(
+    ("key", "yaml_value"),
+    [("feeds[0].name", '"Desk \\e]0;owned\\a"'), ("feeds[0].name", '"a\\0b"'),
+     ("watchlists[0].name", '"w\\e[2J"'), ("watchlists[0].name", '"two\\nlines"')],
+)  # fmt: skip
+def test_names_with_control_characters_are_refused(
+    tmp_path: Path, key: str, yaml_value: str
+) -> None:
+    feed_name = yaml_value if key.startswith("feeds") else "Desk"
+    list_name = yaml_value if key.startswith("watchlists") else "w"
+    text = (
+        f"feeds:\n  - url: https://e.org/f\n    name: {feed_name}\n"
+        f"watchlists:\n  - name: {list_name}\n    keywords: [S-400]\n"
+    )
+    assert f"{key}: must not contain control characters" in only_problem(tmp_path, text)

@@ -267,3 +267,16 @@ def test_daemon_serves_healthz_and_metrics_on_localhost(
     assert status["deliveries"] == {"sent": 1, "pending": 0, "held": 0, "failed": 0}
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
+
+
+def test_a_port_in_use_is_a_clear_error_not_a_traceback(tmp_path: Path, feeds: FeedServer) -> None:
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, feeds=[url], extra=f"http: {{listen: 127.0.0.1:{port}}}")
+        result = cli("run", "--config", config, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot serve /healthz and /metrics on 127.0.0.1:{port} (http.listen)" in result.stderr
+    assert "Traceback" not in result.stderr

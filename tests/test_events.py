@@ -309,3 +309,29 @@ def test_decide_joins_the_most_similar_report_then_the_earliest() -> None:
     assert (verdict.event_id, verdict.matched_story_id, verdict.is_new) == (30, 3, False)
     assert events.decide(99, new, [daily]).event_id == 10
     assert events.decide(99, new, []) == events.Verdict(99, is_new=True)
+
+
+def test_look_alike_items_bound_the_candidates_a_story_is_compared_with(
+    db: sqlite_utils.Database,
+) -> None:
+    # A feed of one template with a changing number: every item shares bands with every
+    # other. A new story is compared with at most MAX_CANDIDATES of them, its copy among
+    # them (the copy shares the most bands).
+    from monitor.store.events import MAX_CANDIDATES
+
+    store = EventStore(db)
+    index = EventIndex(store)
+    template = (
+        "The regiment said the move was routine and part of exercises planned for the season, "
+        "officials told reporters at the base on the coast. Unit number {n} took part."
+    )
+    for n in range(200):
+        index.assign(n + 1, f"Battery {n} moved to the border", template.format(n=n), n)
+    title, body = report("s400-missile-wire")
+    index.assign(1000, title, body, 300)
+    copy_title, copy_body = report("s400-missile-daily")
+    new = fingerprint(copy_title, copy_body)
+    found = store.candidates(new.bands, since=0)
+    assert len(found) <= MAX_CANDIDATES and 1000 in {c.story_id for c in found}
+    look_alike = fingerprint("Battery 500 moved to the border", template.format(n=500))
+    assert len(store.candidates(look_alike.bands, since=0)) == MAX_CANDIDATES

@@ -31,6 +31,10 @@ from monitor.errors import StoreError
 from monitor.events import Candidate, Fingerprint, band_keys
 
 migrations = Migrations("feed-monitor-events")
+# Candidates a new story is compared with, at most: the copies of a report share most of
+# its bands, so they rank first; more would only cost time on feeds of look-alike items.
+MAX_CANDIDATES = 32
+PER_BAND = 64  # the newest stories of one band key that are looked at
 
 
 @migrations()
@@ -117,18 +121,30 @@ class EventStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def candidates(self, bands: Sequence[int], since: float) -> list[Candidate]:
-        """The stories seen since ``since`` that share at least one band key."""
-        placeholders = ",".join("?" * len(bands))
+    def candidates(
+        self, bands: Sequence[int], since: float, limit: int = MAX_CANDIDATES
+    ) -> list[Candidate]:
+        """The stories seen since ``since`` that share a band key, those sharing the most
+        bands first (the most similar, as MinHash estimates it), at most ``limit``: feeds
+        of near-identical items (one template, a changing number) would otherwise make
+        every new story compare itself with all of them."""
+        # Per band, only its newest stories (the band index is keyed by band, then
+        # story): a band shared by thousands of look-alike items costs as much as any.
+        per_band = " UNION ALL ".join(
+            "SELECT * FROM (SELECT story_id FROM event_bands WHERE band_key = ? "
+            "ORDER BY story_id DESC LIMIT ?)"
+            for _ in bands
+        )
         with _wrapped("cannot read the event index"):
             rows = self.db.execute(
                 f"""SELECT s.story_id, s.event_id, s.seen_at, s.shingles, s.marks, s.lead_marks,
                            s.words
-                    FROM event_stories s
-                    WHERE s.story_id IN (SELECT story_id FROM event_bands
-                                         WHERE band_key IN ({placeholders}))
-                      AND s.seen_at >= ? AND s.shingles IS NOT NULL""",
-                [*bands, since],
+                    FROM (SELECT story_id, count(*) AS shared_bands FROM ({per_band})
+                          GROUP BY story_id ORDER BY shared_bands DESC, story_id DESC
+                          LIMIT ?) AS best
+                    JOIN event_stories s ON s.story_id = best.story_id
+                    WHERE s.seen_at >= ? AND s.shingles IS NOT NULL""",
+                [*(value for band in bands for value in (band, PER_BAND)), limit, since],
             ).fetchall()
         return [
             Candidate(

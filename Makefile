@@ -36,7 +36,7 @@ test: lint
 	$(BIN)/pytest -q
 
 # All benchmarks, or some: `make bench BENCH="match poll"`. The poll benchmark makes
-# .venv/reader (reader 3.26, pinned in benchmarks/reader.lock) on first use.
+# .venv/reader (reader 3.27 on Python 3.12, pinned in benchmarks/reader.lock) on first use.
 bench: $(BIN)/.dev
 	$(BIN)/python benchmarks/run.py $(BENCH)
 

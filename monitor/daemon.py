@@ -86,6 +86,7 @@ class Daemon:
     ) -> None:
         self.config_path = config_path
         self.config = config
+        self._feeds = {feed.url: feed for feed in config.feeds}  # a poll's lookup, O(1)
         self.clock = clock
         self.rng = rng or random.Random()
         self._stop = asyncio.Event()
@@ -261,6 +262,7 @@ class Daemon:
         old = self.config
         old_feeds = {feed.url: feed for feed in old.feeds}
         self.config = new
+        self._feeds = {feed.url: feed for feed in new.feeds}
         self.runtime.apply_config(new)
         new_urls = {feed.url for feed in new.feeds}
         for url in old_feeds.keys() - new_urls:
@@ -330,7 +332,7 @@ class Daemon:
             )
 
     async def _poll_and_deliver(self, url: str) -> None:
-        feed = next((feed for feed in self.config.feeds if feed.url == url), None)
+        feed = self._feeds.get(url)
         if feed is None:  # removed by a reload while this run was queued
             return
         outcome = await self.runtime.poller.poll(feed)

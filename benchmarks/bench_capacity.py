@@ -9,10 +9,10 @@ on top of 25); the rest answer 304.
 Time is scaled down 15 times so that a run takes minutes: a 1-minute interval with N/15
 feeds is the same poll rate as N feeds at 15 minutes, and the jitter (30 s) and the
 lateness allowed (60 s) are scaled with it (2 s and 4 s). Timeline, in cycles of one
-interval: cycles 0-1 warm up (cycle 0 is the cold start: every feed new, 25 stories
-each), cycle 2 is quiet (no feed changes: every poll is a 304), cycles 3-4 change. From
+interval: cycles 0-2 warm up (cycle 0 is the cold start: every feed new, 25 stories
+each), cycle 3 is quiet (no feed changes: every poll is a 304), cycles 4-5 change. From
 the server's log of requests: the lateness of each poll (the gap since the feed's previous
-poll, less the interval and the jitter), over cycles 2-4; from /proc: the CPU of the
+poll, less the interval and the jitter), over cycles 3-5; from /proc: the CPU of the
 daemon and its helpers in the quiet cycle (per unchanged poll) and the changing ones (per
 changed poll, once the unchanged polls' share is taken out), and the largest resident
 memory of the daemon plus its helpers.
@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -49,11 +50,12 @@ JITTER = 30.0 / SCALE
 ALLOWED_LATENESS = 60.0 / SCALE
 HOSTS = 250
 CHANGE_EVERY = 10  # a tenth of the feeds change in each cycle
-WARMUP, QUIET, CHANGING = 2, 1, 2  # cycles
+WARMUP, QUIET, CHANGING = 3, 1, 2  # cycles (the cold start needs a few)
 START_DELAY = 5.0  # for the contender to start before cycle 0
 LINGER = 5.0  # the server outlives the measured cycles, so the contender stops first
 SAMPLE_EVERY = 2.0  # resident memory is sampled this often
 DEFAULT_SIZES = (100_000, 200_000)  # feeds per 15 minutes
+FULL_SIZE_SECONDS = 120.0
 
 READER_SCRIPT = """
 import sys, time
@@ -92,22 +94,26 @@ def free_port() -> int:
         return port
 
 
-def measure(contender: str, per_15min: int, directory: Path) -> Result:
-    feeds = per_15min // SCALE
+Started = tuple[subprocess.Popen[bytes], list[str], int, float]
+
+
+def start_server(directory: Path, feeds: int, interval: float, seconds: float,
+                 quiet: list[int]) -> Started:  # fmt: skip
+    """The simulated sites in their own process; returns it, the feed URLs, the port and
+    the wall-clock time of cycle 0."""
     port = free_port()
     urls = [f"http://{host_address(n % HOSTS)}:{port}/f/{n}" for n in range(feeds)]
-    cycles = WARMUP + QUIET + CHANGING
     start = time.time() + START_DELAY
     spec = {
         "start": start,
-        "interval": INTERVAL,
+        "interval": interval,
         "change_every": CHANGE_EVERY,
-        "quiet": list(range(WARMUP, WARMUP + QUIET)),
+        "quiet": quiet,
         "hosts": HOSTS,
         "port": port,
         "min_delay": 0.05,
         "max_delay": 0.3,
-        "duration": cycles * INTERVAL + LINGER,
+        "duration": seconds + LINGER,
         "log": str(directory / "requests.json"),
         "ready": str(directory / "ready"),
     }
@@ -121,35 +127,80 @@ def measure(contender: str, per_15min: int, directory: Path) -> Result:
         if time.monotonic() > deadline or server.poll() is not None:
             raise SystemExit("the capacity server did not start")
         time.sleep(0.05)  # waiting on a condition with a deadline
-    command = contender_command(contender, urls, directory, start + cycles * INTERVAL, port)
+    return server, urls, port, start
+
+
+def watch(process: subprocess.Popen[bytes], until: float,
+          on_cpu: Callable[[float, float], None]) -> tuple[float, int]:  # fmt: skip
+    """Sample the process tree until ``until``: CPU seconds to ``on_cpu(now, cpu)``; returns
+    the peak resident memory (MB) of the whole tree and how many processes it had then."""
+    peak_rss, processes = 0.0, 1
+    while time.time() < until and process.poll() is None:
+        pids = [process.pid, *descendants(process.pid)]
+        on_cpu(time.time(), sum(_safe(cpu_seconds, pid) for pid in pids))
+        rss = sum(_safe(rss_mb, pid) for pid in pids)
+        if rss > peak_rss:
+            peak_rss, processes = rss, len(pids)
+        time.sleep(SAMPLE_EVERY)
+    return peak_rss, processes
+
+
+def stop(process: subprocess.Popen[bytes], server: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    server.wait(60)
+
+
+def measure(contender: str, per_15min: int, directory: Path) -> Result:
+    feeds = per_15min // SCALE
+    cycles = WARMUP + QUIET + CHANGING
+    quiet = list(range(WARMUP, WARMUP + QUIET))
+    server, urls, port, start = start_server(directory, feeds, INTERVAL, cycles * INTERVAL, quiet)
+    end = start + cycles * INTERVAL
+    command = contender_command(contender, urls, directory, end, port)
     with open(directory / "stderr.log", "wb") as stderr:
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
     marks: dict[int, float] = {}  # cycle -> CPU seconds of the process tree at its start
-    peak_rss, processes = 0.0, 1
+
+    def mark(now: float, cpu: float) -> None:
+        cycle = int((now - start) // INTERVAL)
+        if cycle >= WARMUP and cycle not in marks:
+            marks[cycle] = cpu
+        marks[cycles] = cpu  # the latest sample stands for the end
+
     try:
-        end = start + cycles * INTERVAL
-        while time.time() < end and server.poll() is None:
-            now = time.time()
-            cycle = int((now - start) // INTERVAL)
-            pids = [process.pid, *descendants(process.pid)] if process.poll() is None else []
-            if pids:
-                cpu = sum(_safe(cpu_seconds, pid) for pid in pids)
-                if cycle >= WARMUP and cycle not in marks:
-                    marks[cycle] = cpu
-                marks[cycles] = cpu  # the latest sample stands for the end
-                rss = sum(_safe(rss_mb, pid) for pid in pids)
-                if rss > peak_rss:
-                    peak_rss, processes = rss, len(pids)
-            time.sleep(SAMPLE_EVERY)
+        peak_rss, processes = watch(process, end, mark)
     finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        server.wait(60)
+        stop(process, server)
     log = json.loads((directory / "requests.json").read_text())["requests"]
     return summarize(contender, per_15min, feeds, start, log, marks, peak_rss, processes)
+
+
+def full_size(feeds: int, seconds: float, directory: Path) -> tuple[float, int, float, int]:
+    """The daemon with ``feeds`` feeds at the shipped 15-minute interval, unscaled, from a
+    cold start (every feed due at once): peak memory of the process tree, its process
+    count, polls a second and polls done in ``seconds``."""
+    server, urls, port, start = start_server(directory, feeds, 900.0, seconds, [])
+    config = directory / "monitor.yaml"
+    config.write_text(json.dumps({  # JSON is YAML; everything else is the shipped default
+        "database": "monitor.db",
+        "feeds": [{"url": url} for url in urls],
+        "watchlists": [{"name": "w", "keywords": ["S-400", "CAATSA", "F-35"]}],
+        "notify": [f"json://{host_address(0)}:{port}/alerts"],
+    }))  # fmt: skip
+    command = [sys.executable, "-m", "monitor", "run", "--config", str(config)]
+    with open(directory / "stderr.log", "wb") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        peak_rss, processes = watch(process, start + seconds, lambda now, cpu: None)
+    finally:
+        stop(process, server)
+    log = json.loads((directory / "requests.json").read_text())["requests"]
+    polls = sum(1 for _, when, _ in log if start <= when < start + seconds)
+    return peak_rss, processes, polls / seconds, polls
 
 
 def _safe(read: object, pid: int) -> float:
@@ -243,6 +294,11 @@ def main() -> None:
     for contender, size in runs:
         with tempfile.TemporaryDirectory() as tmp:
             results.append(measure(contender, size, Path(tmp)))
+    full_feeds = min(size for _, size in runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        full_rss, full_processes, full_rate, full_polls = full_size(
+            full_feeds, FULL_SIZE_SECONDS, Path(tmp)
+        )
     print(
         f"Capacity: the daemon against {HOSTS} local sites (responses 50-300 ms, a tenth of "
         f"the feeds changing each cycle), time scaled {SCALE}x (1-minute cycles with N/{SCALE} "
@@ -261,6 +317,17 @@ def main() -> None:
             f"{r.p99_late:.1f} | {r.cpu_unchanged_ms:.2f} ms | {r.cpu_changed_ms:.1f} ms | "
             f"{r.cpu_share:.2f} | {r.rss_mb:.0f} MB ({r.processes} processes) |"
         )
+
+    print()
+    print(
+        f"Memory at full size: {full_feeds:,} feeds at the shipped 15-minute interval, not "
+        f"scaled, from a cold start (every feed due at once), the first {FULL_SIZE_SECONDS:g} s"
+    )
+    print()
+    print("| feeds | polls in the first minutes | polls/s | peak RSS, all processes |")
+    print("| ---: | ---: | ---: | ---: |")
+    print(f"| {full_feeds:,} | {full_polls:,} | {full_rate:.0f} | "
+          f"{full_rss:.0f} MB ({full_processes} processes) |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+log = logging.getLogger(__name__)
 
 CEILING = 256  # polls at once at most, whatever the headroom
 TICK = 0.5  # seconds between measurements while polls are waiting or running
@@ -135,10 +138,14 @@ class PollLimit:
             cpu=(cpu - cpu_then) / max(now - then, 1e-6),
             rss=resident_bytes(),
         )
-        self.limit = next_limit(
+        limit = next_limit(
             self.limit, waiting=self.waiting, headroom=headroom,
             floor=self.floor, ceiling=self.ceiling,
         )  # fmt: skip
+        if limit != self.limit:
+            log.debug("polls at once: %d (was %d; %s, %d waiting)", limit, self.limit,
+                      headroom, self.waiting)  # fmt: skip
+            self.limit = limit
         self._admit()
         if self.active or self._waiters:
             loop.call_later(TICK, self._tick, loop.time() + TICK)

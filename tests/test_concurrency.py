@@ -150,3 +150,32 @@ def test_the_limit_falls_back_when_cpu_loop_or_memory_run_short() -> None:
 def test_a_fixed_limit_has_no_room_to_move() -> None:
     assert PollLimit(8, adaptive=False).ceiling == 8
     assert 8 <= PollLimit(8, adaptive=True).ceiling <= CEILING
+
+
+def test_many_feeds_due_at_start_are_spread_not_started_at_once(tmp_path: Path) -> None:
+    """A first start with thousands of feeds: their first polls are spread at about
+    START_RATE a second (within their interval), not all queued in the first seconds,
+    where each would wait as a task holding memory."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from monitor.daemon import START_RATE, START_SPREAD, Daemon
+
+    urls = [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(2000)]  # never fetched here
+    path = write_config(tmp_path, feeds=urls, defaults="{interval: 15m, jitter: 30s}")
+    config = load_config(path)
+
+    async def first_polls() -> list[float]:
+        daemon = Daemon(path, config)
+        async with open_runtime(config) as runtime:
+            daemon.runtime = runtime
+            daemon.scheduler = AsyncIOScheduler()
+            now = daemon.clock()
+            daemon._schedule_feeds(config.feeds)
+            return [job.next_run_time.timestamp() - now for job in daemon.scheduler.get_jobs()]
+
+    delays = asyncio.run(first_polls())
+    assert len(delays) == len(urls)
+    window = len(urls) / START_RATE  # 40 s
+    assert max(delays) <= window + 1
+    # Uniform over the window: about half of them after its middle, none crowded early.
+    assert sum(1 for delay in delays if delay > START_SPREAD) > len(urls) / 2

@@ -35,8 +35,9 @@ lint: $(BIN)/.dev
 test: lint
 	$(BIN)/pytest -q
 
-# All benchmarks, or some: `make bench BENCH="match poll"`. The poll benchmark makes
-# .venv/reader (reader 3.26, pinned in benchmarks/reader.lock) on first use.
+# All benchmarks (about half an hour), or some: `make bench BENCH="poll capacity"`. The poll
+# and capacity benchmarks make .venv/reader (reader 3.27 on Python 3.12, pinned in
+# benchmarks/reader.lock) on first use. Benchmarks are not tests: `make test` runs none.
 bench: $(BIN)/.dev
 	$(BIN)/python benchmarks/run.py $(BENCH)
 

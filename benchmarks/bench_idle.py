@@ -1,8 +1,8 @@
 """An idle daemon with 1,000 feeds: resident memory and CPU between polls.
 
-Starts ``feed-monitor run`` on 1,000 feeds served by a local server (25 items each), waits
-until every feed has been polled once, then samples the daemon and its parser workers
-from /proc for 30 seconds in which no poll is due.
+Starts ``feed-monitor run`` with the shipped defaults on 1,000 feeds served by 20 local
+sites (25 items each), waits until every feed has been polled once, then samples the
+daemon and its helper processes from /proc for 30 seconds in which no poll is due.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_poll import ROOT, Server, make_feeds
+from benchmarks.bench_poll import ROOT, SITES, Sites, make_feeds
 
 FEEDS = 1000
 SAMPLE_SECONDS = 30.0
@@ -47,16 +47,15 @@ def main() -> None:
     feeds = make_feeds(random.Random(9))
     paths = list(feeds)
     many = {f"/f{n}{paths[n % len(paths)]}": feeds[paths[n % len(paths)]] for n in range(FEEDS)}
-    server = Server(many)
+    sites = Sites(many, SITES)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "monitor.yaml"
         config.write_text(json.dumps({
             "database": "monitor.db",
-            "per_host": 16,
             "defaults": {"interval": "1h", "jitter": "1m"},
-            "feeds": [{"url": url} for url in server.urls(many)],
+            "feeds": [{"url": url} for url in sites.urls],
             "watchlists": [{"name": "w", "keywords": ["S-400", "CAATSA", "F-35"]}],
-            "notify": [f"json://127.0.0.1:{server.port}/alerts"],
+            "notify": [sites.alert_url],
         }))  # fmt: skip
         daemon = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "--config", str(config)],

@@ -1,12 +1,16 @@
 """Polling a whole feed list: `feed-monitor once` against the reader library and the floor.
 
-A local HTTP server (in this process, on 127.0.0.1) serves 400 realistic RSS feeds of 25
-items each (about 12 MB), with ETags. Three contenders, each timed as a whole process:
+Twenty local web sites (one HTTP server on each of 127.0.0.2 to 127.0.0.21, in this
+process) serve 400 realistic RSS feeds of 25 items each (about 12 MB), 20 feeds a site,
+with ETags; like real servers they set TCP_NODELAY and listen with a backlog of 128.
+Three contenders, each timed as a whole process:
 
-- feed-monitor: ``feed-monitor once`` (fetch, parse, identity, match, store, alerts to a
-  local json:// endpoint; one item in a hundred mentions a watched term);
-- reader 3.26 with sgmllib3k beside it: ``update_feeds(workers=16, scheduled=False)``,
-  from its own virtual environment (.venv/reader, made on first use);
+- feed-monitor: ``feed-monitor once`` with the shipped defaults (no ``concurrency`` or
+  ``per_host`` override): fetch, parse, identity, match, store, alerts to a local json://
+  endpoint (one item in a hundred mentions a watched term);
+- reader 3.27 (its newest release; it needs Python 3.12) with sgmllib3k beside it:
+  ``update_feeds(workers=16, scheduled=False)``, from its own virtual environment
+  (.venv/reader, made on first use from benchmarks/reader.lock);
 - the floor: a process that only downloads every feed (aiohttp, 16 at a time).
 
 Cold: empty databases, every feed new. Warm: the same databases again, every feed
@@ -15,6 +19,7 @@ answering 304 Not Modified. Medians of 3 cold runs and 9 warm runs each.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import random
@@ -35,7 +40,9 @@ from benchmarks.bench_match import GENERIC, SAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS, ITEMS, RUNS = 400, 25, 3
+SITES = [f"127.0.0.{n}" for n in range(2, 22)]  # 20 sites, 20 feeds each
 WARM_REPEATS = 3  # warm runs per cold run
+READER_VERSION = "3.27"
 READER_PYTHON = ROOT / ".venv" / "reader" / "bin" / "python"  # inside .venv: ignored
 
 READER_SCRIPT = """
@@ -97,9 +104,10 @@ def make_feeds(rng: random.Random) -> dict[str, bytes]:
 
 
 class Server:
-    """Serves the feeds with ETags, and receives alerts on /alerts."""
+    """Serves the feeds with ETags on ``address``, and receives alerts on /alerts."""
 
-    def __init__(self, feeds: dict[str, bytes]) -> None:
+    def __init__(self, feeds: dict[str, bytes], address: str = "127.0.0.1") -> None:
+        self.address = address
         self.alerts = 0
         tags = {path: etag(body) for path, body in feeds.items()}
         self.tags = tags
@@ -107,6 +115,9 @@ class Server:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY, as real servers set it: without it a small response waits
+            # for the client's delayed ACK (40 ms on Linux) and every client looks slow.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 body, tag = feeds.get(self.path), tags.get(self.path)
@@ -142,13 +153,40 @@ class Server:
             # no real web server (nginx: 511) would do to it.
             request_queue_size = 128
 
-        self.httpd = Listener(("127.0.0.1", 0), Handler)
+        self.httpd = Listener((address, 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def urls(self, feeds: dict[str, bytes]) -> list[str]:
-        return [f"http://127.0.0.1:{self.port}{path}" for path in feeds]
+        return [f"http://{self.address}:{self.port}{path}" for path in feeds]
+
+
+class Sites:
+    """One server per loopback address; feed ``n`` lives on site ``n % len(addresses)``."""
+
+    def __init__(self, feeds: dict[str, bytes], addresses: list[str]) -> None:
+        paths = list(feeds)
+        self.servers = [
+            Server({path: feeds[path] for path in paths[n :: len(addresses)]}, address)
+            for n, address in enumerate(addresses)
+        ]
+        # Every URL with the ETag its feed is served with, in the order of ``feeds``.
+        self.urls: list[str] = []
+        self.tags: list[str] = []
+        for n, path in enumerate(paths):
+            server = self.servers[n % len(addresses)]
+            self.urls.append(f"http://{server.address}:{server.port}{path}")
+            self.tags.append(server.tags[path])
+
+    @property
+    def alerts(self) -> int:
+        return sum(server.alerts for server in self.servers)
+
+    @property
+    def alert_url(self) -> str:
+        first = self.servers[0]
+        return f"json://{first.address}:{first.port}/alerts"
 
 
 def timed(command: list[str], **kwargs: Any) -> float:
@@ -157,26 +195,46 @@ def timed(command: list[str], **kwargs: Any) -> float:
     return time.perf_counter() - started
 
 
-def feed_monitor_config(directory: Path, urls: list[str], port: int) -> Path:
+def feed_monitor_config(directory: Path, urls: list[str], alert_url: str) -> Path:
+    """The config a user writes: feeds, a watchlist, a target; every setting at its default."""
     path = directory / "monitor.yaml"
     path.write_text(
         json.dumps(  # JSON is YAML
             {
                 "database": "monitor.db",
-                "per_host": 16,  # every feed is on 127.0.0.1 here; real lists span many sites
                 "feeds": [{"url": url} for url in urls],
                 "watchlists": [{"name": "turkey", "keywords": ["S-400", "CAATSA", "F-35"]}],
-                "notify": [f"json://127.0.0.1:{port}/alerts"],
+                "notify": [alert_url],
             }
         )
     )
     return path
 
 
+def python312() -> str:
+    """A Python 3.12 or newer interpreter for reader (3.27 needs it)."""
+    candidates = [
+        shutil.which("python3.13"),
+        shutil.which("python3.12"),
+        *sorted(glob.glob("/root/.pyenv/versions/3.1[23]*/bin/python3"), reverse=True),
+        *sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[23]*/bin/python3")), reverse=True),
+    ]
+    check = "import sys; assert sys.version_info >= (3, 12)"
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", check], capture_output=True).returncode == 0:
+            return candidate
+    raise SystemExit("reader 3.27 needs Python 3.12 or newer; none found (python3.12 on PATH?)")
+
+
 def ensure_reader() -> None:
+    """.venv/reader with the pinned reader; remade when it holds another version."""
     if READER_PYTHON.exists():
-        return
-    subprocess.run([sys.executable, "-m", "venv", str(READER_PYTHON.parent.parent)], check=True)
+        probe = "import importlib.metadata as m; print(m.version('reader'))"
+        found = subprocess.run([str(READER_PYTHON), "-c", probe], capture_output=True, text=True)
+        if found.stdout.strip() == READER_VERSION:
+            return
+        shutil.rmtree(READER_PYTHON.parent.parent)
+    subprocess.run([python312(), "-m", "venv", str(READER_PYTHON.parent.parent)], check=True)
     subprocess.run(
         [str(READER_PYTHON), "-m", "pip", "install", "--quiet", "-r",
          str(ROOT / "benchmarks" / "reader.lock")],
@@ -187,8 +245,8 @@ def ensure_reader() -> None:
 def main() -> None:
     ensure_reader()
     feeds = make_feeds(random.Random(5))
-    server = Server(feeds)
-    urls = server.urls(feeds)
+    sites = Sites(feeds, SITES)
+    urls = sites.urls
     size = sum(map(len, feeds.values())) / 1e6
     monitor = [sys.executable, "-m", "monitor", "once", "--config"]
     results: dict[str, dict[str, list[float]]] = {
@@ -197,7 +255,7 @@ def main() -> None:
     for _ in range(RUNS):
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
-            config = feed_monitor_config(directory, urls, server.port)
+            config = feed_monitor_config(directory, urls, sites.alert_url)
             reader = [str(READER_PYTHON), "-c", READER_SCRIPT, str(directory / "reader.db")]
             # A warm run changes nothing, so it is repeated: short runs are the noisy ones.
             for phase in ("cold", *["warm"] * WARM_REPEATS):
@@ -206,7 +264,7 @@ def main() -> None:
             results["floor"]["cold"].append(timed([sys.executable, "-c", FLOOR_SCRIPT, *urls]))
             shutil.rmtree(directory, ignore_errors=True)
     # The warm floor: the same conditional requests, every one answered 304.
-    conditional = [f"{url} {server.tags[path]}" for url, path in zip(urls, feeds, strict=True)]
+    conditional = [f"{url} {tag}" for url, tag in zip(urls, sites.tags, strict=True)]
     for _ in range(RUNS * WARM_REPEATS):
         results["floor"]["warm"].append(timed([sys.executable, "-c", FLOOR_SCRIPT, *conditional]))
 
@@ -214,12 +272,12 @@ def main() -> None:
         return statistics.median(results[name][phase])
 
     print(
-        f"Polling {FEEDS} feeds of {ITEMS} items ({size:.1f} MB) from a local server; whole "
-        f"processes, medians of {RUNS} cold and {RUNS * WARM_REPEATS} warm runs; "
-        f"{server.alerts // RUNS} alerts per cold run"
+        f"Polling {FEEDS} feeds of {ITEMS} items ({size:.1f} MB) from {len(SITES)} local sites; "
+        f"shipped defaults; whole processes, medians of {RUNS} cold and {RUNS * WARM_REPEATS} "
+        f"warm runs; {sites.alerts // RUNS} alerts per cold run"
     )
     print()
-    print("| run | feed-monitor (s) | reader 3.26 (s) | download only (s) | "
+    print(f"| run | feed-monitor (s) | reader {READER_VERSION} (s) | download only (s) | "
           "feed-monitor / reader | feed-monitor / download |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for phase in ("cold", "warm"):

@@ -53,7 +53,8 @@ DELIVERY_INTERVAL = 30.0  # a delivery pass at least this often (retries, digest
 DATABASE_CHECK_JOB_ID = "database-check"
 DATABASE_CHECK_INTERVAL = 2.0  # how often the database file is checked for replacement
 SHUTDOWN_DEADLINE = 30.0
-START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds
+START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds...
+START_RATE = 50.0  # ...or, when there are many, started at about this many a second
 
 
 def first_poll_at(
@@ -86,6 +87,7 @@ class Daemon:
     ) -> None:
         self.config_path = config_path
         self.config = config
+        self._feeds = {feed.url: feed for feed in config.feeds}  # a poll's lookup, O(1)
         self.clock = clock
         self.rng = rng or random.Random()
         self._stop = asyncio.Event()
@@ -261,6 +263,7 @@ class Daemon:
         old = self.config
         old_feeds = {feed.url: feed for feed in old.feeds}
         self.config = new
+        self._feeds = {feed.url: feed for feed in new.feeds}
         self.runtime.apply_config(new)
         new_urls = {feed.url for feed in new.feeds}
         for url in old_feeds.keys() - new_urls:
@@ -309,20 +312,21 @@ class Daemon:
 
     def _schedule_feeds(self, feeds: list[FeedConfig]) -> None:
         now = self.clock()
+        states = self.runtime.poller.feed_states
+        due = sum(1 for feed in feeds if (states[feed.url].next_poll_at or 0) <= now)
+        # Thousands of feeds due at once (a first start, a long stop) would each wait as a
+        # task holding memory: spread them at START_RATE, within each feed's interval.
+        spread = max(min(self.config.defaults.jitter, START_SPREAD), due / START_RATE)
         for feed in feeds:
-            state = self.runtime.poller.feed_states[feed.url]
+            state = states[feed.url]
             if state.gone_at is not None:
                 log.warning("feed %s is gone (HTTP 410) and is not polled", feed.url)
                 continue
-            spread = min(self.config.defaults.jitter, START_SPREAD)
-            start = first_poll_at(state.next_poll_at, now, spread, self.rng)
+            interval = state.interval or self.config.feed_interval(feed)
+            start = first_poll_at(state.next_poll_at, now, min(spread, interval), self.rng)
             self.scheduler.add_job(
                 self._tracked,
-                IntervalTrigger(
-                    seconds=state.interval or self.config.feed_interval(feed),
-                    jitter=self.config.defaults.jitter,
-                    timezone=UTC,
-                ),
+                IntervalTrigger(seconds=interval, jitter=self.config.defaults.jitter, timezone=UTC),
                 args=[self._poll_and_deliver, feed.url],
                 id=feed.url,
                 name=feed.url,
@@ -330,7 +334,7 @@ class Daemon:
             )
 
     async def _poll_and_deliver(self, url: str) -> None:
-        feed = next((feed for feed in self.config.feeds if feed.url == url), None)
+        feed = self._feeds.get(url)
         if feed is None:  # removed by a reload while this run was queued
             return
         outcome = await self.runtime.poller.poll(feed)

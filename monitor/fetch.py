@@ -32,6 +32,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from monitor import __version__
+from monitor.concurrency import CEILING
 from monitor.errors import FetchError, HTTPStatusError
 from monitor.models import FetchResult
 
@@ -139,7 +140,7 @@ class Fetcher:
         user_agent: str = USER_AGENT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        max_connections: int = 32,
+        max_connections: int = CEILING,  # the Poller bounds polls; this only backs it up
         redirect_policy: RedirectPolicy = RedirectPolicy(),
     ) -> None:
         self.max_bytes = max_bytes

@@ -22,6 +22,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from monitor.article import ArticleLimits, FullTextRule, fetch_articles, needs_article, with_article
+from monitor.concurrency import PollLimit
 from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.events import EventIndex, follow_up_text
@@ -195,7 +196,9 @@ class Poller:
             if config.events is None
             else EventIndex(self.store.event_store, config.events.window)
         )
-        self._limit = asyncio.Semaphore(config.concurrency)
+        # A concurrency the user set is kept; the default grows while the machine has room.
+        adaptive = "concurrency" not in config.model_fields_set
+        self._limit = PollLimit(config.concurrency, adaptive=adaptive)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.feed_states: dict[str, FeedState] = self.store.sync_feeds(
             ((feed.url, feed.name) for feed in config.feeds), self.clock()
@@ -222,15 +225,26 @@ class Poller:
             return PollOutcome(feed.url, name, ok=False, status=410, error=GONE, gone=True)
         url = state.effective_url or feed.url
         host = urlsplit(url).hostname or ""
-        async with self._limit:
-            async with self._host_limit(host):
-                fetched = await self._fetch(feed, state, url, name)
-            # The site's slot is free again: the article pages of new stories take it in
-            # turn with other feeds' requests.
-            if isinstance(fetched, PollOutcome):
-                outcome = fetched
-            else:
-                outcome = await self._save(feed, state, url, name, fetched)
+        # The site's slot first: a poll waiting for its site holds none of the shared ones.
+        # It is given back after the fetch: the article pages of new stories take it in
+        # turn with other feeds' requests.
+        site = self._host_limit(host)
+        await site.acquire()
+        site_held = True
+        try:
+            async with self._limit:
+                try:
+                    fetched = await self._fetch(feed, state, url, name)
+                finally:
+                    site.release()
+                    site_held = False
+                if isinstance(fetched, PollOutcome):
+                    outcome = fetched
+                else:
+                    outcome = await self._save(feed, state, url, name, fetched)
+        finally:
+            if site_held:  # cancelled while waiting for a shared slot
+                site.release()
         if not outcome.ok:
             self.counters.failed += 1
         elif outcome.unchanged:

@@ -59,7 +59,6 @@ async def open_runtime(config: Config, *, clock: Clock = time.time) -> AsyncIter
     with Store.open(config.database) as store, ParserPool() as parser:
         async with Fetcher(
             user_agent=config.user_agent or USER_AGENT,
-            max_connections=config.concurrency,
             redirect_policy=RedirectPolicy.from_config(config),
         ) as fetcher:
             poller = Poller(config, store, fetcher, parser=parser, clock=clock)

@@ -117,3 +117,14 @@ def _other_event_report() -> str:
         for name, story in PAIRS["stories"].items()
         if story["event"] != "s400-missile" and name.startswith("s400")
     )
+
+
+def test_only_stories_that_match_a_watchlist_form_events(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    # The others never alert; fingerprinting them would cost every story a comparison.
+    wire = feeds.serve("/wire.xml", rss([item("s400-missile-wire")], title="Wire"))
+    daily = feeds.serve("/daily.xml", rss([item("s400-missile-daily")], title="Daily"))
+    config = write_config(tmp_path, feeds=[wire, daily], keywords=["Patriot"])
+    assert json.loads(run("once", "--json", "--config", str(config)))["new_stories"] == 2
+    assert json.loads(run("events", "--json", "--config", str(config))) == []

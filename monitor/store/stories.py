@@ -158,9 +158,9 @@ class StoriesMixin(FeedsMixin, SearchMixin):
         """Write a poll's outcome, new stories, their sources, matches and alerts, and
         edits, in one transaction.
 
-        With ``events``, each new story is assigned to an event (``monitor.events``); a
-        story that joins an event already reported alerts only for the watchlists that
-        no earlier report of it alerted."""
+        With ``events``, each new story that matches a watchlist is assigned to an event
+        (``monitor.events``); a story that joins an event already reported alerts only
+        for the watchlists that no earlier report of it alerted."""
         queued = 0
         joined: list[int] = []
         now = record.polled_at
@@ -173,7 +173,9 @@ class StoriesMixin(FeedsMixin, SearchMixin):
                 for source in (story.source, *story.copies):
                     _insert_source(self.db, story_id, feed_id, source, now)
                 alerted: set[str] = set()
-                if events is not None:
+                # Only stories that match a watchlist take part in events: the others
+                # never alert, and fingerprinting every story would cost each a comparison.
+                if events is not None and story.matches:
                     entry = story.entry
                     verdict = events.assign(
                         story_id, entry.title, entry.content or entry.summary, now

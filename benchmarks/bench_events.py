@@ -24,7 +24,7 @@ import numpy as np
 import sqlite_utils
 
 from benchmarks.bench_store import make_entry
-from monitor.events import NUM_PERM, WINDOW, EventIndex, fingerprint
+from monitor.events import NUM_PERM, WINDOW, EventIndex, fingerprint, pack
 from monitor.store.events import EventStore, migrate
 
 SIZES = (10_000, 100_000, 1_000_000)
@@ -42,8 +42,8 @@ def prefill(db: sqlite_utils.Database, start: int, stop: int) -> None:
             entry = make_entry(n)
             fp = fingerprint(entry.title, entry.summary)
             seen = NOW - 86400 * (n % 1000) / 1000
-            stories.append((n + 1, n + 1, seen, fp.words, fp.signature.astype("<u4").tobytes(),
-                            fp.shingles.astype("<u4").tobytes(), " ".join(sorted(fp.marks)),
+            stories.append((n + 1, n + 1, seen, fp.words, pack(fp.signature),
+                            pack(fp.shingles), " ".join(sorted(fp.marks)),
                             " ".join(sorted(fp.lead_marks))))  # fmt: skip
             bands.extend((key, n + 1) for key in fp.bands)
         bands.sort()
@@ -98,7 +98,7 @@ def direct_from_sqlite(db: sqlite_utils.Database, stories: list[tuple[int, str, 
             [NOW - WINDOW],
         ).fetchall()
         matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype="<u4")
-        estimates = (matrix.reshape(-1, NUM_PERM) == sig).mean(axis=1)
+        estimates = (matrix.reshape(-1, NUM_PERM) == np.array(sig, dtype=np.uint32)).mean(axis=1)
         int(np.argmax(estimates))
     return (time.perf_counter() - started) * 1000 / len(stories)
 
@@ -113,7 +113,7 @@ def direct_in_memory(db: sqlite_utils.Database, stories: list[tuple[int, str, st
     started = time.perf_counter()
     for _, title, body in stories:
         sig = fingerprint(title, body).signature
-        int(np.argmax((matrix == sig).mean(axis=1)))
+        int(np.argmax((matrix == np.array(sig, dtype=np.uint32)).mean(axis=1)))
     return (time.perf_counter() - started) * 1000 / len(stories)
 
 

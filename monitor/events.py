@@ -9,8 +9,13 @@ conservative, and this module owns it:
 
 1. **Fingerprint** (pure). Title and body are normalised (NFKC, case-folded, words only)
    and cut into word 4-shingles, each hashed to 32 bits. A MinHash signature of 128
-   permutations (datasketch's ``affine32`` scheme) is cut into 42 bands of 3 rows; each
-   band hashes to one 64-bit key.
+   permutations (the ``affine32`` scheme of datasketch 2: each hash is mixed by the
+   MurmurHash3 finalizer, then mapped by ``a·h + b mod 2³²`` with ``a`` odd) is cut into
+   42 bands of 3 rows; each band hashes to one 64-bit key. The signature is computed
+   here in plain Python (about 1 ms for a 150-word story; only stories that match a
+   watchlist are fingerprinted): datasketch brings numpy and scipy, 160 MB installed and
+   half a second of imports, for these few lines; tests/test_events.py checks the result
+   against datasketch's own MinHash.
 2. **Candidates** (I/O, ``events_store``): the stories seen within the window that share
    at least one band key. With 42 bands of 3 rows, a pair of Jaccard similarity J
    becomes a candidate with probability 1 - (1 - J³)⁴²: 0.996 at J = 0.5, 0.94 at 0.4,
@@ -46,17 +51,15 @@ records the verdict.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import random
 import re
+import struct
 import unicodedata
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from monitor.store.events import EventStore
@@ -74,8 +77,10 @@ LEAD_WORDS = 60  # the headline and first sentences: where a report states its n
 MIN_EXACT_TOKENS = 8  # a short text joins only an identical one at least this long
 WINDOW = 48 * 3600.0  # seconds: a report joins events seen this recently
 
-Shingles = npt.NDArray[np.uint32]  # sorted, unique
-Signature = npt.NDArray[np.uint32]
+Shingles = frozenset[int]  # 32-bit hashes of the text's shingles
+Signature = tuple[int, ...]  # NUM_PERM 32-bit minimums
+
+_MASK32 = 0xFFFFFFFF
 
 _WORD_RE = re.compile(r"\w+")
 _DAYS = frozenset(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
@@ -112,31 +117,53 @@ def marks(words: Sequence[str]) -> frozenset[str]:
 def shingles(words: Sequence[str]) -> Shingles:
     """Hashes of every run of ``SHINGLE_WORDS`` words (of the whole text, if shorter)."""
     if not words:
-        return np.empty(0, dtype=np.uint32)
+        return frozenset()
     k = min(SHINGLE_WORDS, len(words))
-    hashes = {zlib.crc32(" ".join(words[i : i + k]).encode()) for i in range(len(words) - k + 1)}
-    return np.array(sorted(hashes), dtype=np.uint32)
+    runs = (" ".join(words[i : i + k]) for i in range(len(words) - k + 1))
+    return frozenset(zlib.crc32(run.encode()) for run in runs)
 
 
-@functools.cache
-def _template() -> Any:
-    """One MinHash whose permutations every signature shares (made once: they cost)."""
-    # datasketch imports scipy (half a second): only when the first story is indexed.
-    from datasketch import MinHash
+def permutations(seed: int = SEED, count: int = NUM_PERM) -> tuple[tuple[int, int], ...]:
+    """The (a, b) of each permutation ``h -> a·h + b mod 2³²``, ``a`` odd: fixed by the
+    seed (``random.Random`` is the same generator on every platform and version)."""
+    rng = random.Random(seed)
+    return tuple((rng.getrandbits(31) * 2 + 1, rng.getrandbits(32)) for _ in range(count))
 
-    return MinHash(num_perm=NUM_PERM, seed=SEED, hashfunc=int, scheme="affine32")
+
+_PERMUTATIONS = permutations()
+
+
+def _fmix32(h: int) -> int:
+    """MurmurHash3's finalizer: spreads crc32's structure over all 32 bits."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _MASK32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _MASK32
+    return h ^ (h >> 16)
 
 
 def signature(hashes: Shingles) -> Signature:
     """The MinHash signature of a shingle set (all maximal when the set is empty)."""
-    minhash = _template().copy()
-    minhash.update_batch(hashes.tolist())
-    return np.asarray(minhash.hashvalues, dtype=np.uint32)
+    if not hashes:
+        return (_MASK32,) * NUM_PERM
+    mixed = [_fmix32(h) for h in hashes]
+    return tuple(min([(a * h + b) & _MASK32 for h in mixed]) for a, b in _PERMUTATIONS)
+
+
+def pack(values: Sequence[int] | Shingles) -> bytes:
+    """32-bit values as little-endian bytes (how signatures and shingles are stored);
+    a set is packed in ascending order."""
+    ordered = sorted(values) if isinstance(values, frozenset) else values
+    return struct.pack(f"<{len(ordered)}I", *ordered)
+
+
+def unpack(blob: bytes) -> tuple[int, ...]:
+    return struct.unpack(f"<{len(blob) // 4}I", blob)
 
 
 def band_keys(sig: Signature) -> list[int]:
     """One signed 64-bit key per band (SQLite's INTEGER), the band's number included."""
-    raw = sig.astype("<u4").tobytes()
+    raw = pack(sig)
     width = ROWS * 4
     return [
         int.from_bytes(
@@ -195,7 +222,7 @@ class Similarity:
 
 
 def similarity(a: Shingles, b: Shingles) -> Similarity:
-    shared = len(np.intersect1d(a, b, assume_unique=True))
+    shared = len(a & b)
     smaller = min(len(a), len(b))
     union = len(a) + len(b) - shared
     return Similarity(

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlite_utils
 import yaml
@@ -255,6 +256,27 @@ def test_sqlite_errors_become_store_errors_with_their_cause(tmp_path: Path) -> N
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
 
 
+def datasketch_minhash(signature: events.Signature) -> MinHash:
+    values = np.array(signature, dtype=np.uint32)
+    return MinHash(num_perm=events.NUM_PERM, hashvalues=values, scheme="affine32")
+
+
+def test_signatures_are_datasketchs_minhash_with_the_same_permutations() -> None:
+    """The plain-Python MinHash is datasketch's ``affine32`` MinHash (premix, then
+    a·h + b mod 2³²), value for value, on every labelled report and on edge cases."""
+    a, b = zip(*events.permutations(), strict=True)
+    perms = (np.array(a, dtype=np.uint32), np.array(b, dtype=np.uint32))
+    texts = [report(name) for name in PAIRS["stories"]]
+    texts += [("", ""), ("one", ""), ("S-400", "Ankara " * 500)]
+    for title, body in texts:
+        hashes = events.shingles(events.tokens(f"{title}\n{body}"))
+        reference = MinHash(num_perm=events.NUM_PERM, hashfunc=int, scheme="affine32",
+                            permutations=perms)  # fmt: skip
+        reference.update_batch(sorted(hashes))
+        assert events.signature(hashes) == tuple(int(v) for v in reference.hashvalues), title
+    assert len(set(a)) == events.NUM_PERM and all(value % 2 for value in a)
+
+
 def test_band_index_finds_what_datasketch_lsh_finds(db: sqlite_utils.Database) -> None:
     """The persistent bands are datasketch's banding: for each report, the candidates
     from SQLite are the keys MinHashLSH (same 42 × 3 parameters) returns."""
@@ -265,14 +287,14 @@ def test_band_index_finds_what_datasketch_lsh_finds(db: sqlite_utils.Database) -
     for story_id, fp in prints.items():
         store.add(story_id, story_id, 0, fp)
         if fp.indexable:
-            minhash = MinHash(num_perm=events.NUM_PERM, hashvalues=fp.signature, scheme="affine32")
+            minhash = datasketch_minhash(fp.signature)
             lsh.insert(story_id, minhash)
     shared_any = 0
     for story_id, fp in prints.items():
         if not fp.indexable:
             continue
         ours = {c.story_id for c in store.candidates(fp.bands, since=0)}
-        minhash = MinHash(num_perm=events.NUM_PERM, hashvalues=fp.signature, scheme="affine32")
+        minhash = datasketch_minhash(fp.signature)
         assert ours == set(lsh.query(minhash)), story_id
         shared_any += len(ours) > 1
     assert shared_any >= 10  # the comparison is not empty
@@ -284,14 +306,15 @@ def test_fingerprint_is_the_same_in_another_process() -> None:
     code = (
         "from monitor.events import fingerprint; "
         "print(fingerprint('Turkey test-fires S-400', 'Ankara said a missile hit a drone.')"
-        ".signature.tobytes().hex())"
+        ".signature)"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
     ours = fingerprint("Turkey test-fires S-400", "Ankara said a missile hit a drone.")
-    assert other.stdout.strip() == ours.signature.tobytes().hex()
-    assert len(ours.signature) == events.NUM_PERM and ours.signature.dtype.name == "uint32"
+    assert other.stdout.strip() == str(ours.signature)
+    assert len(ours.signature) == events.NUM_PERM
+    assert all(0 <= value < 2**32 for value in ours.signature)
 
 
 def test_decide_joins_the_most_similar_report_then_the_earliest() -> None:

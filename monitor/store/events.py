@@ -22,13 +22,11 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
 import sqlite_utils
 from sqlite_utils import Migrations
 
 from monitor.errors import StoreError
-from monitor.events import Candidate, Fingerprint, band_keys
+from monitor.events import Candidate, Fingerprint, band_keys, pack, unpack
 
 migrations = Migrations("feed-monitor-events")
 # Candidates a new story is compared with, at most: the copies of a report share most of
@@ -80,14 +78,6 @@ def _wrapped(what: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StoreError(f"{what}: {exc}") from exc
-
-
-def _blob(values: npt.NDArray[np.uint32]) -> bytes:
-    return values.astype("<u4").tobytes()
-
-
-def _array(blob: bytes) -> npt.NDArray[np.uint32]:
-    return np.frombuffer(blob, dtype="<u4").astype(np.uint32)
 
 
 @dataclass(frozen=True)
@@ -151,7 +141,7 @@ class EventStore:
                 story_id,
                 event_id,
                 seen_at,
-                _array(shingles),
+                frozenset(unpack(shingles)),
                 frozenset(marks.split()),
                 frozenset(lead_marks.split()),
                 words,
@@ -166,7 +156,7 @@ class EventStore:
                 "INSERT INTO event_stories (story_id, event_id, seen_at, words, signature, "
                 "shingles, marks, lead_marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [story_id, event_id, seen_at, fp.words,
-                 *((_blob(fp.signature), _blob(fp.shingles), " ".join(sorted(fp.marks)),
+                 *((pack(fp.signature), pack(fp.shingles), " ".join(sorted(fp.marks)),
                     " ".join(sorted(fp.lead_marks)))
                    if fp.indexable else (None, None, None, None))],
             )  # fmt: skip
@@ -187,7 +177,7 @@ class EventStore:
             ).fetchall()
             self.db.conn.executemany(
                 "DELETE FROM event_bands WHERE band_key = ? AND story_id = ?",
-                [(key, story_id) for story_id, sig in rows for key in band_keys(_array(sig))],
+                [(key, story_id) for story_id, sig in rows for key in band_keys(unpack(sig))],
             )
             self.db.conn.executemany(
                 "UPDATE event_stories SET signature = NULL, shingles = NULL, marks = NULL, "

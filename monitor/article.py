@@ -72,6 +72,7 @@ MAX_PAGE_ELEMENTS = 60_000
 _WORDPRESS_FOOTER_RE = re.compile(
     r"\s*The post .{1,300}? appeared first on .{1,200}?\.?\s*$", re.IGNORECASE | re.DOTALL
 )
+_FOOTER_REACH = 600
 # How feeds end a cut-off story: an ellipsis (bare or bracketed), or a link to the rest.
 _CUT_OFF_RE = re.compile(
     r"""(?:…|\.\.\.|\[\s*(?:…|\.\.\.|&hellip;)\s*\]|\(\s*(?:…|\.\.\.)\s*\)
@@ -131,7 +132,10 @@ def feed_text(entry: Entry) -> str:
 
 def is_teaser(text: str) -> bool:
     """True when ``text`` (plain, as parsing leaves it) is only the start of a story."""
-    text = _WORDPRESS_FOOTER_RE.sub("", text).strip()
+    # The footer ends the text and is at most ~520 characters: look for it there only
+    # (searched from the start, the pattern is tried at every space of a long story).
+    footer = _WORDPRESS_FOOTER_RE.search(text, max(0, len(text) - _FOOTER_REACH))
+    text = (text[: footer.start()] if footer else text).strip()
     if len(text.split()) < TEASER_WORDS:
         return True
     return _CUT_OFF_RE.search(text[-120:]) is not None
@@ -144,7 +148,7 @@ def needs_article(entry: Entry, rule: FullTextRule, *, now: float, max_age: floa
     """
     if rule.mode == "never" or entry.link is None:
         return False
-    if urlsplit(entry.link).scheme.lower() not in ("http", "https"):
+    if not entry.link.lower().startswith(("http://", "https://")):
         return False
     if entry.published is not None and now - entry.published > max_age:
         return False

@@ -12,10 +12,10 @@ conservative, and this module owns it:
    permutations (the ``affine32`` scheme of datasketch 2: each hash is mixed by the
    MurmurHash3 finalizer, then mapped by ``a·h + b mod 2³²`` with ``a`` odd) is cut into
    42 bands of 3 rows; each band hashes to one 64-bit key. The signature is computed
-   here in plain Python (about 1 ms for a 150-word story; only stories that match a
-   watchlist are fingerprinted): datasketch brings numpy and scipy, 160 MB installed and
-   half a second of imports, for these few lines; tests/test_events.py checks the result
-   against datasketch's own MinHash.
+   here with numpy (60 µs for a 200-word story), imported on the first fingerprint
+   only: datasketch would add scipy, 113 MB installed and half a second of imports, for
+   these few lines; tests/test_events.py checks the result against datasketch's own
+   MinHash, value for value.
 2. **Candidates** (I/O, ``events_store``): the stories seen within the window that share
    at least one band key. With 42 bands of 3 rows, a pair of Jaccard similarity J
    becomes a candidate with probability 1 - (1 - J³)⁴²: 0.996 at J = 0.5, 0.94 at 0.4,
@@ -51,6 +51,7 @@ records the verdict.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -59,7 +60,7 @@ import unicodedata
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from monitor.store.events import EventStore
@@ -133,21 +134,32 @@ def permutations(seed: int = SEED, count: int = NUM_PERM) -> tuple[tuple[int, in
 _PERMUTATIONS = permutations()
 
 
-def _fmix32(h: int) -> int:
-    """MurmurHash3's finalizer: spreads crc32's structure over all 32 bits."""
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & _MASK32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & _MASK32
-    return h ^ (h >> 16)
+@functools.cache
+def _permutation_arrays() -> tuple[Any, Any]:
+    """``_PERMUTATIONS`` as two uint32 column vectors (numpy is imported here, on the
+    first fingerprint: most runs never need it)."""
+    import numpy as np
+
+    a, b = zip(*_PERMUTATIONS, strict=True)
+    return np.array(a, dtype=np.uint32)[:, None], np.array(b, dtype=np.uint32)[:, None]
 
 
 def signature(hashes: Shingles) -> Signature:
     """The MinHash signature of a shingle set (all maximal when the set is empty)."""
     if not hashes:
         return (_MASK32,) * NUM_PERM
-    mixed = [_fmix32(h) for h in hashes]
-    return tuple(min([(a * h + b) & _MASK32 for h in mixed]) for a, b in _PERMUTATIONS)
+    import numpy as np
+
+    a, b = _permutation_arrays()
+    h = np.fromiter(hashes, dtype=np.uint32, count=len(hashes))
+    # MurmurHash3's finalizer first, which spreads crc32's structure over all 32 bits;
+    # uint32 arithmetic wraps, which is the modulo 2³² wanted.
+    h ^= h >> 16
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> 13
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> 16
+    return tuple((a * h + b).min(axis=1).tolist())
 
 
 def pack(values: Sequence[int] | Shingles) -> bytes:

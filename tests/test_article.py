@@ -72,6 +72,13 @@ def entry(summary: str = "", content: str = "", **kwargs: Any) -> Entry:
         LONG_TEXT + " More »",
         # A WordPress excerpt: cut off, then the footer WordPress adds to every item.
         LONG_TEXT + " The deal covers […] The post Baltic radars appeared first on Wire.",
+        # The longest footer the rule knows (a 300-character title, a 200-character site).
+        LONG_TEXT
+        + " The deal covers […]\n\n The post "
+        + "Radars " * 42
+        + "appeared first on "
+        + "Defense Daily Wire " * 10
+        + ".\n",
         "Short excerpt. The post Baltic radars appeared first on Defense Daily Wire.",
     ],
 )

@@ -2,7 +2,8 @@
 
 Starts ``feed-monitor run`` with the shipped defaults on 1,000 feeds served by 20 local
 sites (25 items each), waits until every feed has been polled once, then samples the
-daemon and its helper processes from /proc for 30 seconds in which no poll is due.
+daemon and its helper processes from /proc for 30 seconds in which no poll is due, once
+the parser workers have been idle long enough to stop (``IDLE_EXIT_AFTER``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_poll import ROOT, SITES, Sites, make_feeds
+from monitor.parse import IDLE_EXIT_AFTER
 
 FEEDS = 1000
 SAMPLE_SECONDS = 30.0
@@ -75,6 +77,10 @@ def main() -> None:
                 if polled >= FEEDS:
                     break
             time.sleep(2)  # let the last deliveries and the search index settle
+            busy = [daemon.pid, *descendants(daemon.pid)]
+            busy_rss = sum(rss_mb(pid) for pid in busy)
+            # Parser workers stop after IDLE_EXIT_AFTER seconds without a feed to parse.
+            time.sleep(IDLE_EXIT_AFTER + 5)
             pids = [daemon.pid, *descendants(daemon.pid)]
             before = {pid: cpu_seconds(pid) for pid in pids}
             time.sleep(SAMPLE_SECONDS)
@@ -84,12 +90,19 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait(60)
-    print(f"Idle daemon, {FEEDS} feeds, every one polled once, then {SAMPLE_SECONDS:.0f} s idle")
+    print(
+        f"Idle daemon, {FEEDS} feeds, every one polled once; measured after "
+        f"{IDLE_EXIT_AFTER + 5:.0f} s with nothing to parse, over {SAMPLE_SECONDS:.0f} s idle"
+    )
     print()
-    print("| daemon RSS | helper processes RSS | CPU while idle (daemon + helpers) |")
-    print("| ---: | ---: | ---: |")
+    print("| whole tree just after polling | daemon RSS idle | helper processes RSS idle | "
+          "whole tree idle | CPU while idle (daemon + helpers) |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: |")
     helpers = len(pids) - 1
-    print(f"| {own:.0f} MB | {workers:.0f} MB ({helpers} processes) | {cpu * 100:.2f}% of a core |")
+    print(
+        f"| {busy_rss:.0f} MB ({len(busy)} processes) | {own:.0f} MB | {workers:.0f} MB "
+        f"({helpers} processes) | {own + workers:.0f} MB | {cpu * 100:.2f}% of a core |"
+    )
 
 
 if __name__ == "__main__":

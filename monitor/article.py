@@ -132,10 +132,13 @@ def feed_text(entry: Entry) -> str:
 
 def is_teaser(text: str) -> bool:
     """True when ``text`` (plain, as parsing leaves it) is only the start of a story."""
-    # The footer ends the text and is at most ~520 characters: look for it there only
-    # (searched from the start, the pattern is tried at every space of a long story).
-    footer = _WORDPRESS_FOOTER_RE.search(text, max(0, len(text) - _FOOTER_REACH))
-    text = (text[: footer.start()] if footer else text).strip()
+    # The footer ends the text and is at most ~520 characters: look for it there only,
+    # and only where its words are (the pattern would be tried at every space).
+    start = max(0, len(text) - _FOOTER_REACH)
+    if "appeared first on" in text[start:].lower():
+        footer = _WORDPRESS_FOOTER_RE.search(text, start)
+        text = text[: footer.start()] if footer else text
+    text = text.strip()
     if len(text.split()) < TEASER_WORDS:
         return True
     return _CUT_OFF_RE.search(text[-120:]) is not None

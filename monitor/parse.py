@@ -20,6 +20,7 @@ import ctypes
 import email.utils
 import io
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -39,6 +40,8 @@ from monitor.errors import ParseError
 from monitor.identity import entry_key, publisher_names, with_keys
 from monitor.models import Entry, ParsedFeed
 from monitor.text import html_to_text, normalize_text, safe_link
+
+log = logging.getLogger(__name__)
 
 # A DOCTYPE with an internal subset ("[...]") is the only place entities can be defined.
 _DOCTYPE_SUBSET_RE = re.compile(rb"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.DOTALL | re.IGNORECASE)
@@ -333,6 +336,9 @@ def _json_date(value: object, now: float) -> float | None:
         return None
 
 
+IDLE_EXIT_AFTER = 60.0  # seconds without a feed to parse before the workers stop
+
+
 class ParserPool:
     """Runs ``parse_feed`` in worker processes.
 
@@ -343,11 +349,21 @@ class ParserPool:
     that breaks it again gets a ``ParseError``.
     """
 
-    def __init__(self, workers: int | None = None, memory_limit: int = 2 << 30) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        memory_limit: int = 2 << 30,
+        idle_exit_after: float | None = IDLE_EXIT_AFTER,
+    ) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.memory_limit = memory_limit
+        # Workers stop after this long without a feed to parse, and start again on the
+        # next one (about 0.3 s of CPU each): an idle daemon holds no parser in memory.
+        self.idle_exit_after = idle_exit_after
         self._pool: ProcessPoolExecutor | None = None  # started on first use: a run where
         # every feed answers 304 never pays for starting workers
+        self._parsing = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def _start(self) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork would copy the daemon's threads and their locks. No
@@ -367,6 +383,20 @@ class ParserPool:
     ) -> ParsedFeed:
         loop = asyncio.get_running_loop()
         job = partial(parse_feed, body, url=url, content_type=content_type, now=now)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._parsing += 1
+        try:
+            return await self._parse(loop, job)
+        finally:
+            self._parsing -= 1
+            if self._parsing == 0 and self.idle_exit_after is not None:
+                self._idle_timer = loop.call_later(self.idle_exit_after, self._stop_idle)
+
+    async def _parse(
+        self, loop: asyncio.AbstractEventLoop, job: partial[ParsedFeed]
+    ) -> ParsedFeed:
         for attempt in range(2):
             if self._pool is None:
                 self._pool = self._start()
@@ -385,9 +415,24 @@ class ParserPool:
                     ) from None
         raise AssertionError("unreachable")
 
+    def _stop_idle(self) -> None:
+        self._idle_timer = None
+        if self._parsing == 0 and self._pool is not None:
+            pool, self._pool = self._pool, None
+            log.debug("parser workers idle for %.0f s: stopped", self.idle_exit_after)
+            pool.shutdown(wait=False)
+
+    def worker_pids(self) -> list[int]:
+        """The running workers' process ids (none before the first parse or when idle)."""
+        return [] if self._pool is None else list(self._pool._processes or {})
+
     def close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def __enter__(self) -> ParserPool:
         return self

@@ -218,3 +218,61 @@ def test_an_entity_value_hiding_the_subsets_end_does_not_smuggle_a_big_entity_in
     parsed = parse_feed(body, url="https://example.org/feed", now=NOW)
     assert time.perf_counter() - started < 5
     assert all("x" * 8000 not in entry.summary for entry in parsed.entries)
+
+
+def test_parser_workers_stop_when_idle_and_start_again_on_the_next_feed() -> None:
+    import asyncio
+    import os
+    import select
+
+    from monitor.parse import ParserPool
+
+    feed = rss([{"title": "S-400", "link": "https://e.org/1"}]).encode()
+
+    def exited(pids: list[int], timeout: float) -> bool:
+        """Whether every process in ``pids`` ends within ``timeout`` (waits on pidfds)."""
+        fds = [os.pidfd_open(pid) for pid in pids]
+        try:
+            deadline = time.monotonic() + timeout
+            waiting = list(fds)
+            while waiting and (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select(waiting, [], [], left)
+                waiting = [fd for fd in waiting if fd not in ready]
+            return not waiting
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    async def run(pool: ParserPool) -> tuple[list[int], bool, list[int], bool]:
+        await pool.parse(feed, url="https://e.org/f", content_type=None, now=NOW)
+        first = pool.worker_pids()
+        # The loop keeps running (the idle timer is on it) while a thread waits.
+        stopped = await asyncio.to_thread(exited, first, 15)
+        gone = pool.worker_pids() == []
+        parsed = await pool.parse(feed, url="https://e.org/f", content_type=None, now=NOW)
+        assert [entry.title for entry in parsed.entries] == ["S-400"]
+        return first, stopped, pool.worker_pids(), gone
+
+    with ParserPool(workers=1, idle_exit_after=0.2) as pool:
+        first, stopped, second, gone = asyncio.run(run(pool))
+    assert len(first) == 1 and stopped and gone
+    assert len(second) == 1 and second != first
+
+
+def test_parser_workers_stay_while_feeds_keep_coming() -> None:
+    import asyncio
+
+    from monitor.parse import ParserPool
+
+    feed = rss([{"title": "F-35", "link": "https://e.org/2"}]).encode()
+
+    async def run(pool: ParserPool) -> set[int]:
+        pids = set()
+        for _ in range(5):
+            await pool.parse(feed, url="https://e.org/f", content_type=None, now=NOW)
+            pids.update(pool.worker_pids())
+        return pids
+
+    # A timer far away: the same worker parses every feed.
+    with ParserPool(workers=1, idle_exit_after=3600) as pool:
+        assert len(asyncio.run(run(pool))) == 1

@@ -394,9 +394,7 @@ class ParserPool:
             if self._parsing == 0 and self.idle_exit_after is not None:
                 self._idle_timer = loop.call_later(self.idle_exit_after, self._stop_idle)
 
-    async def _parse(
-        self, loop: asyncio.AbstractEventLoop, job: partial[ParsedFeed]
-    ) -> ParsedFeed:
+    async def _parse(self, loop: asyncio.AbstractEventLoop, job: partial[ParsedFeed]) -> ParsedFeed:
         for attempt in range(2):
             if self._pool is None:
                 self._pool = self._start()

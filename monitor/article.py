@@ -83,6 +83,9 @@ _CUT_OFF_RE = re.compile(
         )\W*$""",
     re.IGNORECASE | re.VERBOSE,
 )
+# Every way _CUT_OFF_RE can match contains one of these (lower-cased).
+_CUT_OFF_HINTS = ("…", "...", "hellip", "read", "see", "continu", "more", "weiterlesen", "lire",
+                  "leer", "czytaj")  # fmt: skip
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Types a server may send for HTML it did not label: judge those by their first bytes.
 _UNLABELLED_TYPES = frozenset({"", "text/plain", "application/octet-stream"})
@@ -139,9 +142,14 @@ def is_teaser(text: str) -> bool:
         footer = _WORDPRESS_FOOTER_RE.search(text, start)
         text = text[: footer.start()] if footer else text
     text = text.strip()
-    if len(text.split()) < TEASER_WORDS:
+    if len(text.split(maxsplit=TEASER_WORDS)) < TEASER_WORDS:
         return True
-    return _CUT_OFF_RE.search(text[-120:]) is not None
+    tail = text[-120:]
+    lowered = tail.lower()
+    # Most stories end with none of the words a cut-off needs: skip the pattern then.
+    return any(hint in lowered for hint in _CUT_OFF_HINTS) and (
+        _CUT_OFF_RE.search(tail) is not None
+    )
 
 
 def needs_article(entry: Entry, rule: FullTextRule, *, now: float, max_age: float) -> bool:

@@ -391,14 +391,19 @@ class Poller:
         article page's text; a page that fails leaves the feed's text, and is recorded.
         Only new stories: a story already stored never has its page opened again. The
         identity keys stay those of the feed's entry, so a re-poll is not an edit."""
-        lookup = self.store.lookup(feed_id, [keys for _, keys in keyed], now - TITLE_WINDOW)
         max_age = self.config.defaults.max_age
+        asking = [
+            (entry, keys)
+            for entry, keys in keyed
+            if entry.link and needs_article(entry, rule, now=now, max_age=max_age)
+        ]
+        if not asking:  # most polls: no teaser at all, so no need to know which are new
+            return keyed
+        lookup = self.store.lookup(feed_id, [keys for _, keys in asking], now - TITLE_WINDOW)
         wanted = [
             entry.link
-            for entry, keys in keyed
-            if identify(keys, lookup, feed_id)[0] is None
-            and needs_article(entry, rule, now=now, max_age=max_age)
-            and entry.link
+            for entry, keys in asking
+            if entry.link and identify(keys, lookup, feed_id)[0] is None
         ]
         if not wanted:
             return keyed

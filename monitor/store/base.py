@@ -42,7 +42,9 @@ class StoreBase:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), timeout=30)
-            db = sqlite_utils.Database(conn)
+            # No sqlite-utils plugins: scanning every installed package's entry points for
+            # them is 20 ms of each start, and a plugin could change this connection.
+            db = sqlite_utils.Database(conn, execute_plugins=False)
             db.execute("PRAGMA busy_timeout = 30000")
             if db.journal_mode != "wal":
                 db.enable_wal()

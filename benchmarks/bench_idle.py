@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_poll import ROOT, SITES, Sites, make_feeds
-from monitor.parse import IDLE_EXIT_AFTER
+from monitor.parser_pool import IDLE_EXIT_AFTER
 
 FEEDS = 1000
 SAMPLE_SECONDS = 30.0

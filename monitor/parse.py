@@ -1,38 +1,33 @@
 """Parsing fetched bytes into entries: RSS and Atom with feedparser, JSON Feed here;
 then normalizing them the same way, whatever the format.
 
-``parse_feed`` is pure (bytes in, ``ParsedFeed`` out) so it can run in a worker thread
-or process. It never hands feedparser anything that could be a file path or URL, removes
-internal DTD subsets before parsing (feedparser's lenient fallback parser would expand a
-large entity thousands of times), keeps only http(s) links (relative ones resolved
-against the feed's URL), clamps dates to a sane range, and turns every text field into
-plain NFKC text. JSON Feed 1.0 and 1.1 (https://www.jsonfeed.org/version/1.1/), which
-feedparser does not read, become the same ``Entry`` objects under the same rules. A page
-that is HTML rather than a feed is refused with the feeds it links to.
+``parse_feed`` is pure (bytes in, ``ParsedFeed`` out) so it can run in a worker process
+(``monitor.parser_pool``); this module is what such a worker imports, so it imports
+nothing it does not need there (no asyncio). It never hands feedparser anything that
+could be a file path or URL, removes internal DTD subsets before parsing (feedparser's
+lenient fallback parser would expand a large entity thousands of times), keeps only
+http(s) links (relative ones resolved against the feed's URL), clamps dates to a sane
+range, and turns every text field into plain NFKC text. JSON Feed 1.0 and 1.1
+(https://www.jsonfeed.org/version/1.1/), which feedparser does not read, become the same
+``Entry`` objects under the same rules. A page that is HTML rather than a feed is
+refused with the feeds it links to.
 """
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import contextlib
 import ctypes
 import email.utils
 import io
 import json
-import logging
-import multiprocessing
 import os
 import re
 import resource
 import signal
 import sys
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 from urllib.parse import urljoin
 
@@ -40,8 +35,6 @@ from monitor.errors import ParseError
 from monitor.identity import entry_key, publisher_names, with_keys
 from monitor.models import Entry, ParsedFeed
 from monitor.text import html_to_text, normalize_text, safe_link
-
-log = logging.getLogger(__name__)
 
 # A DOCTYPE with an internal subset ("[...]") is the only place entities can be defined.
 _DOCTYPE_SUBSET_RE = re.compile(rb"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.DOTALL | re.IGNORECASE)
@@ -336,127 +329,7 @@ def _json_date(value: object, now: float) -> float | None:
         return None
 
 
-IDLE_EXIT_AFTER = 60.0  # seconds without a feed to parse before the workers stop
-
-
-class ParserPool:
-    """Runs ``parse_feed`` in worker processes.
-
-    feedparser is pure Python, so threads would parse on one core; processes use them
-    all (measured by benchmarks/bench_poll.py). Each worker also has a memory limit, so a
-    feed that still found a way to blow up the parser costs a worker, not the daemon:
-    the pool is restarted, the feeds that were parsing are retried once, and the feed
-    that breaks it again gets a ``ParseError``.
-    """
-
-    def __init__(
-        self,
-        workers: int | None = None,
-        memory_limit: int = 2 << 30,
-        idle_exit_after: float | None = IDLE_EXIT_AFTER,
-    ) -> None:
-        self.workers = workers or os.cpu_count() or 1
-        self.memory_limit = memory_limit
-        # Workers stop after this long without a feed to parse, and start again on the
-        # next one (about 0.3 s of CPU each): an idle daemon holds no parser in memory.
-        self.idle_exit_after = idle_exit_after
-        self._pool: ProcessPoolExecutor | None = None  # started on first use: a run where
-        # every feed answers 304 never pays for starting workers
-        self._parsing = 0
-        self._idle_timer: asyncio.TimerHandle | None = None
-
-    def _start(self) -> ProcessPoolExecutor:
-        # Spawned, not forked: a fork would copy the daemon's threads and their locks. No
-        # fork server either: it is one more process that outlives a killed daemon, and
-        # its workers are its children, not ours, so they could not watch our death.
-        # Each worker imports feedparser once and then lives as long as the pool.
-        _start_resource_tracker()
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(os.getpid(), self.memory_limit),
-        )
-
-    async def parse(
-        self, body: bytes, *, url: str, content_type: str | None, now: float
-    ) -> ParsedFeed:
-        loop = asyncio.get_running_loop()
-        job = partial(parse_feed, body, url=url, content_type=content_type, now=now)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        self._parsing += 1
-        try:
-            return await self._parse(loop, job)
-        finally:
-            self._parsing -= 1
-            if self._parsing == 0 and self.idle_exit_after is not None:
-                self._idle_timer = loop.call_later(self.idle_exit_after, self._stop_idle)
-
-    async def _parse(self, loop: asyncio.AbstractEventLoop, job: partial[ParsedFeed]) -> ParsedFeed:
-        for attempt in range(2):
-            if self._pool is None:
-                self._pool = self._start()
-            pool = self._pool
-            try:
-                return await loop.run_in_executor(pool, job)
-            except MemoryError:
-                raise ParseError("the feed needs more memory than a parser may use") from None
-            except BrokenProcessPool:
-                if self._pool is pool:  # the first to notice restarts it
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = self._start()
-                if attempt:
-                    raise ParseError(
-                        "the parser ran out of memory or crashed on this feed"
-                    ) from None
-        raise AssertionError("unreachable")
-
-    def _stop_idle(self) -> None:
-        self._idle_timer = None
-        if self._parsing == 0 and self._pool is not None:
-            pool, self._pool = self._pool, None
-            log.debug("parser workers idle for %.0f s: stopped", self.idle_exit_after)
-            pool.shutdown(wait=False)
-
-    def worker_pids(self) -> list[int]:
-        """The running workers' process ids (none before the first parse or when idle)."""
-        return [] if self._pool is None else list(self._pool._processes or {})
-
-    def close(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self) -> ParserPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker now, deaf to SIGHUP. It ignores Ctrl-C and
-    SIGTERM itself, but a HUP to the whole process group (``timeout``, a closing
-    terminal) would kill it, and its death makes the daemon's shutdown print tracebacks.
-    A signal ignored when a process starts stays ignored in it."""
-    from multiprocessing import resource_tracker
-
-    if threading.current_thread() is not threading.main_thread():
-        resource_tracker.ensure_running()  # signal dispositions are the main thread's
-        return
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        resource_tracker.ensure_running()
-    finally:
-        signal.signal(signal.SIGHUP, previous)
-
-
-def _start_worker(parent_pid: int, memory_limit: int) -> None:
+def start_worker(parent_pid: int, memory_limit: int) -> None:
     """Set up a parser worker: it dies with the daemon, ignores Ctrl-C, has a memory cap."""
     die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when

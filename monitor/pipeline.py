@@ -52,7 +52,7 @@ from monitor.models import (
     StoryToSave,
 )
 from monitor.outbox import targets_for
-from monitor.parse import ParserPool
+from monitor.parser_pool import ParserPool
 from monitor.render import count_of
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.scrape import scrape_page

@@ -25,7 +25,7 @@ from monitor.config import Config
 from monitor.delivery import Deliverer
 from monitor.errors import StoreBusyError
 from monitor.fetch import USER_AGENT, Fetcher, RedirectPolicy
-from monitor.parse import ParserPool
+from monitor.parser_pool import ParserPool
 from monitor.pipeline import Poller
 from monitor.store import Store
 

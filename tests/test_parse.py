@@ -192,7 +192,7 @@ def test_html_to_text() -> None:
 def test_a_feed_too_big_for_a_parser_worker_costs_only_itself() -> None:
     import asyncio
 
-    from monitor.parse import ParserPool
+    from monitor.parser_pool import ParserPool
 
     big = rss([{"title": "S-400", "link": "https://e.org/1", "description": "word " * 2_000_000}])
     small = rss([{"title": "F-35", "link": "https://e.org/2"}])
@@ -225,7 +225,7 @@ def test_parser_workers_stop_when_idle_and_start_again_on_the_next_feed() -> Non
     import os
     import select
 
-    from monitor.parse import ParserPool
+    from monitor.parser_pool import ParserPool
 
     feed = rss([{"title": "S-400", "link": "https://e.org/1"}]).encode()
 
@@ -262,7 +262,7 @@ def test_parser_workers_stop_when_idle_and_start_again_on_the_next_feed() -> Non
 def test_parser_workers_stay_while_feeds_keep_coming() -> None:
     import asyncio
 
-    from monitor.parse import ParserPool
+    from monitor.parser_pool import ParserPool
 
     feed = rss([{"title": "F-35", "link": "https://e.org/2"}]).encode()
 

@@ -22,7 +22,7 @@ from monitor.config_file import load_config
 from monitor.errors import FetchError
 from monitor.fetch import Fetcher, RedirectPolicy
 from monitor.models import FetchResult
-from monitor.parse import ParserPool
+from monitor.parser_pool import ParserPool
 from monitor.pipeline import Poller
 from monitor.store import Store
 from tests.conftest import rss, seed_article_item, write_config

@@ -10,8 +10,9 @@ stage can run in another thread or process and be tested on its own.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from monitor.identity import SourceKeys
@@ -88,6 +89,25 @@ class AlertContent:
     highlight: tuple[int, int]  # where the first match sits in the snippet
     # Other outlets that reported the same event by the time it is sent (not stored).
     also_reported_by: tuple[str, ...] = ()
+
+
+# What a watchlist can match, in the order a match reports its terms.
+MatchField = Literal["title", "summary", "content", "link", "feed"]
+MATCH_FIELDS: tuple[MatchField, ...] = get_args(MatchField)
+
+
+@dataclass(frozen=True)
+class WatchlistSpec:
+    """What matching (``monitor.match``) reads of a watchlist: plain data, made from the
+    config's ``Watchlist`` by ``Watchlist.spec()`` only, so the matcher knows no pydantic."""
+
+    name: str
+    keywords: tuple[str, ...]
+    fields: tuple[MatchField, ...]  # where its terms count
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # keyword → others
+    require: tuple[str, ...] = ()  # all must occur too
+    exclude: tuple[str, ...] = ()  # none may occur
+    notify: tuple[str, ...] = ()  # the tags of the targets its alerts go to
 
 
 @dataclass

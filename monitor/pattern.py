@@ -22,6 +22,11 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 
+def is_regex_term(term: str) -> bool:
+    """Whether a watchlist term is written ``/.../``: a regular expression, run by RE2."""
+    return len(term) > 2 and term.startswith("/") and term.endswith("/")
+
+
 class TextPattern(Protocol):
     """What the matcher calls on a compiled term (``re.Pattern`` or ``UserPattern``)."""
 

@@ -190,7 +190,7 @@ class Poller:
     def apply_config(self, config: Config) -> None:
         """Start using a (re)loaded config: feeds rows and matcher."""
         self.config = config
-        self.matcher = Matcher(config.watchlists)
+        self.matcher = Matcher(watchlist.spec() for watchlist in config.watchlists)
         self.events = (
             None
             if config.events is None

@@ -515,11 +515,11 @@ async def _once(config: Config, as_json: bool) -> None:
     async with open_runtime(config) as runtime:
         store = runtime.store
         with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
-            outcomes = await runtime.poller.poll_all(lambda _: step())
+            outcomes = await runtime.poll_all(lambda _: step())
         if store.has_undelivered():
             check_notify_urls(config)  # deferred by load_config: costly, often not needed
         delivered = await runtime.deliverer.deliver_due(ignore_backoff=True)
-        runtime.poller.prune()
+        runtime.retention.run()
         store.index_pending()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
     if as_json:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from monitor.identity import SourceKeys
+    from monitor.store import FeedState
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,17 @@ class PollCounters:
     unchanged: int = 0
     failed: int = 0
     started_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class PollState:
+    """What polling has found so far, for those who schedule and report on it: each
+    configured feed's state as last recorded, by URL, and the counters of this process's
+    polls. The ``Poller`` keeps it up to date; the daemon (scheduling, /healthz, /metrics)
+    and the health notices read it, without reaching into the Poller."""
+
+    feeds: dict[str, FeedState] = field(default_factory=dict)
+    counters: PollCounters = field(default_factory=PollCounters)
 
 
 # What a poll decided (``pipeline.plan_poll``), for the store to carry out. -----------

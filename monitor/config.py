@@ -5,7 +5,8 @@ validated here, each rule once; a problem is a ``ValueError`` that names what is
 Reading a file (YAML with line numbers, ``${VAR}``, turning errors into ``FILE:LINE:
 key``) is ``monitor.config_file``; ``load_config`` there is the way in. The models also
 answer what the rest of the program asks of a config (``delivery_policy``, a feed's
-``cadence`` and ``full_text`` rule), and give the JSON Schema editors use.
+``cadence`` and ``full_text`` rule, a watchlist's plain ``spec`` for the matcher), and
+give the JSON Schema editors use.
 """
 
 from __future__ import annotations

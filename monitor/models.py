@@ -4,7 +4,9 @@ fetch → ``FetchResult`` → parse → ``ParsedFeed`` of ``Entry`` → decide (
 identity, ``Match`` per watchlist, ``AlertContent`` per alert) → ``PollPlan`` → store →
 outbox (an ``AlertContent`` is rendered per target when sent).
 They are plain data (picklable, no behaviour beyond small derived properties) so a
-stage can run in another thread or process and be tested on its own.
+stage can run in another thread or process and be tested on its own. Beside them: what
+matching reads of a watchlist (``WatchlistSpec``, made from the config's model), and the
+``PollState`` the Poller reports each feed's state to, for the daemon to schedule from.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""User-written regular expressions (``/.../`` watchlist terms), run by RE2.
+"""User-written regular expressions (``/.../`` watchlist terms, ``is_regex_term``), run by RE2.
 
 A pattern from a config file runs against every story, and Python's backtracking
 engine can take exponential time on some of them (``(a+)+$`` against a long run of

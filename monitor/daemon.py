@@ -125,6 +125,12 @@ class Daemon:
         # up the next poll of any feed.
         delivery = asyncio.create_task(runtime.deliverer.run(DELIVERY_INTERVAL))
         try:
+            web_runner = None
+            if self.config.http is not None:
+                # Bound before any job runs: a port in use ends the start with no poll in
+                # flight (cancelling one would only add a traceback to the message).
+                app = make_app(self.health, self.metrics)
+                web_runner = await serve(app, self.config.http.listen)
             self._schedule_feeds(self.config.feeds)
             scheduler.add_job(
                 self._tracked,
@@ -165,10 +171,7 @@ class Daemon:
             )
             scheduler.start()
             self._install_signal_handlers()
-            web_runner = None
             if self.config.http is not None:
-                app = make_app(self.health, self.metrics)
-                web_runner = await serve(app, self.config.http.listen)
                 log.info("serving /healthz and /metrics on http://%s", self.config.http.listen)
             sd_notify("READY=1", f"STATUS={self.health_summary()}")
             log.info(

@@ -25,7 +25,8 @@ import sqlite_utils
 
 from benchmarks.bench_store import make_entry
 from monitor.events import NUM_PERM, WINDOW, EventIndex, fingerprint, pack
-from monitor.store.events import EventStore, migrate
+from monitor.store.events import EventStore
+from monitor.store.schema import migrations
 
 SIZES = (10_000, 100_000, 1_000_000)
 POLL = 25
@@ -129,7 +130,7 @@ def main(sizes: tuple[int, ...] = SIZES) -> None:
         db = sqlite_utils.Database(path)
         db.enable_wal()
         db.execute("PRAGMA synchronous = NORMAL")
-        migrate(db)
+        migrations.apply(db)
         stored = 0
         next_id = 50_000_000
         for size in sizes:

@@ -204,7 +204,7 @@ def cli(ctx: click.Context, verbose: int, log_format: LogFormat) -> None:
 def check(config_path: Path | None, as_json: bool) -> None:
     """Validate the config and print a summary."""
     path, config = _load(config_path)
-    warnings = [warning for watchlist in config.watchlists for warning in lint_watchlist(watchlist)]
+    warnings = [warning for w in config.watchlists for warning in lint_watchlist(w.spec())]
     warnings += interval_warnings(config)
     targets = notifier_for(config).describe()
     if as_json:
@@ -214,7 +214,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
                       for f in config.feeds],
             "watchlists": [w.name for w in config.watchlists],
             "targets": targets, "warnings": warnings,
-            "terms": {w.name: explain_terms(w) for w in config.watchlists},
+            "terms": {w.name: explain_terms(w.spec()) for w in config.watchlists},
         }, indent=2)  # fmt: skip
         return
     _say(f"{path}: OK")
@@ -238,7 +238,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
             _say(f"      require: {', '.join(watchlist.require)}")
         if watchlist.exclude:
             _say(f"      exclude: {', '.join(watchlist.exclude)}")
-        for explanation in explain_terms(watchlist):
+        for explanation in explain_terms(watchlist.spec()):
             _say(f"      {explanation}")
     for warning in warnings:
         _say(f"warning: {warning}", err=True)
@@ -258,7 +258,7 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_
     _, config = _load_for_reading(config_path)
     _known_watchlists(config, names)
     watchlists = [w for w in config.watchlists if not names or w.name in names]
-    matcher = Matcher(watchlists)
+    matcher = Matcher(w.spec() for w in watchlists)
     checked = 0
     counts = dict.fromkeys((w.name for w in watchlists), 0)
     with (
@@ -411,7 +411,8 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     feed = feed_display_name(stored.feed_url, stored.feed_name, stored.feed_title)
     joined = f"event #{event_id}" if event_id is not None and event_id != story_id else None
     reports = explain_story(
-        config.watchlists, stored.entry, feed, recorded, deliveries, config.defaults.max_age,
+        [w.spec() for w in config.watchlists], stored.entry, feed, recorded, deliveries,
+        config.defaults.max_age,
         lambda key: labels.get(key, f"target {key}"), joined,
     )  # fmt: skip
     entry = stored.entry
@@ -514,11 +515,11 @@ async def _once(config: Config, as_json: bool) -> None:
     async with open_runtime(config) as runtime:
         store = runtime.store
         with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
-            outcomes = await runtime.poller.poll_all(lambda _: step())
+            outcomes = await runtime.poll_all(lambda _: step())
         if store.has_undelivered():
             check_notify_urls(config)  # deferred by load_config: costly, often not needed
         delivered = await runtime.deliverer.deliver_due(ignore_backoff=True)
-        runtime.poller.prune()
+        runtime.retention.run()
         store.index_pending()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
     if as_json:

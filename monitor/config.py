@@ -5,7 +5,8 @@ validated here, each rule once; a problem is a ``ValueError`` that names what is
 Reading a file (YAML with line numbers, ``${VAR}``, turning errors into ``FILE:LINE:
 key``) is ``monitor.config_file``; ``load_config`` there is the way in. The models also
 answer what the rest of the program asks of a config (``delivery_policy``, a feed's
-``cadence`` and ``full_text`` rule), and give the JSON Schema editors use.
+``cadence`` and ``full_text`` rule, a watchlist's plain ``spec`` for the matcher), and
+give the JSON Schema editors use.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pydantic.json_schema import SkipJsonSchema
 from monitor.article import FullTextMode, FullTextRule, check_selector
 from monitor.errors import ConfigError
 from monitor.health import HealthRules
+from monitor.models import MatchField, WatchlistSpec
 from monitor.outbox import (
     DigestSchedule,
     Policy,
@@ -48,7 +50,7 @@ from monitor.outbox import (
     WatchlistRules,
     local_zone,
 )
-from monitor.pattern import PatternError, compile_user_pattern
+from monitor.pattern import PatternError, compile_user_pattern, is_regex_term
 from monitor.redact import has_control_characters
 from monitor.render import Format, check_template
 from monitor.schedule import Cadence
@@ -280,9 +282,6 @@ class FeedConfig(_Model):
         return url.strip()
 
 
-MatchField = Literal["title", "summary", "content", "link", "feed"]
-
-
 def _check_terms(terms: list[str]) -> list[str]:
     """Terms are non-empty; ``/.../`` terms must be regular expressions RE2 can run."""
     out = []
@@ -290,7 +289,7 @@ def _check_terms(terms: list[str]) -> list[str]:
         term = term.strip()
         if not term:
             raise ValueError("terms must not be empty")
-        if len(term) > 2 and term.startswith("/") and term.endswith("/"):
+        if is_regex_term(term):
             try:
                 compile_user_pattern(term[1:-1])
             except PatternError as exc:
@@ -344,6 +343,18 @@ class Watchlist(_Model):
         if self.delivery == "immediate" and (self.digest is not None or self.every is not None):
             raise ValueError("delivery: immediate cannot have a digest schedule")
         return self
+
+    def spec(self) -> WatchlistSpec:
+        """What matching reads of this watchlist, as plain data (``monitor.match``)."""
+        return WatchlistSpec(
+            name=self.name,
+            keywords=tuple(self.keywords),
+            fields=tuple(self.fields),
+            aliases={keyword: tuple(names) for keyword, names in self.aliases.items()},
+            require=tuple(self.require),
+            exclude=tuple(self.exclude),
+            notify=tuple(self.notify),
+        )
 
     @property
     def digest_schedule(self) -> DigestSchedule | None:

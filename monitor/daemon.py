@@ -1,5 +1,10 @@
 """The daemon: APScheduler runs each feed's poll on its interval; delivery runs beside it.
 
+It schedules the runtime's components (``monitor.runtime``) and owns no other job: each
+feed's poll with its health notice (``Runtime.poll``), retention once a day, the search
+index, digests, the config and database checks, systemd's status. What it knows of each
+feed's schedule it reads from the shared ``PollState`` the Poller reports to.
+
 Scheduling rules (APScheduler 3.11's traps: misfires dropped, unbounded jobs): every job has
 ``misfire_grace_time=None`` and ``coalesce=True`` so a poll that came due while others ran
 is late, never dropped, and ``max_instances=1`` so one feed is never polled twice at
@@ -120,6 +125,12 @@ class Daemon:
         # up the next poll of any feed.
         delivery = asyncio.create_task(runtime.deliverer.run(DELIVERY_INTERVAL))
         try:
+            web_runner = None
+            if self.config.http is not None:
+                # Bound before any job runs: a port in use ends the start with no poll in
+                # flight (cancelling one would only add a traceback to the message).
+                app = make_app(self.health, self.metrics)
+                web_runner = await serve(app, self.config.http.listen)
             self._schedule_feeds(self.config.feeds)
             scheduler.add_job(
                 self._tracked,
@@ -160,10 +171,7 @@ class Daemon:
             )
             scheduler.start()
             self._install_signal_handlers()
-            web_runner = None
             if self.config.http is not None:
-                app = make_app(self.health, self.metrics)
-                web_runner = await serve(app, self.config.http.listen)
                 log.info("serving /healthz and /metrics on http://%s", self.config.http.listen)
             sd_notify("READY=1", f"STATUS={self.health_summary()}")
             log.info(
@@ -204,7 +212,7 @@ class Daemon:
         outbox's state. Only the configured feeds count: the database remembers every
         feed ever polled, and a feed removed from the config is no one's concern."""
         configured = {feed.url for feed in self.config.feeds}
-        states = [s for s in self.runtime.poller.feed_states.values() if s.url in configured]
+        states = [s for s in self.runtime.poll_state.feeds.values() if s.url in configured]
         counts = self.runtime.store.delivery_counts()
         return {
             "status": "ok" if self.scheduler.running and not self._stop.is_set() else "stopping",
@@ -230,7 +238,7 @@ class Daemon:
 
     def metrics(self) -> str:
         urls = [feed.url for feed in self.config.feeds]
-        return render_metrics(self.runtime.store, self.runtime.poller.counters, urls)
+        return render_metrics(self.runtime.store, self.runtime.poll_state.counters, urls)
 
     async def _report_to_systemd(self) -> None:
         fields = [f"STATUS={self.health_summary()}"]
@@ -312,7 +320,7 @@ class Daemon:
 
     def _schedule_feeds(self, feeds: list[FeedConfig]) -> None:
         now = self.clock()
-        states = self.runtime.poller.feed_states
+        states = self.runtime.poll_state.feeds
         due = sum(1 for feed in feeds if (states[feed.url].next_poll_at or 0) <= now)
         # Thousands of feeds due at once (a first start, a long stop) would each wait as a
         # task holding memory: spread them at START_RATE, within each feed's interval.
@@ -337,7 +345,7 @@ class Daemon:
         feed = self._feeds.get(url)
         if feed is None:  # removed by a reload while this run was queued
             return
-        outcome = await self.runtime.poller.poll(feed)
+        outcome = await self.runtime.poll(feed)  # and its health notice, if any
         if self.scheduler.get_job(url) is None:
             pass  # a reload removed the feed while it was being polled
         elif outcome.gone:
@@ -360,7 +368,7 @@ class Daemon:
         self.runtime.deliverer.nudge()
 
     async def _prune(self) -> None:
-        self.runtime.poller.prune()
+        self.runtime.retention.run()
 
     async def _index(self) -> None:
         self.runtime.store.index_pending()

@@ -14,11 +14,11 @@ questions, answered apart:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from monitor.config import Watchlist, format_duration
+from monitor.config import format_duration
 from monitor.match import Matcher
-from monitor.models import Entry
+from monitor.models import Entry, WatchlistSpec
 from monitor.render import count_of, format_time
 from monitor.store import MatchRow, StoryDelivery
 
@@ -74,7 +74,7 @@ class WatchlistReport:
 
 
 def explain_story(
-    watchlists: Sequence[Watchlist],
+    watchlists: Sequence[WatchlistSpec],
     entry: Entry,
     feed: str,
     recorded: Sequence[MatchRow],
@@ -104,21 +104,21 @@ def explain_story(
     return reports
 
 
-def judge_text(watchlists: Sequence[Watchlist], entry: Entry, feed: str) -> list[TextVerdict]:
+def judge_text(watchlists: Sequence[WatchlistSpec], entry: Entry, feed: str) -> list[TextVerdict]:
     """Each watchlist's verdict on ``entry`` (seen in the feed named ``feed``)."""
     return [_judge(watchlist, entry, feed) for watchlist in watchlists]
 
 
-def _judge(watchlist: Watchlist, entry: Entry, feed: str) -> TextVerdict:
+def _judge(watchlist: WatchlistSpec, entry: Entry, feed: str) -> TextVerdict:
     if full := Matcher([watchlist]).match(entry, feed):
         return TextVerdict(watchlist.name, True, full[0].keywords, full[0].terms)
-    keywords_only = watchlist.model_copy(update={"require": [], "exclude": []})
+    keywords_only = replace(watchlist, require=(), exclude=())
     found = Matcher([keywords_only]).match(entry, feed)
     if not found:
         return TextVerdict(watchlist.name, False)
 
     def spelled(term: str) -> str | None:
-        probe = Watchlist(name="probe", keywords=[term], fields=watchlist.fields)
+        probe = WatchlistSpec(name="probe", keywords=(term,), fields=watchlist.fields)
         hits = Matcher([probe]).match(entry, feed)
         return ", ".join(hits[0].terms) if hits else None
 

@@ -4,6 +4,7 @@ Pure. A feed is *failing* once its polls have failed for ``failing_after`` in a 
 *silent* once it has brought no new story for ``silence_factor`` times its usual gap
 between stories (never less than ``min_silence``). A notice is sent when a feed enters
 one of these states and one when it leaves it: a transition, never a repeat.
+``monitor.health_notices`` applies it after each poll and queues the notice.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Matching stories against watchlists. Pure logic: no I/O, no clock.
 
+A watchlist reaches it as a plain ``models.WatchlistSpec`` (its name, terms, fields and
+tags), never as the config's model: matching knows nothing of pydantic or config files.
+
 How a term is read (``term_pattern``):
 
 - Case-insensitive and on whole words, over text that ``parse`` already turned into
@@ -36,9 +39,8 @@ from typing import NamedTuple
 
 import ahocorasick
 
-from monitor.config import Watchlist
-from monitor.models import Entry, Match
-from monitor.pattern import TextPattern, compile_user_pattern, lint_user_pattern
+from monitor.models import MATCH_FIELDS, Entry, Match, WatchlistSpec
+from monitor.pattern import TextPattern, compile_user_pattern, is_regex_term, lint_user_pattern
 from monitor.text import normalize_text
 
 # Hyphen-like characters the press puts inside designators (NFKC already maps a few).
@@ -132,17 +134,12 @@ _BY_SOUND = str.maketrans({"с": "s", "у": "u", "н": "n", "р": "r", "в": "v"
 _FOREIGN_LETTER_RE = re.compile("[\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f]")
 _LATIN_OR_DIGIT_RE = re.compile(r"[A-Za-z0-9]")
 
-FIELDS = ("title", "summary", "content", "link", "feed")
 SNIPPET_RADIUS = 90
 
 
 def _stands_alone(span: str) -> bool:
     """False for a wholly Cyrillic/Greek word that merely looks like a Latin term."""
     return not _FOREIGN_LETTER_RE.search(span) or bool(_LATIN_OR_DIGIT_RE.search(span))
-
-
-def is_regex_term(term: str) -> bool:
-    return len(term) > 2 and term.startswith("/") and term.endswith("/")
 
 
 @dataclass(frozen=True)
@@ -344,7 +341,7 @@ class Matcher:
     are checked with their regular expression, and only around those occurrences.
     """
 
-    def __init__(self, watchlists: Iterable[Watchlist]) -> None:
+    def __init__(self, watchlists: Iterable[WatchlistSpec]) -> None:
         self.terms: list[Term] = []
         self._index: dict[str, int] = {}
         self.rules: list[_Rule] = []
@@ -353,7 +350,7 @@ class Matcher:
         for watchlist in watchlists:
             rule_index = len(self.rules)
             for keyword in watchlist.keywords:
-                for text in (keyword, *watchlist.aliases.get(keyword, [])):
+                for text in (keyword, *watchlist.aliases.get(keyword, ())):
                     self._keyword_of[self._term(text)].append((rule_index, keyword))
             self.rules.append(
                 _Rule(
@@ -378,7 +375,9 @@ class Matcher:
             self._automaton.add_word(piece, (len(piece), piece[0].isdigit(), tuple(term_ids)))
         if self._terms_by_anchor:
             self._automaton.make_automaton()
-        self._fields = tuple(f for f in FIELDS if any(f in rule.fields for rule in self.rules))
+        self._fields = tuple(
+            f for f in MATCH_FIELDS if any(f in rule.fields for rule in self.rules)
+        )
 
     @property
     def tags(self) -> dict[str, tuple[str, ...]]:
@@ -411,7 +410,7 @@ class Matcher:
                 continue
             if any(_in_fields(hits.get(t, ()), rule.fields) for t in rule.exclude):
                 continue
-            rule_found.sort(key=lambda item: (FIELDS.index(item[0].field), item[0].start))
+            rule_found.sort(key=lambda item: (MATCH_FIELDS.index(item[0].field), item[0].start))
             keywords = tuple(dict.fromkeys(keyword for _, keyword in rule_found))
             spellings = tuple(
                 dict.fromkeys(texts[hit.field][hit.start : hit.end] for hit, _ in rule_found)
@@ -648,7 +647,7 @@ _COMMON_WORDS = frozenset(
 )
 
 
-def lint_watchlist(watchlist: Watchlist) -> list[str]:
+def lint_watchlist(watchlist: WatchlistSpec) -> list[str]:
     """Warnings about terms that can never match or that match far too much."""
     warnings: list[str] = []
     excluded = {term.casefold() for term in watchlist.exclude}
@@ -706,7 +705,7 @@ def explain_term(term: str) -> str | None:
     return None
 
 
-def explain_terms(watchlist: Watchlist) -> list[str]:
+def explain_terms(watchlist: WatchlistSpec) -> list[str]:
     """How each short or designator-like term of ``watchlist`` will be matched."""
     terms = [*watchlist.keywords, *(a for names in watchlist.aliases.values() for a in names),
              *watchlist.require, *watchlist.exclude]  # fmt: skip

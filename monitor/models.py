@@ -4,17 +4,21 @@ fetch → ``FetchResult`` → parse → ``ParsedFeed`` of ``Entry`` → decide (
 identity, ``Match`` per watchlist, ``AlertContent`` per alert) → ``PollPlan`` → store →
 outbox (an ``AlertContent`` is rendered per target when sent).
 They are plain data (picklable, no behaviour beyond small derived properties) so a
-stage can run in another thread or process and be tested on its own.
+stage can run in another thread or process and be tested on its own. Beside them: what
+matching reads of a watchlist (``WatchlistSpec``, made from the config's model), and the
+``PollState`` the Poller reports each feed's state to, for the daemon to schedule from.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from monitor.identity import SourceKeys
+    from monitor.store import FeedState
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,25 @@ class AlertContent:
     also_reported_by: tuple[str, ...] = ()
 
 
+# What a watchlist can match, in the order a match reports its terms.
+MatchField = Literal["title", "summary", "content", "link", "feed"]
+MATCH_FIELDS: tuple[MatchField, ...] = get_args(MatchField)
+
+
+@dataclass(frozen=True)
+class WatchlistSpec:
+    """What matching (``monitor.match``) reads of a watchlist: plain data, made from the
+    config's ``Watchlist`` by ``Watchlist.spec()`` only, so the matcher knows no pydantic."""
+
+    name: str
+    keywords: tuple[str, ...]
+    fields: tuple[MatchField, ...]  # where its terms count
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # keyword → others
+    require: tuple[str, ...] = ()  # all must occur too
+    exclude: tuple[str, ...] = ()  # none may occur
+    notify: tuple[str, ...] = ()  # the tags of the targets its alerts go to
+
+
 @dataclass
 class PollCounters:
     """Polls since the process started, by outcome (for /metrics)."""
@@ -98,6 +121,17 @@ class PollCounters:
     unchanged: int = 0
     failed: int = 0
     started_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class PollState:
+    """What polling has found so far, for those who schedule and report on it: each
+    configured feed's state as last recorded, by URL, and the counters of this process's
+    polls. The ``Poller`` keeps it up to date; the daemon (scheduling, /healthz, /metrics)
+    and the health notices read it, without reaching into the Poller."""
+
+    feeds: dict[str, FeedState] = field(default_factory=dict)
+    counters: PollCounters = field(default_factory=PollCounters)
 
 
 # What a poll decided (``pipeline.plan_poll``), for the store to carry out. -----------

@@ -1,4 +1,4 @@
-"""User-written regular expressions (``/.../`` watchlist terms), run by RE2.
+"""User-written regular expressions (``/.../`` watchlist terms, ``is_regex_term``), run by RE2.
 
 A pattern from a config file runs against every story, and Python's backtracking
 engine can take exponential time on some of them (``(a+)+$`` against a long run of
@@ -20,6 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any, Protocol
+
+
+def is_regex_term(term: str) -> bool:
+    """Whether a watchlist term is written ``/.../``: a regular expression, run by RE2."""
+    return len(term) > 2 and term.startswith("/") and term.endswith("/")
 
 
 class TextPattern(Protocol):

@@ -4,19 +4,21 @@
 knows of their identity keys, it returns which are new stories (with the watchlists they
 match and which of those matches become alerts), which are known stories seen under a
 new feed, link or guid, and which are edits. ``Poller`` carries the plan out: it does the
-I/O around it (HTTP, parsing off the event loop, one SQLite transaction per poll) and
-turns each feed's failure into a recorded error for that feed only. A poll never waits
-for a delivery: it stores its alerts and returns.
+I/O around it (HTTP, parsing off the event loop, one SQLite transaction per poll),
+turns each feed's failure into a recorded error for that feed only, and reports each
+feed's new state to the shared ``PollState``. A poll never waits for a delivery: it
+stores its alerts and returns. What follows a poll is apart: health notices
+(``monitor.health_notices``), retention (``monitor.retention``), delivery
+(``monitor.delivery``); ``monitor.runtime`` wires them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -27,7 +29,6 @@ from monitor.config import Config, FeedConfig, format_duration
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.events import EventIndex, follow_up_text
 from monitor.fetch import Fetcher
-from monitor.health import decide_notice
 from monitor.identity import (
     TITLE_WINDOW,
     Lookup,
@@ -47,6 +48,7 @@ from monitor.models import (
     PollCounters,
     PollPlan,
     PollRecord,
+    PollState,
     SourceToAdd,
     StoryEdit,
     StoryToSave,
@@ -162,11 +164,11 @@ class PollOutcome:
     unchanged: bool = False  # 304, or the same body as last time
     gone: bool = False  # 410: the feed is no longer polled
     next_poll_at: float | None = None
-    notices: int = 0  # health notices queued for the operators
+    notices: int = 0  # health notices queued for the operators after it (HealthNotices)
 
 
 class Poller:
-    """Polls feeds for one loaded config."""
+    """Polls feeds for one loaded config, and reports what it finds to ``state``."""
 
     def __init__(
         self,
@@ -176,12 +178,13 @@ class Poller:
         *,
         clock: Clock = time.time,
         parser: ParserPool,
+        state: PollState | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.clock = clock
         self.parser = parser
-        self.counters = PollCounters()
+        self.state = PollState() if state is None else state
         # Each feed's own ask (<ttl>, sy:updatePeriod) from its last parsed body, by feed
         # id: a poll answered 304 has no body, and must still honour it.
         self._update_hints: dict[int, float | None] = {}
@@ -190,7 +193,7 @@ class Poller:
     def apply_config(self, config: Config) -> None:
         """Start using a (re)loaded config: feeds rows and matcher."""
         self.config = config
-        self.matcher = Matcher(config.watchlists)
+        self.matcher = Matcher(watchlist.spec() for watchlist in config.watchlists)
         self.events = (
             None
             if config.events is None
@@ -200,17 +203,27 @@ class Poller:
         adaptive = "concurrency" not in config.model_fields_set
         self._limit = PollLimit(config.concurrency, adaptive=adaptive)
         self._hosts: dict[str, asyncio.Semaphore] = {}
-        self.feed_states: dict[str, FeedState] = self.store.sync_feeds(
+        self.state.feeds = self.store.sync_feeds(
             ((feed.url, feed.name) for feed in config.feeds), self.clock()
         )
 
+    @property
+    def counters(self) -> PollCounters:
+        """Polls since the process started, by outcome."""
+        return self.state.counters
+
     async def poll_all(
-        self, on_done: Callable[[PollOutcome], None] | None = None
+        self,
+        on_done: Callable[[PollOutcome], None] | None = None,
+        *,
+        each: Callable[[FeedConfig], Awaitable[PollOutcome]] | None = None,
     ) -> list[PollOutcome]:
-        """Poll every configured feed once, concurrently; ``on_done`` hears of each."""
+        """Poll every configured feed once, concurrently, each by ``each`` (``poll``
+        unless the runtime adds what follows a poll); ``on_done`` hears of each."""
+        poll_one = self.poll if each is None else each
 
         async def poll(feed: FeedConfig) -> PollOutcome:
-            outcome = await self.poll(feed)
+            outcome = await poll_one(feed)
             if on_done is not None:
                 on_done(outcome)
             return outcome
@@ -219,7 +232,7 @@ class Poller:
 
     async def poll(self, feed: FeedConfig) -> PollOutcome:
         """Poll one feed. A failure is logged and recorded against the feed, never raised."""
-        state = self.feed_states[feed.url]
+        state = self.state.feeds[feed.url]
         name = feed_display_name(feed.url, feed.name)
         if state.gone_at is not None:
             return PollOutcome(feed.url, name, ok=False, status=410, error=GONE, gone=True)
@@ -251,9 +264,7 @@ class Poller:
             self.counters.unchanged += 1
         else:
             self.counters.ok += 1
-        if self.config.health is not None and not outcome.gone:
-            outcome = dataclasses.replace(outcome, notices=self._check_health(state.id, name))
-        self.feed_states[feed.url] = self.store.feed_state(state.id)
+        self.state.feeds[feed.url] = self.store.feed_state(state.id)
         return outcome
 
     async def _fetch(
@@ -447,34 +458,8 @@ class Poller:
             log.info("event %d: reported by %d outlets, follow-up queued", event_id,
                      settings.follow_up_at)  # fmt: skip
 
-    def _check_health(self, feed_id: int, name: str) -> int:
-        """Queue a notice to the operators if the feed started or stopped failing or
-        being silent; returns how many deliveries were queued."""
-        assert self.config.health is not None
-        now = self.clock()
-        notice = decide_notice(
-            self.store.feed_health(feed_id, name), now, self.config.health.rules()
-        )
-        if notice is None:
-            return 0
-        policy = self.config.delivery_policy()
-        targets = [t.key for t in targets_for(self.config.health.notify, policy.targets)]
-        self.store.queue_notice(feed_id, notice, targets, now)
-        log.warning("feed %s: %s", name, notice.title.removeprefix("[feed-monitor] "))
-        return len(targets)
-
     def _host_limit(self, host: str) -> asyncio.Semaphore:
         """At most ``per_host`` requests at a time to one site, however many feeds it has."""
         if host not in self._hosts:
             self._hosts[host] = asyncio.Semaphore(self.config.per_host)
         return self._hosts[host]
-
-    def prune(self) -> int:
-        """Apply the retention setting: drop old stories' text, keep their identity; and
-        forget event fingerprints older than the events window."""
-        if self.events is not None:
-            self.events.prune(self.clock())
-        pruned = self.store.prune_text(self.clock() - self.config.retention.story_text)
-        if pruned:
-            log.info("retention: dropped the text of %d old stories", pruned)
-        return pruned

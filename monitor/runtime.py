@@ -1,11 +1,16 @@
 """The running parts, wired once: what both ``once`` and the daemon use.
 
 ``open_runtime`` opens the database, the parser workers and the HTTP client, and builds
-the ``Poller`` (fetch → parse → store) and the ``Deliverer`` (outbox → targets) on top of
-them; leaving it closes them in reverse order. ``process_lock`` keeps two daemons off one
-database, and makes a second ``once`` wait for the first: two processes on one database
-would be safe (deliveries are claimed, stories saved in one transaction with their
-lookup) but would poll every feed twice.
+on top of them the components, each with one job: the ``Poller`` (fetch → parse →
+store), ``HealthNotices`` (after each poll, a notice when a feed starts or stops
+failing), ``Retention`` (dropping old text) and the ``Deliverer`` (outbox → targets).
+They share a ``PollState``: the Poller reports each feed's state to it, and the daemon
+schedules from it. ``Runtime.poll`` is a poll as both ``once`` and the daemon run it.
+Leaving ``open_runtime`` closes what it opened, in reverse order.
+
+``process_lock`` keeps two daemons off one database, and makes a second ``once`` wait
+for the first: two processes on one database would be safe (deliveries are claimed,
+stories saved in one transaction with their lookup) but would poll every feed twice.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from pathlib import Path
 from typing import Literal
 
 from monitor.alert import Notifier
-from monitor.config import Config
+from monitor.config import Config, FeedConfig
 from monitor.delivery import Deliverer
 from monitor.errors import StoreBusyError
 from monitor.fetch import USER_AGENT, Fetcher, RedirectPolicy
+from monitor.health_notices import HealthNotices
+from monitor.models import PollState
 from monitor.parser_pool import ParserPool
-from monitor.pipeline import Poller
+from monitor.pipeline import Poller, PollOutcome
+from monitor.retention import Retention
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,14 +48,29 @@ _LOCK_BYTE: dict[Role, int] = {"daemon": 0, "once": 1}  # one lock file, a byte 
 class Runtime:
     config: Config
     store: Store
+    poll_state: PollState  # each feed's state as last recorded; the poll counters
     poller: Poller
+    health: HealthNotices
+    retention: Retention
     deliverer: Deliverer
 
     def apply_config(self, config: Config) -> None:
         """Use a reloaded config from now on (the database path stays)."""
         self.config = config
         self.poller.apply_config(config)
+        self.health.apply_config(config)
+        self.retention.apply_config(config)
         self.deliverer.apply_config(config, notifier_for(config))
+
+    async def poll(self, feed: FeedConfig) -> PollOutcome:
+        """Poll one feed, then queue the health notice its state calls for, if any."""
+        return self.health.after_poll(feed, await self.poller.poll(feed))
+
+    async def poll_all(
+        self, on_done: Callable[[PollOutcome], None] | None = None
+    ) -> list[PollOutcome]:
+        """Every configured feed once, concurrently, as ``poll``; ``on_done`` hears of each."""
+        return await self.poller.poll_all(on_done, each=self.poll)
 
 
 def notifier_for(config: Config) -> Notifier:
@@ -61,9 +84,12 @@ async def open_runtime(config: Config, *, clock: Clock = time.time) -> AsyncIter
             user_agent=config.user_agent or USER_AGENT,
             redirect_policy=RedirectPolicy.from_config(config),
         ) as fetcher:
-            poller = Poller(config, store, fetcher, parser=parser, clock=clock)
+            state = PollState()
+            poller = Poller(config, store, fetcher, parser=parser, clock=clock, state=state)
+            health = HealthNotices(config, store, state, clock=clock)
+            retention = Retention(config, store, clock=clock)
             deliverer = Deliverer(config, store, notifier_for(config), clock=clock)
-            yield Runtime(config, store, poller, deliverer)
+            yield Runtime(config, store, state, poller, health, retention, deliverer)
 
 
 @contextlib.contextmanager

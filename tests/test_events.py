@@ -34,7 +34,8 @@ from datasketch import MinHash, MinHashLSH
 from monitor import events
 from monitor.errors import StoreError
 from monitor.events import EventIndex, fingerprint
-from monitor.store.events import EventStore, migrate
+from monitor.store.events import EventStore
+from monitor.store.schema import migrations
 
 PAIRS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent / "data" / "event_pairs.yaml").read_text(encoding="utf-8")
@@ -73,7 +74,7 @@ def report(name: str) -> tuple[str, str]:
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[sqlite_utils.Database]:
     database = sqlite_utils.Database(tmp_path / "events.db")
-    migrate(database)
+    migrations.apply(database)
     yield database
     database.close()
 
@@ -188,11 +189,11 @@ def test_short_texts_join_only_an_identical_text_of_eight_words_or_more(
 def test_index_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     first = sqlite_utils.Database(path)
-    migrate(first)
+    migrations.apply(first)
     EventIndex(EventStore(first)).assign(10, *report("s400-missile-wire"), 0)
     first.close()
     reopened = sqlite_utils.Database(path)
-    migrate(reopened)  # idempotent
+    migrations.apply(reopened)  # idempotent
     verdict = EventIndex(EventStore(reopened)).assign(11, *report("s400-missile-daily"), HOUR)
     assert (verdict.event_id, verdict.is_new, verdict.matched_story_id) == (10, False, 10)
     reopened.close()

@@ -9,7 +9,7 @@ elsewhere.
 The store is split by concern (as lemon24/reader splits its storage), each part a mixin
 of ``Store`` over the connection in ``base``::
 
-    schema.py    the versioned migrations, applied at open
+    schema.py    the one sequence of versioned migrations (every table), applied at open
     base.py      the connection: open, transactions and batching, the file's identity,
                  telling damage from bugs
     feeds.py     feeds: poll state, schedules, health

@@ -18,7 +18,6 @@ from monitor.errors import DatabaseFault, StoreError
 from monitor.models import (
     AlertContent,
 )
-from monitor.store import events as events_store
 from monitor.store.schema import migrations
 
 
@@ -54,7 +53,6 @@ class StoreBase:
             db.execute("PRAGMA wal_autocheckpoint = 10000")
             db.execute("PRAGMA foreign_keys = ON")
             migrations.apply(db)
-            events_store.migrate(db)
             store = cls(db, path)  # the file surely exists now: remember which it is
         except (sqlite3.Error, OSError) as exc:
             fault = damage(exc, path)

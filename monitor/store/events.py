@@ -1,8 +1,8 @@
 """Event storage: which event each story belongs to, and the index that finds the
 recent stories a new one may repeat.
 
-Owns two tables, created by its own migrations (``migrate``), in whatever database it
-is given (the stories' own, in the daemon):
+Owns two tables, created by ``m010_events`` in ``monitor.store.schema`` (the one migration
+sequence), in whatever database it is given (the stories' own, in the daemon):
 
 - ``event_stories``: one row per story: its event, when it was seen, and, while it is
   within the window, its fingerprint (MinHash signature and shingles as little-endian
@@ -23,53 +23,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlite_utils
-from sqlite_utils import Migrations
 
 from monitor.errors import StoreError
 from monitor.events import Candidate, Fingerprint, band_keys, pack, unpack
 
-migrations = Migrations("feed-monitor-events")
 # Candidates a new story is compared with, at most: the copies of a report share most of
 # its bands, so they rank first; more would only cost time on feeds of look-alike items.
 MAX_CANDIDATES = 32
 PER_BAND = 64  # the newest stories of one band key that are looked at
-
-
-@migrations()
-def m001_events(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        CREATE TABLE event_stories (
-            story_id INTEGER PRIMARY KEY,
-            event_id INTEGER NOT NULL,
-            seen_at REAL NOT NULL,
-            words INTEGER NOT NULL,
-            signature BLOB,           -- NULL once out of the window
-            shingles BLOB,
-            marks TEXT,
-            lead_marks TEXT
-        )"""
-    )
-    db.execute("CREATE INDEX event_stories_event ON event_stories (event_id, seen_at)")
-    db.execute("CREATE INDEX event_stories_seen ON event_stories (seen_at)")
-    # Pruning finds the fingerprints to drop without stepping over the rows it pruned.
-    db.execute(
-        "CREATE INDEX event_stories_indexed ON event_stories (seen_at) WHERE signature IS NOT NULL"
-    )
-    db.execute(
-        """
-        CREATE TABLE event_bands (
-            band_key INTEGER NOT NULL,
-            story_id INTEGER NOT NULL,
-            PRIMARY KEY (band_key, story_id)
-        ) WITHOUT ROWID"""
-    )
-
-
-def migrate(db: sqlite_utils.Database) -> None:
-    """Create or update the event tables (idempotent; the store calls it at open)."""
-    with _wrapped("cannot create the event tables"):
-        migrations.apply(db)
 
 
 @contextlib.contextmanager

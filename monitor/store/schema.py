@@ -1,7 +1,9 @@
 """The schema: versioned migrations, applied when a database is opened.
 
-Each step is a function that runs once per database (sqlite-utils' ``Migrations``); a
-step is never edited once released, only followed by another.
+Each step is a function that runs once per database (sqlite-utils' ``Migrations``, which
+records it in ``_sqlite_migrations``); a step is never edited once released, only followed
+by another. This is the one sequence: every table of the database, the event index's
+included, is made here.
 """
 
 from __future__ import annotations
@@ -246,6 +248,43 @@ def m009_article_text(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE stories ADD COLUMN full_text INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE feeds ADD COLUMN article_failures INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE feeds ADD COLUMN last_article_error TEXT")
+
+
+@migrations()
+def m010_events(db: sqlite_utils.Database) -> None:
+    """The event index's tables (``monitor.store.events``). Databases from before this step
+    made them in a migration set of their own ("feed-monitor-events", step ``m001_events``,
+    with this same DDL): there, every statement finds its table or index already made."""
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS event_stories (
+            story_id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL,
+            seen_at REAL NOT NULL,
+            words INTEGER NOT NULL,
+            signature BLOB,           -- NULL once out of the window
+            shingles BLOB,
+            marks TEXT,
+            lead_marks TEXT
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS event_stories_event ON event_stories (event_id, seen_at)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS event_stories_seen ON event_stories (seen_at)")
+    # Pruning finds the fingerprints to drop without stepping over the rows it pruned.
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS event_stories_indexed ON event_stories (seen_at) "
+        "WHERE signature IS NOT NULL"
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS event_bands (
+            band_key INTEGER NOT NULL,
+            story_id INTEGER NOT NULL,
+            PRIMARY KEY (band_key, story_id)
+        ) WITHOUT ROWID"""
+    )
 
 
 def _insert_source(

@@ -39,7 +39,6 @@ from monitor.models import Match
 from monitor.pipeline import feed_display_name
 from monitor.redact import (
     RedactingFilter,
-    hide_secrets,
     mask_url,
     redact_text,
     safe_json,
@@ -690,15 +689,28 @@ def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
 
 @feeds.command("export-opml")
 @config_option
-def feeds_export_opml(config_path: Path | None) -> None:
+@click.option(
+    "--with-secrets",
+    is_flag=True,
+    help="Write feed URLs whole, passwords and tokens included (masked by default).",
+)
+def feeds_export_opml(config_path: Path | None, with_secrets: bool) -> None:
     """Print the feeds as OPML, for any feed reader."""
     from monitor.opml import OutlineFeed, write_opml
 
     _, config = _load_for_reading(config_path)
-    # The URLs as the config file has them (an export must be importable), but never a
-    # value that came from the environment or a credential: that is kept out of the file.
-    feeds = [OutlineFeed(hide_secrets(feed.url), feed.name) for feed in config.feeds]
+    # Like every output, the export shows no credential unless asked to: a URL's
+    # password, token-like query values and whatever came from ${VAR} become ****.
+    urls = [feed.url if with_secrets else mask_url(feed.url) for feed in config.feeds]
+    masked = sum(url != feed.url for url, feed in zip(urls, config.feeds, strict=True))
+    feeds = [OutlineFeed(url, feed.name) for url, feed in zip(urls, config.feeds, strict=True)]
     click.echo(write_opml(feeds), nl=False)
+    if masked:
+        _say(
+            f"{count_of(masked, 'feed URL')} with credentials shown as ****; "
+            "--with-secrets writes them whole",
+            err=True,
+        )
 
 
 @cli.command()

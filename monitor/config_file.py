@@ -32,7 +32,7 @@ from monitor.config import (
     notify_url_problem,
 )
 from monitor.errors import ConfigError
-from monitor.redact import remember_secret
+from monitor.redact import remember_credentials, remember_secret
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 CONFIG_ENV_VAR = "FEED_MONITOR_CONFIG"
@@ -179,6 +179,11 @@ def load_config(
     if not database.is_absolute():
         database = Path(os.path.normpath(path.parent / database))
     config = config.model_copy(update={"database": database})
+    # Credentials written literally in a URL are secrets as much as ${VAR} values are.
+    for feed in config.feeds:
+        remember_credentials(feed.url)
+    for target in config.notify:
+        remember_credentials(target.url, target=True)
     config._lines = lines
     config._targets_expanded = need_targets
     return config

@@ -7,7 +7,8 @@ handler, ``/metrics``):
   secret-looking query parameters (``token``, ``key``, ``password``, ``sig``...) become
   ``****``, and so does any known secret.
 - Known secrets are the values that config loading took from the environment or from
-  systemd credentials (``${VAR}``, ``${credential:NAME}``): ``remember_secret`` records
+  systemd credentials (``${VAR}``, ``${credential:NAME}``), and the credentials written
+  literally in the config's URLs (``remember_credentials``): ``remember_secret`` records
   them, and they are never printed, wherever they turn up.
 - ``redact_text``: free text (a log message, an error) with every URL in it masked and
   every known secret replaced.
@@ -50,6 +51,10 @@ _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _JSON_UNSAFE_RE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 _PLAIN_WORD_RE = re.compile(r"[a-z]+(?:[-_.][a-z]+)*")
+# A host name or an IP address: a URL's part that names where, not a token.
+_HOST_RE = re.compile(r"(?:[\w-]+\.)+[a-z]{2,}|[\d.]+|\[[0-9a-f:.]+\]", re.IGNORECASE)
+# A query parameter in free text (a logged request line has no scheme to find it by).
+_PARAM_IN_TEXT_RE = re.compile(r"(?<=[?&])[^=&\s\"'<>]+=[^&\s\"'<>#]+")
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()  # longest first: a secret containing another is masked whole
 
@@ -68,6 +73,40 @@ def remember_secret(value: str) -> None:
         return
     with _lock:
         _secrets = tuple(sorted({*_secrets, *pieces}, key=len, reverse=True))
+
+
+def remember_credentials(url: str, *, target: bool = False) -> None:
+    """Record the credentials written literally in a URL of the config.
+
+    Libraries log the requests they make by path and query alone (urllib3: ``"POST
+    /hook?apikey=... HTTP/1.1"``), where nothing shows a URL is there to mask, so the
+    secrets themselves are remembered: the password (or a token given as the user), the
+    values of secret-looking query parameters, and for a notify ``target`` every
+    token-like part of it (Apprise URLs carry their tokens in the host and path:
+    ``tgram://123:AAH.../``)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return
+    found = {parts.password or ""}
+    if parts.username and not parts.password and _token_like(parts.username):
+        found.add(parts.username)
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if _SECRET_PARAM_RE.search(name):
+            found.add(unquote(value))
+    if target:
+        found |= _url_secret_parts(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        found |= {piece for piece in re.split(r"[:@]", netloc) if _token_like(piece)}
+    for piece in found:
+        if len(piece) >= MIN_SECRET_LENGTH:
+            remember_secret(piece)
+
+
+def _token_like(piece: str) -> bool:
+    """Whether a part of a URL looks like a token rather than a name or an address."""
+    return len(piece) >= 8 and not _PLAIN_WORD_RE.fullmatch(piece) and not _HOST_RE.fullmatch(piece)
 
 
 def _url_secret_parts(value: str) -> set[str]:
@@ -117,9 +156,13 @@ def _mask_param(param: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Free text with every URL in it masked and every known secret replaced."""
+    """Free text with every URL in it masked, every secret-looking query value masked
+    (a request line has no scheme: ``GET /feed?token=...``), and every known secret
+    replaced."""
     if "://" in text:
         text = _URL_IN_TEXT_RE.sub(lambda m: mask_url(m.group(0)), text)
+    if "=" in text:
+        text = _PARAM_IN_TEXT_RE.sub(lambda m: _mask_param(m.group(0)), text)
     return hide_secrets(text)
 
 

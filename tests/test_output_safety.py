@@ -128,11 +128,16 @@ def test_config_and_status_views_mask_credentials(polled: Polled, command: list[
         assert "token=****" in out and "api_key=****" in out and "t=****" in out
 
 
-def test_export_keeps_the_files_urls_but_not_environment_values(polled: Polled) -> None:
+def test_export_masks_credentials_unless_asked_for_them(polled: Polled) -> None:
     exported = _invoke("feeds", "export-opml", "--config", str(polled.config))
     assert exported.exit_code == 0, exported.output
     assert ENV_SECRET not in exported.stdout and "/c.xml?t=****" in exported.stdout
-    assert "alice:pw-Secret-3@" in exported.stdout  # written in the file: an export carries it
+    assert "pw-Secret-3" not in exported.stdout and "****@" in exported.stdout
+    assert "--with-secrets" in exported.stderr  # says what it left out, apart from the file
+    whole = _invoke("feeds", "export-opml", "--with-secrets", "--config", str(polled.config))
+    assert whole.exit_code == 0, whole.output
+    assert "alice:pw-Secret-3@" in whole.stdout and ENV_SECRET in whole.stdout
+    assert "****" not in whole.stdout
 
 
 def test_status_shows_the_moved_feed_and_the_error_masked(polled: Polled) -> None:
@@ -235,3 +240,20 @@ def test_a_notify_url_from_the_environment_is_masked_in_debug_logs_and_the_datab
     with sqlite3.connect(tmp_path / "monitor.db") as db:
         stored = " ".join(str(row) for row in db.execute("SELECT target FROM attempts"))
     assert stored and token not in stored
+
+
+def test_a_notify_url_written_in_the_file_is_masked_in_debug_logs(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    # Written literally: nothing came from ${VAR}, yet its path token and the API key that
+    # Apprise turns into a query parameter are secrets, and urllib3 logs both at -vv.
+    token, key = "Hk7tQ2zLw9Xv", "QueryKey66"
+    url = feeds.serve("/f.xml", rss(numbered_items("S-400 test {n}", 1)))
+    hook = f"json://127.0.0.1:{sink.port}/hook/{token}?-apikey={key}"
+    config = write_config(tmp_path, feeds=[url], notify=[hook])
+    result = run_cli("-vv", "once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert len(sink.wait_for(1)) == 1 and sink.received[0]["_path"] == f"/hook/{token}?apikey={key}"
+    assert "POST /hook/" in result.stderr  # the debug lines are there, masked
+    assert token not in result.stdout + result.stderr
+    assert key not in result.stdout + result.stderr

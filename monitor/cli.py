@@ -151,6 +151,17 @@ def _load_for_reading(config_path: Path | None) -> tuple[Path, Config]:
     return path, load_config(path, need_targets=False)
 
 
+def _open_for_reading(config: Config) -> Store:
+    """The database of a command that reads it. A missing one is an error, not a new empty
+    database: a mistyped path would print an empty table, exit 0 and leave a file behind."""
+    if not config.database.exists():
+        raise MonitorError(
+            f"no database at {config.database}: nothing has been polled yet "
+            "(`feed-monitor once` or the daemon creates it)"
+        )
+    return Store.open(config.database)
+
+
 def configure_logging(verbose: int, log_format: LogFormat = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     handler = log_handler(log_format)
@@ -261,7 +272,7 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_
     checked = 0
     counts = dict.fromkeys((w.name for w in watchlists), 0)
     with (
-        Store.open(config.database) as store,
+        _open_for_reading(config) as store,
         _progress(store.count_stories_since(since), "replaying stories") as step,
     ):
         for story in store.stories_since(since):
@@ -341,7 +352,7 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
             param_hint="QUERY",
         )
     _, config = _load_for_reading(config_path)
-    with Store.open(config.database) as store:
+    with _open_for_reading(config) as store:
         hits = store.search(query, since, limit)
     for hit in hits:
         feed = feed_display_name(hit.feed_url, hit.feed_name, hit.feed_title)
@@ -363,7 +374,7 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
     """Recent watchlist matches and the state of their alerts."""
     _, config = _load_for_reading(config_path)
     _known_watchlists(config, names)
-    with Store.open(config.database) as store:
+    with _open_for_reading(config) as store:
         rows = store.recent_matches(since, names)
         events = {row.story_id: store.event_of(row.story_id) for row in rows}
     for row in rows:
@@ -397,7 +408,7 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     """One story: its text, every feed and link it was seen under, and for each watchlist
     why it did or did not alert."""
     _, config = _load_for_reading(config_path)
-    with Store.open(config.database) as store:
+    with _open_for_reading(config) as store:
         stored = store.story(story_id)
         if stored is None:
             raise click.ClickException(f"no story #{story_id}")
@@ -464,7 +475,7 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
 def events(config_path: Path | None, since: float, as_json: bool) -> None:
     """Recent events reported by more than one story, with every report."""
     _, config = _load_for_reading(config_path)
-    with Store.open(config.database) as store:
+    with _open_for_reading(config) as store:
         found = store.events_since(since)
     if as_json:
         _say_json([
@@ -606,7 +617,7 @@ def feeds_add(config_path: Path | None, url: str, name: str | None, no_check: bo
         added, _ = add_feeds(path, [NewFeed(url, name)])
         _say(f"added {url}" if added else f"{url} is already listed")
         return
-    config = load_config(path, check_notify=False)
+    config = load_config(path, need_targets=False)  # only its http settings are used
 
     def choose(links: tuple[FeedLink, ...]) -> FeedLink:
         _say(f"{url} is a web page that links to {len(links)} feeds:")
@@ -792,7 +803,7 @@ def _ago(stamp: float | None, now: float) -> str:
 def status(config_path: Path | None, as_json: bool) -> None:
     """Show each feed's last poll, HTTP status, stories, last error and next poll."""
     _, config = _load_for_reading(config_path)
-    with Store.open(config.database) as store:
+    with _open_for_reading(config) as store:
         configured = {feed.url for feed in config.feeds}
         feeds = [feed for feed in store.feed_status() if feed.url in configured]
         counts = store.delivery_counts()
@@ -859,7 +870,7 @@ def alerts(
     if ctx.invoked_subcommand is not None:
         return
     _, config = _load_for_reading(config_path)
-    with Store.open(config.database) as store:
+    with _open_for_reading(config) as store:
         labels = _target_labels(config, store)
         rows = store.alert_rows(failed_only=failed, limit=limit)
         trails = {d["id"]: store.attempts_of(d["id"]) for row in rows for d in row.deliveries}
@@ -897,7 +908,7 @@ def alerts(
 def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     """Queue failed deliveries again (of ALERT_IDS, or all); the daemon or `once` sends them."""
     _, config = _load_for_reading(config_path)
-    with Store.open(config.database) as store:
+    with _open_for_reading(config) as store:
         if unknown := sorted(set(alert_ids) - store.existing_alerts(alert_ids)):
             raise click.BadParameter(
                 f"no alert {', '.join(f'#{alert_id}' for alert_id in unknown)} "

@@ -507,3 +507,27 @@ def test_feed_edits_need_no_notification_secrets(desk: Desk, tmp_path: Path) -> 
     removed = invoke("feeds", "remove", other, "-c", config, env=NO_SECRETS)
     assert removed.exit_code == 0, removed.output
     assert other not in config.read_text()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["search", "S-400"], ["matches"], ["story", "1"], ["events"], ["alerts"],
+     ["alerts", "retry"], ["backtest"]],
+)  # fmt: skip
+def test_reading_commands_refuse_a_missing_database_and_create_none(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = write_config(tmp_path, feeds=["http://127.0.0.1:9/feed.xml"])
+    result = invoke(*command, "--config", config)
+    assert result.exit_code == 1, result.output
+    assert f"no database at {tmp_path / 'monitor.db'}" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "monitor.db").exists()
+
+
+def test_feeds_add_needs_none_of_the_notify_secrets(tmp_path: Path, feeds: FeedServer) -> None:
+    url = feeds.serve("/new.xml", rss([], title="New Desk"))
+    config = write_config(tmp_path, feeds=[], notify=["json://127.0.0.1:9/${UNSET_HOOK_TOKEN}"])
+    result = invoke("feeds", "add", url, "--config", config, env={"UNSET_HOOK_TOKEN": None})
+    assert result.exit_code == 0, result.output
+    assert f"added {url}" in result.output and url in config.read_text()

@@ -622,9 +622,13 @@ class Config(_Model):
         return (feed.full_text or self.defaults.full_text).rule()
 
     def cadence(self, feed: FeedConfig) -> Cadence:
+        """A feed's scheduling. An ``interval`` set on the feed itself is kept as set (the
+        user said how often to poll that one); ``defaults.interval`` is where adaptive
+        scheduling starts. The publisher's hints and the floor apply to both."""
         d = self.defaults
+        adaptive = d.adaptive and feed.interval is None
         return Cadence(self.feed_interval(feed), d.min_interval, d.max_interval, d.max_backoff,
-                       d.adaptive)  # fmt: skip
+                       adaptive)  # fmt: skip
 
 
 class _KeyedError(ValueError):

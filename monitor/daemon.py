@@ -26,7 +26,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -285,7 +285,9 @@ class Daemon:
         for feed in changed:
             if self.scheduler.get_job(feed.url):
                 self.scheduler.remove_job(feed.url)
-        self._schedule_feeds(changed)
+        # A re-timed feed follows its new interval from now: its next poll is no later
+        # than one new interval away (the old decision may be hours off).
+        self._schedule_feeds(changed, retimed={feed.url for feed in changed} & old_feeds.keys())
         self._schedule_digests()
         log.info(
             "config reloaded: %s, %s",
@@ -318,7 +320,7 @@ class Daemon:
                 self._nudge_delivery, trigger, id=f"{DIGEST_JOB_PREFIX}{watchlist.name}"
             )
 
-    def _schedule_feeds(self, feeds: list[FeedConfig]) -> None:
+    def _schedule_feeds(self, feeds: list[FeedConfig], retimed: Set[str] = frozenset()) -> None:
         now = self.clock()
         states = self.runtime.poll_state.feeds
         due = sum(1 for feed in feeds if (states[feed.url].next_poll_at or 0) <= now)
@@ -331,7 +333,11 @@ class Daemon:
                 log.warning("feed %s is gone (HTTP 410) and is not polled", feed.url)
                 continue
             interval = state.interval or self.config.feed_interval(feed)
-            start = first_poll_at(state.next_poll_at, now, min(spread, interval), self.rng)
+            next_poll_at = state.next_poll_at
+            if feed.url in retimed:
+                interval = self.config.feed_interval(feed)
+                next_poll_at = min(next_poll_at or now, now + interval)
+            start = first_poll_at(next_poll_at, now, min(spread, interval), self.rng)
             self.scheduler.add_job(
                 self._tracked,
                 IntervalTrigger(seconds=interval, jitter=self.config.defaults.jitter, timezone=UTC),

@@ -16,7 +16,7 @@ from pathlib import Path
 from monitor.concurrency import CEILING, Headroom, PollLimit, next_limit
 from monitor.config_file import load_config
 from monitor.runtime import open_runtime
-from tests.conftest import rss, write_config
+from tests.helpers import rss, write_config
 from tests.servers import QuietHandler
 
 BODY = rss([{"title": "One story", "link": "https://example.org/1", "guid": "1"}]).encode()

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import REPO, cli, numbered_items, rss, write_config
+from tests.helpers import REPO, cli, numbered_items, rss, write_config
 from tests.servers import AlertSink, FeedServer
 
 STORIES = 40

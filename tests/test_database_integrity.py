@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import cli as feed_monitor
-from tests.conftest import REPO, cli, rss, seed_article_item, write_config
+from tests.helpers import REPO, cli, rss, seed_article_item, write_config
 from tests.servers import FeedServer, feed_server
 
 # -- a damaged database ------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_a_damaged_database_is_a_clear_error(damaged: Path, command: str) -> Non
 
 
 def test_the_daemon_stops_on_a_damaged_database(damaged: Path) -> None:
-    result = cli("run", "--config", damaged, timeout=30)
+    result = cli("run", "--config", damaged)
     assert_clear_damage_error(result.returncode, result.stderr, damaged.parent / "monitor.db")
 
 

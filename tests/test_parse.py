@@ -10,7 +10,7 @@ import pytest
 from monitor.errors import ParseError
 from monitor.parse import parse_feed, safe_link, sane_timestamp, strip_internal_dtd
 from monitor.text import html_to_text, normalize_text
-from tests.conftest import rss
+from tests.helpers import rss
 from tests.servers import FeedServer
 
 NOW = 1_790_000_000.0  # a fixed "now" in 2026

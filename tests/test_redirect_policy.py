@@ -25,7 +25,7 @@ from monitor.models import FetchResult
 from monitor.parse import ParserPool
 from monitor.pipeline import Poller
 from monitor.store import Store
-from tests.conftest import rss, seed_article_item, write_config
+from tests.helpers import rss, seed_article_item, write_config
 from tests.servers import QuietHandler
 
 LOCAL_ONLY_127_0_0_1 = (ip_network("127.0.0.1/32"), ip_network("::1/128"))
@@ -46,7 +46,7 @@ def server_on(host: str, routes: dict[str, tuple[int, dict[str, str], bytes]]) -
 
     server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.server_address[1]}", hits

@@ -13,7 +13,7 @@ from monitor.config import Watchlist
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Entry
 from monitor.pattern import compile_user_pattern, to_re2
-from tests.conftest import rss, write_config
+from tests.helpers import rss, write_config
 from tests.servers import FeedServer
 
 # (a+)+$ backtracks exponentially in Python's re: 2**27 steps for 27 a's and a "!".

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import logging_kept
 from tests.servers import AlertSink, FeedServer, Mailbox, alert_sink, feed_server, smtp_server
 
 
@@ -25,3 +26,11 @@ def sink() -> Iterator[AlertSink]:
 def smtp() -> Iterator[tuple[Mailbox, int]]:
     with smtp_server() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Every command run in process (CliRunner) configures the root logger for its own
+    output streams; no test leaves that behind for the next."""
+    with logging_kept():
+        yield

@@ -7,8 +7,10 @@ Fixtures live in conftest.py; everything else the tests share is here.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import select
 import subprocess
 import sys
 import time
@@ -158,7 +160,7 @@ _LOGGERS = ("aiohttp", "apscheduler", "apprise")
 
 
 @contextlib.contextmanager
-def _logging_kept() -> Iterator[None]:
+def logging_kept() -> Iterator[None]:
     """Put logging back as it was: the command line configures the root logger on every
     run (``basicConfig(force=True)``) with a handler on the stream the run printed to."""
     root = logging.getLogger()
@@ -201,7 +203,7 @@ def cli(*args: str | Path, env: Mapping[str, str] | None = None, cwd: Path = REP
     ``cli_process``."""
     argv = [str(arg) for arg in args]
     environ: dict[str, str | None] = {"FEED_MONITOR_CONFIG": None, **(env or {})}
-    with _logging_kept(), _working_directory(cwd):
+    with logging_kept(), _working_directory(cwd):
         result = CliRunner().invoke(cli_group, argv, env=environ, prog_name="feed-monitor")
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -227,3 +229,40 @@ def cli_process(
         check=False,
         **kwargs,
     )
+
+
+class DirectoryChanges:
+    """Linux inotify on a directory: ``wait`` returns when a file in it has been written,
+    created, moved or removed since the last call (SQLite writes its WAL on every commit,
+    so another process's commit to a database in the directory is such a change)."""
+
+    _MASK = 0x2 | 0x8 | 0x80 | 0x100 | 0x200  # MODIFY, CLOSE_WRITE, MOVED_TO, CREATE, DELETE
+
+    def __init__(self, directory: Path) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        if libc.inotify_add_watch(self._fd, os.fsencode(directory), self._MASK) < 0:
+            errno = ctypes.get_errno()
+            os.close(self._fd)
+            raise OSError(errno, f"inotify_add_watch({directory}) failed")
+
+    def wait(self, deadline: float, what: str = "a change") -> None:
+        """Block until a change (or fail the test at the ``time.monotonic`` ``deadline``)."""
+        left = deadline - time.monotonic()
+        readable, _, _ = select.select([self._fd], [], [], max(left, 0))
+        if not readable:
+            raise AssertionError(f"waited in vain for {what}")
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._fd, 65536):
+                pass
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> DirectoryChanges:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -20,6 +20,7 @@ import pytest
 
 from tests.helpers import (
     REPO,
+    DirectoryChanges,
     add_keyword,
     cli,
     config_line,
@@ -262,17 +263,19 @@ def test_daemon_serves_healthz_and_metrics_on_localhost(
     config = write_config(
         tmp_path, feeds=[url], notify=[sink.url], extra=f"http: {{listen: 127.0.0.1:{port}}}"
     )
-    daemon = daemon_factory(config)
-    sink.wait_for(1)
-    daemon.wait_for_log("serving /healthz and /metrics")
-    deadline = time.monotonic() + 15
-    while True:  # the delivery is recorded just after the sink sees it
+
+    def read_metrics() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            metrics = response.read().decode()
-        if 'feed_monitor_deliveries{state="sent"} 1' in metrics:
-            break
-        assert time.monotonic() < deadline, metrics
-        time.sleep(0.1)
+            return str(response.read().decode())
+
+    with DirectoryChanges(tmp_path) as database_changes:
+        daemon = daemon_factory(config)
+        sink.wait_for(1)
+        daemon.wait_for_log("serving /healthz and /metrics")
+        # The delivery is recorded (a commit to the database) just after the sink sees it.
+        deadline = time.monotonic() + 15
+        while 'feed_monitor_deliveries{state="sent"} 1' not in (metrics := read_metrics()):
+            database_changes.wait(deadline, f"the delivery recorded as sent:\n{metrics}")
     assert 'feed_monitor_polls_total{outcome="ok"} 1' in metrics
     assert "feed_monitor_stories 1" in metrics and "feed_monitor_matches_total 1" in metrics
     assert f'feed_monitor_feed_consecutive_errors{{feed="{url}"}} 0' in metrics

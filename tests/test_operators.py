@@ -148,14 +148,29 @@ def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServ
     assert invoke("once", "-c", config_path).exit_code == 0
     config_path.write_text(body + "".join(f"  - url: {url}\n" for url in good))
     config = load_config(config_path)
-    daemon = Daemon(config_path, config, rng=_Eager())
+
+    class Watched(Daemon):
+        """The daemon, telling when each scheduled poll has ended."""
+
+        polled = asyncio.Event()
+
+        async def _poll_and_deliver(self, url: str) -> None:
+            try:
+                await super()._poll_and_deliver(url)
+            finally:
+                self.polled.set()
+
+    daemon = Watched(config_path, config, rng=_Eager())
 
     async def observe() -> tuple[dict[str, object], str]:
         task = asyncio.ensure_future(daemon.run())
-        deadline = time.monotonic() + 15
-        while not hasattr(daemon, "runtime") or daemon.runtime.poller.counters.ok < 2:
-            assert time.monotonic() < deadline and not task.done(), "the feeds were not polled"
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(15):
+            while not hasattr(daemon, "runtime") or daemon.runtime.poller.counters.ok < 2:
+                polled = asyncio.ensure_future(daemon.polled.wait())
+                await asyncio.wait([task, polled], return_when=asyncio.FIRST_COMPLETED)
+                polled.cancel()
+                assert not task.done(), "the daemon stopped before the feeds were polled"
+                daemon.polled.clear()
         seen = daemon.health(), daemon.health_summary()
         daemon.stop()
         await task

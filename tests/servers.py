@@ -13,8 +13,10 @@ import email.policy
 import hashlib
 import json
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -160,11 +162,21 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A handler's exception (most often a client that went away mid-answer) goes to
+        the process's own stderr: ``sys.stderr`` may be a command's, run in process by
+        CliRunner, whose output must hold only what the command wrote."""
+        print(f"{type(self).__name__} on {self.server_address}:", file=sys.__stderr__)
+        traceback.print_exc(file=sys.__stderr__)
+
+
 @contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
-    """Run ``handler`` on an ephemeral 127.0.0.1 port in a thread; yield the port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+def serving(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[int]:
+    """Run ``handler`` on an ephemeral port of ``host`` in a thread; yield the port."""
+    server = _Server((host, 0), handler)
     # serve_forever notices shutdown() only between polls: its default of 0.5 s made every
     # test that used a server wait up to that long in its teardown.
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)

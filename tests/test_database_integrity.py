@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -156,9 +155,7 @@ def test_the_daemon_stops_when_its_database_file_is_deleted_or_replaced(
         else:
             pytest.fail("the daemon exited before its first poll")
         change(db)
-        started = time.monotonic()
-        code = daemon.wait(20)
-        assert time.monotonic() - started < 10
+        code = daemon.wait(10)  # it stops within 10 s (TimeoutExpired otherwise)
         rest = daemon.stderr.read()
     finally:
         if daemon.poll() is None:

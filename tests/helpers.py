@@ -154,9 +154,10 @@ class CliResult:
     stderr: str
 
 
-# Loggers whose levels and filters the command line sets (cli.configure_logging, and
-# alert.Notifier for Apprise).
-_LOGGERS = ("aiohttp", "apscheduler", "apprise")
+# Loggers whose levels the command line sets for its verbosity (cli.configure_logging).
+# Apprise's logger is left as alert.Notifier sets it, once, for the whole process (its
+# level and its secret-masking filter), as in a daemon that runs for months.
+_LOGGERS = ("aiohttp", "apscheduler")
 
 
 @contextlib.contextmanager
@@ -165,8 +166,7 @@ def logging_kept() -> Iterator[None]:
     run (``basicConfig(force=True)``) with a handler on the stream the run printed to."""
     root = logging.getLogger()
     saved_root = (root.level, list(root.handlers), list(root.filters))
-    saved = {name: (lg.level, list(lg.filters)) for name in _LOGGERS
-             for lg in [logging.getLogger(name)]}  # fmt: skip
+    saved = {name: logging.getLogger(name).level for name in _LOGGERS}
     try:
         yield
     finally:
@@ -176,10 +176,8 @@ def logging_kept() -> Iterator[None]:
         root.setLevel(saved_root[0])
         root.handlers[:] = saved_root[1]
         root.filters[:] = saved_root[2]
-        for name, (level, filters) in saved.items():
-            logger = logging.getLogger(name)
-            logger.setLevel(level)
-            logger.filters[:] = filters
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 @contextlib.contextmanager

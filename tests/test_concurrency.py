@@ -58,7 +58,8 @@ def sites(count: int, gate: Gate) -> Iterator[list[str]]:
 
     class Handler(QuietHandler):
         def do_GET(self) -> None:
-            gate.arrive(f"{self.server.server_address[0]}{self.path}")
+            host, _ = self.connection.getsockname()  # the address this site serves on
+            gate.arrive(f"{host}{self.path}")
             self.reply(200, BODY, {"Content-Type": "application/rss+xml"})
 
     with ExitStack() as stack:

@@ -12,7 +12,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ SMTP_PASSWORD = "smtp-pw-Secret-8"
 NO_SECRETS = {"SINK_PATH": None, "CREDENTIALS_DIRECTORY": None}
 
 
-def invoke(*args: str | Path, env: dict[str, str | None] | None = None) -> Result:
+def invoke(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Result:
     return CliRunner().invoke(cli, [str(arg) for arg in args], env=env or {})
 
 

@@ -32,8 +32,9 @@ lint: $(BIN)/.dev
 	$(BIN)/ruff format --check monitor tests benchmarks
 	$(BIN)/mypy
 
+# The tests run on every core (pytest-xdist); tests marked xdist_group share one worker.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 # All benchmarks (about half an hour), or some: `make bench BENCH="poll capacity"`. The poll
 # and capacity benchmarks make .venv/reader (reader 3.27 on Python 3.12, pinned in

@@ -1,21 +1,31 @@
-"""Real servers on 127.0.0.1 for the tests: a feed server and an alert receiver.
+"""Real servers on 127.0.0.1 for the tests: a feed server, an alert receiver and an SMTP
+server; and ports held for the tests' use.
 
-Both run ``http.server`` in a background thread on an ephemeral port. Nothing here is
-a mock: feed-monitor talks to them over real sockets, through aiohttp and Apprise.
+The HTTP servers run ``http.server`` in a background thread on an ephemeral port, the SMTP
+server aiosmtpd on a socket bound here. Nothing here is a mock: feed-monitor talks to
+them over real sockets, through aiohttp and Apprise.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import json
+import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from aiosmtpd.controller import Controller
 
 
 @dataclass
@@ -152,12 +162,24 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A handler's exception (most often a client that went away mid-answer) goes to
+        the process's own stderr: ``sys.stderr`` may be a command's, run in process by
+        CliRunner, whose output must hold only what the command wrote."""
+        print(f"{type(self).__name__} on {self.server_address}:", file=sys.__stderr__)
+        traceback.print_exc(file=sys.__stderr__)
+
+
 @contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
-    """Run ``handler`` on an ephemeral 127.0.0.1 port in a thread; yield the port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+def serving(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[int]:
+    """Run ``handler`` on an ephemeral port of ``host`` in a thread; yield the port."""
+    server = _Server((host, 0), handler)
+    # serve_forever notices shutdown() only between polls: its default of 0.5 s made every
+    # test that used a server wait up to that long in its teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield server.server_address[1]
@@ -165,3 +187,65 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class Mailbox:
+    """An SMTP server's mailbox (aiosmtpd's handler), without AUTH."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.arrived = threading.Condition()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.arrived:
+            self.messages.append(message)
+            self.arrived.notify_all()
+        return "250 OK"
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[EmailMessage]:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.messages) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"expected {count} emails, got {len(self.messages)}"
+                self.arrived.wait(left)
+            return list(self.messages)
+
+
+class _SocketController(Controller):
+    """aiosmtpd's threaded controller, serving on a socket bound by the caller (so the
+    port is never closed and looked up again between choosing it and serving on it)."""
+
+    def __init__(self, handler: Any, sock: socket.socket) -> None:
+        self._sock = sock
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1])
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server on an ephemeral 127.0.0.1 port: its mailbox and the port."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    mailbox = Mailbox()
+    controller = _SocketController(mailbox, sock)
+    controller.start()
+    try:
+        yield mailbox, sock.getsockname()[1]
+    finally:
+        controller.stop()
+        sock.close()
+
+
+@contextmanager
+def held_port() -> Iterator[int]:
+    """A 127.0.0.1 port bound here and held while inside, not listening: a connection to
+    it is refused, bind(0) hands it to nobody else, and a server that binds it with
+    SO_REUSEADDR (asyncio's servers do) may listen on it. Unlike a port bound, closed and
+    then used, it cannot be taken by someone else in between."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

@@ -34,7 +34,7 @@ from monitor.fetch import Fetcher, RedirectPolicy
 from monitor.match import Matcher
 from monitor.models import Entry
 from monitor.parse import parse_feed
-from tests.conftest import rss
+from tests.helpers import rss
 from tests.news_pages import (
     BOILERPLATE,
     FORUM_POST,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.helpers import cli, edit_config, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 
@@ -23,7 +23,7 @@ def test_backtest_replays_stored_stories_without_sending(
     assert len(sink.wait_for(1)) == 1
 
     # The analyst adds a keyword and checks what it would have caught.
-    config.write_text(config.read_text().replace("keywords: [", "keywords: [Patriot, "))
+    edit_config(config, lambda c: c["watchlists"][0]["keywords"].insert(0, "Patriot"))
     result = cli("backtest", "--config", config, "--since", "1d")
     assert result.returncode == 0, result.stderr
     assert "Patriot batteries arrive in Poland" in result.stdout
@@ -51,9 +51,7 @@ def test_backtest_refuses_unknown_watchlist_and_bad_since(tmp_path: Path) -> Non
 
 def test_check_warns_about_useless_and_broad_terms(tmp_path: Path) -> None:
     config = write_config(tmp_path, feeds=[], keywords=["S-400", "the", "AI", "'---'", "'/x*/'"])
-    config.write_text(
-        config.read_text().replace("    keywords:", "    exclude: [S-400]\n    keywords:")
-    )
+    edit_config(config, lambda c: c["watchlists"][0].update(exclude=["S-400"]))
     result = cli("check", "--config", config)
     assert result.returncode == 0, result.stderr
     assert "'the' is a very common word" in result.stderr

@@ -16,8 +16,8 @@ from pathlib import Path
 from monitor.concurrency import CEILING, Headroom, PollLimit, next_limit
 from monitor.config_file import load_config
 from monitor.runtime import open_runtime
-from tests.conftest import rss, write_config
-from tests.servers import QuietHandler
+from tests.helpers import rss, write_config
+from tests.servers import QuietHandler, serving
 
 BODY = rss([{"title": "One story", "link": "https://example.org/1", "guid": "1"}]).encode()
 ROOMY = Headroom(loop_lag=0.001, cpu=0.1, rss=50 << 20)
@@ -55,25 +55,18 @@ class Gate:
 @contextmanager
 def sites(count: int, gate: Gate) -> Iterator[list[str]]:
     """One server per loopback address 127.0.0.2, 127.0.0.3, ...; yields their base URLs."""
-    from http.server import ThreadingHTTPServer
 
     class Handler(QuietHandler):
         def do_GET(self) -> None:
-            gate.arrive(f"{self.server.server_address[0]}{self.path}")
+            host, _ = self.connection.getsockname()  # the address this site serves on
+            gate.arrive(f"{host}{self.path}")
             self.reply(200, BODY, {"Content-Type": "application/rss+xml"})
 
     with ExitStack() as stack:
         bases = []
         for n in range(count):
-            server = ThreadingHTTPServer((f"127.0.0.{n + 2}", 0), Handler)
-            server.daemon_threads = True
-            # A short poll interval: shutting 32 servers down one by one stays quick.
-            thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-            thread.start()
-            stack.callback(thread.join, 5)
-            stack.callback(server.server_close)
-            stack.callback(server.shutdown)
-            bases.append(f"http://127.0.0.{n + 2}:{server.server_address[1]}")
+            port = stack.enter_context(serving(Handler, f"127.0.0.{n + 2}"))
+            bases.append(f"http://127.0.0.{n + 2}:{port}")
         stack.callback(gate.release)  # never leave a handler waiting
         yield bases
 

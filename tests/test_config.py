@@ -10,7 +10,7 @@ import yaml
 from monitor.config import format_duration, parse_duration
 from monitor.config_file import _read_yaml, load_config, resolve_config_path
 from monitor.errors import ConfigError
-from tests.conftest import REPO, cli, write_config
+from tests.helpers import REPO, cli, write_config
 
 VALID = """\
 database: data/monitor.db

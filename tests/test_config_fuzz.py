@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from monitor.cli import cli
 from monitor.config_file import load_config
 from monitor.errors import ConfigError
-from tests.conftest import rss
+from tests.helpers import rss
 from tests.servers import AlertSink, FeedServer, alert_sink, feed_server
 
 # Each key's values: (valid, hostile). A valid value may be odd (a floor, the longest

@@ -12,8 +12,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import REPO, cli, numbered_items, rss, write_config
+import pytest
+
+from tests.helpers import REPO, cli, numbered_items, rss, write_config
 from tests.servers import AlertSink, FeedServer
+
+# Under pytest-xdist, in one group with the other test that loads the machine most (the
+# real-world corpus): each needs the cores it can get (here: daemons that must do some work
+# between start and a random kill), so the two never run at the same time.
+pytestmark = pytest.mark.xdist_group("heavy")
 
 STORIES = 40
 KILLS = 12

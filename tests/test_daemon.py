@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,13 +12,27 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, cli, numbered_items, rss, seed_article_item, write_config
-from tests.servers import AlertSink, FeedServer
+from tests.helpers import (
+    REPO,
+    DirectoryChanges,
+    add_keyword,
+    cli,
+    config_line,
+    edit_config,
+    edited,
+    misspell_keywords,
+    numbered_items,
+    rss,
+    seed_article_item,
+    write_config,
+)
+from tests.servers import AlertSink, FeedServer, held_port
 
 
 class DaemonProcess:
@@ -91,7 +106,7 @@ def test_daemon_polls_reloads_and_stops_cleanly(
 
     # A broken edit is refused and the daemon runs on.
     good_text = config.read_text()
-    config.write_text(good_text.replace("keywords:", "keywordz:"))
+    config.write_text(edited(good_text, misspell_keywords))
     mark = len(daemon.lines)
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for_log("config reload refused", after=mark)
@@ -99,7 +114,7 @@ def test_daemon_polls_reloads_and_stops_cleanly(
     assert daemon.proc.poll() is None
 
     # A good edit takes effect without a restart: a new keyword alerts on a new story.
-    config.write_text(good_text.replace("keywords: [", "keywords: [Patriot, "))
+    config.write_text(edited(good_text, add_keyword("Patriot")))
     mark = len(daemon.lines)
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for_log("config reloaded", after=mark)
@@ -131,12 +146,7 @@ def test_daemon_sends_a_watchlists_digest_from_its_scheduled_job(
     items = numbered_items("S-400 battery {n}", 3)
     url = feeds.serve("/f.xml", rss(items))
     config = write_config(tmp_path, feeds=[url], notify=[sink.url])
-    config.write_text(
-        config.read_text().replace(
-            "    keywords: [S-400, CAATSA, F-35]",
-            "    keywords: [S-400, CAATSA, F-35]\n    every: 3s",
-        )
-    )
+    edit_config(config, lambda c: c["watchlists"][0].update(every="3s"))
     daemon = daemon_factory(config)
     daemon.wait_for_log("3 alerts queued")
     [digest] = sink.wait_for(1, timeout=20)  # the outbox job alone would wait 30 s
@@ -160,11 +170,12 @@ def test_editing_the_config_file_under_the_daemon_takes_effect_within_seconds(
     # A bad edit, saved the way editors do (write elsewhere, rename over): refused, logged
     # with the same message as `check`, and the daemon runs on the old config.
     mark = len(daemon.lines)
-    edited = config.with_suffix(".tmp")
-    edited.write_text(good.replace("keywords:", "keywordz:"))
-    edited.replace(config)
+    saved = config.with_suffix(".tmp")
+    saved.write_text(edited(good, misspell_keywords))
+    saved.replace(config)
+    line = config_line(config, "keywordz:")
     daemon.wait_for_log("config reload refused", after=mark)
-    daemon.wait_for_log(f"{config}:7: watchlists[0].keywordz: unknown key", after=mark)
+    daemon.wait_for_log(f"{config}:{line}: watchlists[0].keywordz: unknown key", after=mark)
     feeds.wait_for_hits("/f.xml", len(feeds.hits("/f.xml")) + 2)  # still polling, old config
     assert daemon.proc.poll() is None
 
@@ -172,15 +183,16 @@ def test_editing_the_config_file_under_the_daemon_takes_effect_within_seconds(
     patriot = {"title": "Patriot batteries arrive", "link": "https://example.org/p", "guid": "p1"}
     second = feeds.serve("/g.xml", rss([patriot]))
     mark = len(daemon.lines)
-    config.write_text(
-        good.replace("keywords: [", "keywords: [Patriot, ").replace(
-            f"  - url: {url}\n", f"  - url: {url}\n  - url: {second}\n"
-        )
-    )
-    started = time.monotonic()
-    daemon.wait_for_log("config reloaded: 2 feeds", after=mark)
-    alerts = sink.wait_for(2)
-    assert time.monotonic() - started < 10
+
+    def add_feed_and_keyword(config: dict[str, Any]) -> None:
+        add_keyword("Patriot")(config)
+        config["feeds"].append({"url": second})
+
+    config.write_text(edited(good, add_feed_and_keyword))
+    # Within seconds: the edit is noticed and its new story alerted within 10 s.
+    deadline = time.monotonic() + 10
+    daemon.wait_for_log("config reloaded: 2 feeds", after=mark, timeout=10)
+    alerts = sink.wait_for(2, timeout=max(deadline - time.monotonic(), 0.001))
     assert "Patriot batteries arrive" in alerts[1]["title"]
     assert len(alerts) == 2  # the story alerted before the edit is not alerted again
     daemon.proc.send_signal(signal.SIGTERM)
@@ -231,27 +243,39 @@ def test_json_log_lines(tmp_path: Path, feeds: FeedServer, sink: AlertSink) -> N
     assert any(e["level"] == "info" and "1 new" in e["message"] for e in entries)
 
 
+@pytest.fixture
+def reserved_port() -> Iterator[Callable[[], int]]:
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(held_port())
+
+
 def test_daemon_serves_healthz_and_metrics_on_localhost(
-    tmp_path: Path, feeds: FeedServer, sink: AlertSink, daemon_factory: type[DaemonProcess]
+    tmp_path: Path,
+    feeds: FeedServer,
+    sink: AlertSink,
+    daemon_factory: type[DaemonProcess],
+    reserved_port: Callable[[], int],
 ) -> None:
     url = feeds.serve("/f.xml", rss([seed_article_item()]))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # The daemon binds http.listen itself (with SO_REUSEADDR) and cannot be given port 0;
+    # the port stays held here until it listens, so no one else can take it meanwhile.
+    port = reserved_port()
     config = write_config(
         tmp_path, feeds=[url], notify=[sink.url], extra=f"http: {{listen: 127.0.0.1:{port}}}"
     )
-    daemon = daemon_factory(config)
-    sink.wait_for(1)
-    daemon.wait_for_log("serving /healthz and /metrics")
-    deadline = time.monotonic() + 15
-    while True:  # the delivery is recorded just after the sink sees it
+
+    def read_metrics() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            metrics = response.read().decode()
-        if 'feed_monitor_deliveries{state="sent"} 1' in metrics:
-            break
-        assert time.monotonic() < deadline, metrics
-        time.sleep(0.1)
+            return str(response.read().decode())
+
+    with DirectoryChanges(tmp_path) as database_changes:
+        daemon = daemon_factory(config)
+        sink.wait_for(1)
+        daemon.wait_for_log("serving /healthz and /metrics")
+        # The delivery is recorded (a commit to the database) just after the sink sees it.
+        deadline = time.monotonic() + 15
+        while 'feed_monitor_deliveries{state="sent"} 1' not in (metrics := read_metrics()):
+            database_changes.wait(deadline, f"the delivery recorded as sent:\n{metrics}")
     assert 'feed_monitor_polls_total{outcome="ok"} 1' in metrics
     assert "feed_monitor_stories 1" in metrics and "feed_monitor_matches_total 1" in metrics
     assert f'feed_monitor_feed_consecutive_errors{{feed="{url}"}} 0' in metrics
@@ -276,7 +300,7 @@ def test_a_port_in_use_is_a_clear_error_not_a_traceback(tmp_path: Path, feeds: F
         taken.listen()
         port = taken.getsockname()[1]
         config = write_config(tmp_path, feeds=[url], extra=f"http: {{listen: 127.0.0.1:{port}}}")
-        result = cli("run", "--config", config, timeout=60)
+        result = cli("run", "--config", config)
     assert result.returncode == 1
     assert f"cannot serve /healthz and /metrics on 127.0.0.1:{port} (http.listen)" in result.stderr
     assert "Traceback" not in result.stderr

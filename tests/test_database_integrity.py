@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import cli as feed_monitor
-from tests.conftest import REPO, cli, rss, seed_article_item, write_config
+from tests.helpers import REPO, cli, rss, seed_article_item, write_config
 from tests.servers import FeedServer, feed_server
 
 # -- a damaged database ------------------------------------------------------------------
@@ -117,7 +116,7 @@ def test_a_damaged_database_is_a_clear_error(damaged: Path, command: str) -> Non
 
 
 def test_the_daemon_stops_on_a_damaged_database(damaged: Path) -> None:
-    result = cli("run", "--config", damaged, timeout=30)
+    result = cli("run", "--config", damaged)
     assert_clear_damage_error(result.returncode, result.stderr, damaged.parent / "monitor.db")
 
 
@@ -156,9 +155,7 @@ def test_the_daemon_stops_when_its_database_file_is_deleted_or_replaced(
         else:
             pytest.fail("the daemon exited before its first poll")
         change(db)
-        started = time.monotonic()
-        code = daemon.wait(20)
-        assert time.monotonic() - started < 10
+        code = daemon.wait(10)  # it stops within 10 s (TimeoutExpired otherwise)
         rest = daemon.stderr.read()
     finally:
         if daemon.poll() is None:

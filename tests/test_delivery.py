@@ -4,22 +4,15 @@ trail, and `alerts` / `alerts retry`."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.conftest import cli, numbered_items, rss, seed_article_item, write_config
-from tests.servers import AlertSink, FeedServer, alert_sink
+from tests.helpers import cli, edit_config, numbered_items, rss, seed_article_item, write_config
+from tests.servers import AlertSink, FeedServer, Mailbox, alert_sink
 
 HOSTILE = {
     "title": "@everyone S-400 <script>alert(1)</script> **now**",
@@ -28,42 +21,6 @@ HOSTILE = {
     "description": "Ankara took the S-400 anyway <!channel> @here",
     "published": time.time() - 600,
 }
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.arrived = threading.Condition()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.arrived:
-            self.messages.append(message)  # type: ignore[arg-type]
-            self.arrived.notify_all()
-        return "250 OK"
-
-    def wait_for(self, count: int, timeout: float = 20) -> list[EmailMessage]:
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.messages) < count:
-                left = deadline - time.monotonic()
-                assert left > 0, f"expected {count} emails, got {len(self.messages)}"
-                self.arrived.wait(left)
-            return list(self.messages)
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -79,7 +36,7 @@ def test_email_alert_is_html_escaped_and_names_the_story(
     url = feeds.serve("/f.xml", rss([seed_article_item(), HOSTILE], title="BulgarianMilitary"))
     mailto = f"mailto://127.0.0.1:{port}?from=monitor@example.org&to=analyst@example.org"
     config = write_config(tmp_path, feeds=[url], notify=[mailto])
-    result = cli("once", "--config", config, timeout=90)
+    result = cli("once", "--config", config)
     assert result.returncode == 0, result.stderr
     assert "2 alerts queued, 2 sent" in result.stdout
     messages = mailbox.wait_for(2)
@@ -105,8 +62,7 @@ def test_chat_webhook_gets_markdown_without_pings(
     url = feeds.serve("/f.xml", rss([HOSTILE]))
     chat = f"mmost://127.0.0.1:{sink.port}/hooktoken123"
     config = write_config(tmp_path, feeds=[url])
-    config.write_text(config.read_text() + f'  - url: "{chat}"\n    format: markdown\n')
-    config.write_text(config.read_text().replace("notify: []\n", "notify:\n"))
+    edit_config(config, lambda c: c.update(notify=[{"url": chat, "format": "markdown"}]))
     result = cli("once", "--config", config)
     assert result.returncode == 0, result.stderr
     [post] = sink.wait_for(1)
@@ -197,10 +153,7 @@ def test_a_digest_watchlist_sends_one_message_when_its_time_comes(
     items = numbered_items("CAATSA waiver {n}", 2, key="c")
     url = feeds.serve("/f.xml", rss(items))
     config = write_config(tmp_path, feeds=[url], notify=[sink.url])
-    text = config.read_text().replace(
-        "    keywords: [S-400, CAATSA, F-35]", "    keywords: [S-400, CAATSA, F-35]\n    every: 2s"
-    )
-    config.write_text(text)
+    edit_config(config, lambda c: c["watchlists"][0].update(every="2s"))
     first = cli("once", "--config", config)
     assert "2 alerts queued" in first.stdout
     deadline = time.monotonic() + 20

@@ -28,7 +28,7 @@ from monitor.alert import Notifier
 from monitor.config_file import load_config
 from monitor.delivery import Deliverer
 from monitor.store import Store
-from tests.conftest import REPO, cli, numbered_items, rss, write_config
+from tests.helpers import REPO, cli, cli_process, numbered_items, rss, write_config
 from tests.servers import AlertSink, FeedServer, QuietHandler, serving
 from tests.test_daemon import DaemonProcess, daemon_factory  # noqa: F401 (fixture)
 
@@ -136,10 +136,10 @@ def test_a_receiver_slower_than_apprises_defaults_gets_each_alert_once(
     url = feeds.serve("/f.xml", rss(numbered_items("F-35 delivery {n}", 1)))
     with slow_receiver(delay=6) as slow:
         config = write_config(tmp_path, feeds=[url], notify=[slow.url])
-        first = cli("once", "--config", config, timeout=90)
+        first = cli("once", "--config", config)
         assert first.returncode == 0, first.stderr
         assert "1 sent, 0 failed deliveries" in first.stdout
-        second = cli("once", "--config", config, timeout=90)
+        second = cli("once", "--config", config)
         assert "0 sent, 0 failed deliveries" in second.stdout
         assert len(slow.received) == 1
 
@@ -188,7 +188,7 @@ def test_once_beside_a_running_daemon_sends_nothing_twice(
     daemon = daemon_factory(config)
     sink.wait_for(10)
     feeds.serve("/f.xml", rss(items))
-    once = cli("once", "--config", config, timeout=90)
+    once = cli("once", "--config", config)
     assert once.returncode == 0, once.stderr
     sink.wait_for(20)
     daemon.proc.send_signal(signal.SIGTERM)
@@ -205,7 +205,7 @@ def test_once_sends_a_backlog_larger_than_one_batch(
     config = write_config(
         tmp_path, feeds=[url], notify=[sink.url], extra="alerts: {burst_limit: 1000}"
     )
-    result = cli("once", "--config", config, timeout=240)
+    result = cli("once", "--config", config)
     assert result.returncode == 0, result.stderr
     assert "600 alerts queued, 600 sent" in result.stdout
     assert len(sink.wait_for(600)) == 600
@@ -217,20 +217,21 @@ def test_a_burst_larger_than_one_batch_is_one_summary(
     items = numbered_items("CAATSA case {n}", 1500)
     url = feeds.serve("/f.xml", rss(items, title="Wire"))
     config = write_config(tmp_path, feeds=[url], notify=[sink.url])
-    result = cli("once", "--config", config, timeout=240)
+    result = cli("once", "--config", config)
     assert "1500 alerts queued, 1 sent" in result.stdout, result.stdout + result.stderr
     [summary] = sink.wait_for(1)
     assert summary["title"] == "[turkey-air-defense] 1500 matching stories in one poll of Wire"
 
 
 @contextmanager
-def file_size_limit() -> Iterator[threading.Event]:
-    """While the returned event is set by the test, files cannot grow (EFBIG): a full disk
-    for this process, without root. SIGXFSZ is ignored so writes fail instead of killing."""
+def file_size_limit() -> Iterator[None]:
+    """Inside, the test may set RLIMIT_FSIZE so that files cannot grow (EFBIG): a full disk
+    for this process, without root. SIGXFSZ is ignored so writes fail instead of killing;
+    the limit is lifted on leaving."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        yield threading.Event()
+        yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
@@ -241,12 +242,16 @@ def test_sent_but_not_recorded_is_not_sent_again(tmp_path: Path, feeds: FeedServ
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     wal = tmp_path / "monitor.db-wal"
     received: list[dict[str, Any]] = []
+    # Set once the database is filled: `once` runs in this process, and its own send must
+    # not fill the disk.
+    armed = threading.Event()
 
     class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             received.append(json.loads(self.rfile.read(length)))
-            if len(received) == 1:  # the disk fills up while the first send is in flight
+            # The disk fills up while the first send after arming is in flight.
+            if armed.is_set() and len(received) == 1:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (wal.stat().st_size, hard))
             self.reply(200)
 
@@ -262,6 +267,7 @@ def test_sent_but_not_recorded_is_not_sent_again(tmp_path: Path, feeds: FeedServ
             store.db.execute("DELETE FROM attempts")
             store.db.conn.commit()
             received.clear()
+            armed.set()
             deliverer = Deliverer(config, store, Notifier(config.notify))
             first = asyncio.run(deliverer.deliver_due())
             assert len(received) == 1 and first.unrecorded == 1
@@ -303,7 +309,8 @@ def test_test_notify_is_bounded_by_the_send_deadline(tmp_path: Path) -> None:
         config = write_config(
             tmp_path, feeds=[], notify=[stalled.url], extra="alerts: {send_timeout: 2s}"
         )
-        result = cli("test-notify", "--config", config, timeout=30)
+        # A process of its own: its exit must not wait for the send stuck inside Apprise.
+        result = cli_process("test-notify", "--config", config, timeout=30)
     assert result.returncode == 1
     assert "no answer within 2s" in result.stdout
     assert "Traceback" not in result.stderr
@@ -313,7 +320,8 @@ def test_once_is_bounded_by_its_timeout(tmp_path: Path, feeds: FeedServer) -> No
     url = feeds.serve("/f.xml", rss(numbered_items("S-400 depot {n}", 1)))
     with slow_receiver(stall=True) as stalled:
         config = write_config(tmp_path, feeds=[url], notify=[stalled.url])
-        result = cli("once", "--timeout", "3s", "--config", config, timeout=30)
+        # A process of its own: its exit must not wait for the send stuck inside Apprise.
+        result = cli_process("once", "--timeout", "3s", "--config", config, timeout=30)
         assert stalled.received  # the send was under way when the deadline came
     assert result.returncode == 1
     assert "stopped after its --timeout of 3s" in result.stderr

@@ -17,7 +17,7 @@ from monitor.cli import cli
 from monitor.discover import FeedLink, feed_links, looks_like_html
 from monitor.errors import ParseError
 from monitor.parse import parse_feed
-from tests.conftest import rss, write_config
+from tests.helpers import rss, write_config
 from tests.servers import FeedServer
 
 HTML = "text/html; charset=utf-8"

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import REPO, cli, rss, seed_article_item, write_config
+from tests.helpers import REPO, cli, edit_config, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 
@@ -170,17 +171,16 @@ def test_alerts_are_routed_by_tag(tmp_path: Path, feeds: FeedServer) -> None:
 
     url = feeds.serve("/f.xml", rss([seed_article_item()]))
     with alert_sink() as analysts, alert_sink() as others:
-        config = write_config(
-            tmp_path,
-            feeds=[url],
-            extra=(
-                f"  - url: {analysts.url}\n    tags: [analysts]\n"
-                f"  - url: {others.url}\n    tags: [ops]\n"
-            ),
-        )
-        text = config.read_text().replace("notify: []\n", "notify:\n")
-        text = text.replace("keywords: [", "notify: [analysts]\n    keywords: [")
-        config.write_text(text)
+        config = write_config(tmp_path, feeds=[url])
+
+        def route(config: dict[str, Any]) -> None:
+            config["notify"] = [
+                {"url": analysts.url, "tags": ["analysts"]},
+                {"url": others.url, "tags": ["ops"]},
+            ]
+            config["watchlists"][0]["notify"] = ["analysts"]
+
+        edit_config(config, route)
         result = cli("once", "--config", config)
         assert result.returncode == 0, result.stderr
         assert len(analysts.wait_for(1)) == 1

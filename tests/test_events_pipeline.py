@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from monitor.cli import cli as feed_monitor
-from tests.conftest import rss, write_config
+from tests.helpers import rss, write_config
 from tests.servers import AlertSink, FeedServer
 from tests.test_events import report
 

@@ -27,7 +27,7 @@ def test_every_corpus_feed_parses_or_is_refused_cleanly() -> None:
     files = [path for path in CORPUS.rglob("*") if path.is_file()]
     parsed = refused = 0
     for path in files:
-        started = time.perf_counter()
+        started = time.thread_time()  # CPU time, which other work on the machine leaves alone
         try:
             feed = parse_feed(path.read_bytes(), url="https://example.org/feed")
         except ParseError as exc:
@@ -38,6 +38,6 @@ def test_every_corpus_feed_parses_or_is_refused_cleanly() -> None:
                 matcher.match(entry)
                 assert entry.link is None or entry.link.lower().startswith(("http://", "https://"))
             parsed += 1
-        assert time.perf_counter() - started < 2, f"{path} took too long"
+        assert time.thread_time() - started < 2, f"{path} took too long"
     assert len(files) > 2000
     assert parsed > 1500 and parsed + refused == len(files)

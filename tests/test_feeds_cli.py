@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.opml import read_opml
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 OPML = REPO / "tests" / "data" / "opml"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from monitor.cli import cli as feed_monitor
-from tests.conftest import rss, write_config
+from tests.helpers import edit_config, rss, write_config
 from tests.news_pages import (
     BOILERPLATE,
     news_site_page,
@@ -101,12 +101,9 @@ def test_a_press_room_without_a_feed_alerts_like_a_feed(
         tmp_path, feeds=[], notify=[sink.url], keywords=["F-35"],
         defaults="{interval: 15m, timeout: 5s, max_age: 3650d, jitter: 0.1s, full_text: never}",
     )  # fmt: skip
-    text = config.read_text().replace(
-        "feeds: []",
-        f'feeds:\n  - url: {url}\n    name: Ministry press\n    scrape: {{item: "div.release", '
-        'title: "h2", link: "h2 a", date: "time", summary: "p"}',
-    )
-    config.write_text(text)
+    scrape = {"item": "div.release", "title": "h2", "link": "h2 a", "date": "time", "summary": "p"}
+    edit_config(config, lambda c: c.update(feeds=[{"url": url, "name": "Ministry press",
+                                                   "scrape": scrape}]))  # fmt: skip
     report = once(config)
     assert report["new_stories"] == 3 and report["alerts_queued"] == 1
     [alert] = sink.wait_for(1)

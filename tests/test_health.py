@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.health import FeedHealth, HealthRules, decide_notice, usual_gap
-from tests.conftest import cli, rss, seed_article_item
+from tests.helpers import cli, rss, seed_article_item
 from tests.servers import AlertSink, FeedServer, alert_sink
 
 HOUR, DAY = 3600.0, 86400.0

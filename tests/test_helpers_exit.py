@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO, numbered_items, rss, write_config
+from tests.helpers import REPO, numbered_items, rss, write_config
 from tests.servers import FeedServer
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.helpers import cli, rss, seed_article_item, write_config
 from tests.servers import QuietHandler, serving
 
 SECRET = "TOP-SECRET-LOCAL-FILE-CONTENT"
@@ -73,7 +73,7 @@ def test_hostile_feeds_fail_alone_and_leak_nothing(
     paths = list(hostile_documents(tmp_path / "secret.txt", 0))
     config = write_config(tmp_path, feeds=[base + path for path in paths], notify=[sink.url])
 
-    result = cli("once", "--config", config, timeout=120)
+    result = cli("once", "--config", config)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     [alert] = sink.wait_for(1)

@@ -26,7 +26,7 @@ from monitor.identity import (
     with_keys,
 )
 from monitor.models import Entry
-from tests.conftest import rss, write_config
+from tests.helpers import rss, write_config
 from tests.servers import AlertSink, FeedServer
 
 NOW = time.time()

@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import cli, rss, write_config
+from tests.helpers import cli, rss, write_config
 from tests.servers import AlertSink, FeedServer
 
 NOW = time.time()

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from monitor.cli import cli
 from monitor.errors import ParseError
 from monitor.parse import parse_feed
-from tests.conftest import rss, seed_article_item, write_config
+from tests.helpers import rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 NOW = 1_790_000_000.0  # a fixed "now" in 2026

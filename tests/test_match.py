@@ -7,7 +7,7 @@ import pytest
 from monitor.config import Watchlist
 from monitor.match import Matcher, make_snippet
 from monitor.models import Entry
-from tests.conftest import DATA
+from tests.helpers import DATA
 
 WATCHLIST = Watchlist(name="w", keywords=["S-400", "CAATSA", "F-35"])
 

@@ -10,7 +10,7 @@ import yaml
 from monitor.config import Watchlist
 from monitor.match import Matcher
 from monitor.parse import parse_feed
-from tests.conftest import DATA, rss
+from tests.helpers import DATA, rss
 
 CORPUS: dict[str, Any] = yaml.safe_load((DATA / "match_corpus.yaml").read_text(encoding="utf-8"))
 MATCHER = Matcher(Watchlist.model_validate(w) for w in CORPUS["watchlists"])

@@ -12,7 +12,7 @@ from monitor.cli import cli
 from monitor.config import Watchlist
 from monitor.match import Matcher
 from monitor.models import Entry
-from tests.conftest import write_config
+from tests.helpers import write_config
 
 WATCHLIST = Watchlist(name="w", keywords=["US", "IT", "SAM", "A12", "4K", "S-400"])
 MATCHER = Matcher([WATCHLIST])

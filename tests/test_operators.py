@@ -8,27 +8,20 @@ local servers and real SQLite files.
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import random
-import socket
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
 from monitor.cli import cli
-from tests.conftest import rss, seed_article_item, write_config
-from tests.servers import AlertSink, FeedServer, alert_sink, feed_server
+from tests.helpers import edit_config, rss, seed_article_item, write_config
+from tests.servers import AlertSink, FeedServer, Mailbox, alert_sink, feed_server, held_port
 
 SECRET_TOKEN = "sink-path-Secret-7"
 SMTP_PASSWORD = "smtp-pw-Secret-8"
@@ -36,7 +29,7 @@ SMTP_PASSWORD = "smtp-pw-Secret-8"
 NO_SECRETS = {"SINK_PATH": None, "CREDENTIALS_DIRECTORY": None}
 
 
-def invoke(*args: str | Path, env: dict[str, str | None] | None = None) -> Result:
+def invoke(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Result:
     return CliRunner().invoke(cli, [str(arg) for arg in args], env=env or {})
 
 
@@ -155,14 +148,29 @@ def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServ
     assert invoke("once", "-c", config_path).exit_code == 0
     config_path.write_text(body + "".join(f"  - url: {url}\n" for url in good))
     config = load_config(config_path)
-    daemon = Daemon(config_path, config, rng=_Eager())
+
+    class Watched(Daemon):
+        """The daemon, telling when each scheduled poll has ended."""
+
+        polled = asyncio.Event()
+
+        async def _poll_and_deliver(self, url: str) -> None:
+            try:
+                await super()._poll_and_deliver(url)
+            finally:
+                self.polled.set()
+
+    daemon = Watched(config_path, config, rng=_Eager())
 
     async def observe() -> tuple[dict[str, object], str]:
         task = asyncio.ensure_future(daemon.run())
-        deadline = time.monotonic() + 15
-        while not hasattr(daemon, "runtime") or daemon.runtime.poller.counters.ok < 2:
-            assert time.monotonic() < deadline and not task.done(), "the feeds were not polled"
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(15):
+            while not hasattr(daemon, "runtime") or daemon.runtime.poller.counters.ok < 2:
+                polled = asyncio.ensure_future(daemon.polled.wait())
+                await asyncio.wait([task, polled], return_when=asyncio.FIRST_COMPLETED)
+                polled.cancel()
+                assert not task.done(), "the daemon stopped before the feeds were polled"
+                daemon.polled.clear()
         seen = daemon.health(), daemon.health_summary()
         daemon.stop()
         await task
@@ -338,50 +346,16 @@ def test_matches_says_why_a_match_was_not_alerted(desk: Desk) -> None:
     assert "alert: not alerted: published " in out and "more than max_age (7d)" in out
 
 
-class _Mailbox:
-    """An SMTP server's mailbox (aiosmtpd), without AUTH."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.arrived = threading.Condition()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.arrived:
-            self.messages.append(message)  # type: ignore[arg-type]
-            self.arrived.notify_all()
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[_Mailbox, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mailbox = _Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox, port
-    finally:
-        controller.stop()
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])  # closed again when this returns
-
-
 def test_delivery_errors_say_what_happened(
-    tmp_path: Path, feeds: FeedServer, smtp: tuple[_Mailbox, int]
+    tmp_path: Path, feeds: FeedServer, smtp: tuple[Mailbox, int]
 ) -> None:
     _, port = smtp
     url = feeds.serve("/f.xml", rss([seed_article_item()]))
     no_auth = f"mailto://user:{SMTP_PASSWORD}@127.0.0.1:{port}?from=m@e.org&to=d@e.org"
-    refused = f"mailto://127.0.0.1:{_closed_port()}?from=m@e.org&to=d@e.org"
-    config = write_config(tmp_path, feeds=[url], notify=[no_auth, refused])
-    assert invoke("once", "-c", config).exit_code == 0
+    with held_port() as closed:  # bound, not listening: connections are refused
+        refused = f"mailto://127.0.0.1:{closed}?from=m@e.org&to=d@e.org"
+        config = write_config(tmp_path, feeds=[url], notify=[no_auth, refused])
+        assert invoke("once", "-c", config).exit_code == 0
     shown = invoke("alerts", "-c", config)
     assert shown.exit_code == 0, shown.output
     assert "SMTP AUTH extension not supported by server" in shown.output
@@ -393,7 +367,7 @@ def test_delivery_errors_say_what_happened(
 
 
 def test_email_text_part_has_the_link_and_addresses_stay_whole(
-    tmp_path: Path, feeds: FeedServer, smtp: tuple[_Mailbox, int]
+    tmp_path: Path, feeds: FeedServer, smtp: tuple[Mailbox, int]
 ) -> None:
     mailbox, port = smtp
     long_title = "S-400 " + "deliveries to Ankara continue " * 10 + "says desk@example.org"
@@ -449,7 +423,8 @@ def test_backup_copies_a_live_wal_database_consistently(tmp_path: Path, feeds: F
     assert invoke("backup", copy, "--force", "-c", config).exit_code == 0
     # The copy is a working database: point a config at it.
     restored = tmp_path / "restored.yaml"
-    restored.write_text(config.read_text().replace("monitor.db", "backups/monitor-copy.db"))
+    restored.write_text(config.read_text())
+    edit_config(restored, lambda c: c.update(database="backups/monitor-copy.db"))
     [feed] = json.loads(invoke("status", "--json", "-c", restored).output)["feeds"]
     assert feed["url"] == url and feed["stories"] == 1
 
@@ -494,7 +469,8 @@ def test_readme_command_table_lists_every_command() -> None:
 
 def test_feed_edits_need_no_notification_secrets(desk: Desk, tmp_path: Path) -> None:
     config = tmp_path / "monitor.yaml"
-    config.write_text(desk.config.read_text().replace("database: monitor.db", "database: x.db"))
+    config.write_text(desk.config.read_text())
+    edit_config(config, lambda c: c.update(database="x.db"))
     opml = tmp_path / "subs.opml"
     opml.write_text(
         '<?xml version="1.0"?><opml version="2.0"><body>'

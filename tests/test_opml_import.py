@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 
 from monitor.cli import cli
 from monitor.config_file import load_config
-from tests.conftest import rss
+from tests.helpers import rss
 from tests.servers import FeedServer
 
 CONFIG = "feeds: []\nwatchlists:\n  - name: w\n    keywords: [S-400]\n"

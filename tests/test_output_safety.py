@@ -26,8 +26,8 @@ from monitor.config_file import load_config
 from monitor.models import PollCounters
 from monitor.store import Store
 from monitor.web import render_metrics
-from tests.conftest import cli as run_cli
-from tests.conftest import numbered_items, rss, write_config
+from tests.helpers import cli as run_cli
+from tests.helpers import numbered_items, rss, write_config
 from tests.servers import AlertSink, FeedServer, feed_server
 
 HOSTILE_TITLE = "S-400 \x1b]0;owned\x07 deal \x1b[2J\u202eevil\u202c Before\x00After"

@@ -10,7 +10,7 @@ import pytest
 from monitor.errors import ParseError
 from monitor.parse import parse_feed, safe_link, sane_timestamp, strip_internal_dtd
 from monitor.text import html_to_text, normalize_text
-from tests.conftest import rss
+from tests.helpers import rss
 from tests.servers import FeedServer
 
 NOW = 1_790_000_000.0  # a fixed "now" in 2026
@@ -159,18 +159,18 @@ def test_billion_laughs_is_not_expanded() -> None:
         f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
     ]
     body = _entity_feed("".join(levels), "&lol9;")
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: other work on the machine does not count
     parsed = parse_feed(body, url="https://example.org/feed", now=NOW)
-    assert time.perf_counter() - started < 5
+    assert time.thread_time() - started < 5
     assert all(len(entry.summary) < 10_000 for entry in parsed.entries)
 
 
 def test_one_large_entity_referenced_many_times_is_not_expanded() -> None:
     # feedparser's lenient fallback parser expands this one: 49 s and 3.9 GB unprotected.
     body = _entity_feed(f'<!ENTITY big "{"x" * 8000}">', "&big;" * 20_000)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: other work on the machine does not count
     parsed = parse_feed(body, url="https://example.org/feed", now=NOW)
-    assert time.perf_counter() - started < 5
+    assert time.thread_time() - started < 5
     assert all(len(entry.summary) < 1_000_000 for entry in parsed.entries)
 
 
@@ -214,9 +214,9 @@ def test_an_entity_value_hiding_the_subsets_end_does_not_smuggle_a_big_entity_in
     # big entity's declaration is left outside any DOCTYPE, where nothing expands it.
     subset = f'<!ENTITY a "]>"> <!ENTITY big "{"x" * 8000}"> '
     body = _entity_feed(subset, "&big;" * 20_000)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: other work on the machine does not count
     parsed = parse_feed(body, url="https://example.org/feed", now=NOW)
-    assert time.perf_counter() - started < 5
+    assert time.thread_time() - started < 5
     assert all("x" * 8000 not in entry.summary for entry in parsed.entries)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.helpers import cli, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 

@@ -39,6 +39,11 @@ from monitor.text import html_to_text
 from tests.servers import AlertSink, FeedServer
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "realworld"
+# Under pytest-xdist, in one group with the kill -9 test (test_crash_safety.py), whose
+# daemons must do some work between their start and a random kill: this test keeps both
+# cores busy, so the two never run at the same time.
+pytestmark = pytest.mark.xdist_group("heavy")
+
 # Served as generic XML, so the document's own encoding declaration decides, for the
 # pipeline and for plain feedparser alike.
 CONTENT_TYPE = "application/xml"

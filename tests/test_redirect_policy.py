@@ -8,10 +8,8 @@ network and serve the "public" feed from 127.0.0.2 (Linux routes all of 127/8 to
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,8 @@ from monitor.models import FetchResult
 from monitor.parser_pool import ParserPool
 from monitor.pipeline import Poller
 from monitor.store import Store
-from tests.conftest import rss, seed_article_item, write_config
-from tests.servers import QuietHandler
+from tests.helpers import rss, seed_article_item, write_config
+from tests.servers import QuietHandler, serving
 
 LOCAL_ONLY_127_0_0_1 = (ip_network("127.0.0.1/32"), ip_network("::1/128"))
 POLICY = RedirectPolicy(local_networks=LOCAL_ONLY_127_0_0_1)
@@ -44,16 +42,8 @@ def server_on(host: str, routes: dict[str, tuple[int, dict[str, str], bytes]]) -
             status, headers, body = routes.get(self.path, (404, {}, b""))
             self.reply(status, body, {"Content-Type": "application/rss+xml", **headers})
 
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(Handler, host) as port:
+        yield f"http://{host}:{port}", hits
 
 
 @pytest.fixture(scope="module")

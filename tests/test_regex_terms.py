@@ -13,7 +13,7 @@ from monitor.config import Watchlist
 from monitor.match import Matcher, lint_watchlist
 from monitor.models import Entry
 from monitor.pattern import compile_user_pattern, to_re2
-from tests.conftest import rss, write_config
+from tests.helpers import rss, write_config
 from tests.servers import FeedServer
 
 # (a+)+$ backtracks exponentially in Python's re: 2**27 steps for 27 a's and a "!".
@@ -27,15 +27,17 @@ def keywords(text: str, *terms: str, summary: str = "") -> tuple[str, ...]:
 
 
 def test_a_catastrophic_pattern_answers_in_bounded_time() -> None:
+    # Bounds on the CPU time this thread spends (not the wall clock, which other work on
+    # the machine stretches).
     crafted = "a" * 27 + "!"  # about 8 s under Python's re; instant under RE2
-    started = time.monotonic()
+    started = time.thread_time()
     assert keywords(crafted, EVIL) == ()
     assert keywords("a" * 27, EVIL) == (EVIL,)
-    assert time.monotonic() - started < 1.0
+    assert time.thread_time() - started < 1.0
     long_story = "a" * 200_000 + "!"  # would never finish under a backtracking engine
-    started = time.monotonic()
+    started = time.thread_time()
     assert keywords(long_story, EVIL, "/(x+x+)+y/") == ()
-    assert time.monotonic() - started < 2.0
+    assert time.thread_time() - started < 2.0
 
 
 @pytest.mark.parametrize(
@@ -104,8 +106,8 @@ def test_once_with_a_catastrophic_term_and_a_crafted_story_finishes(
     ]
     url = feeds.serve("/feed", rss(items))
     config = write_config(tmp_path, feeds=[url], keywords=[f"'{EVIL}'"])
-    started = time.monotonic()
+    started = time.process_time()  # CPU time of this process, where stories are matched
     result = CliRunner().invoke(cli, ["once", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "2 new stories, 1 alert queued" in result.output
-    assert time.monotonic() - started < 20
+    assert time.process_time() - started < 20

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from monitor.config import config_schema
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 SHIPPED = REPO / "monitor" / "config.schema.json"
 FULL = """

@@ -13,7 +13,7 @@ from monitor.match import Matcher
 from monitor.models import Entry, PollRecord
 from monitor.pipeline import plan_poll
 from monitor.store import Store
-from tests.conftest import write_config
+from tests.helpers import write_config
 
 NOW = 1_790_000_000.0
 STORIES = {

@@ -10,7 +10,7 @@ import sqlite_utils
 
 from monitor.outbox import Delivery
 from monitor.store import Store, migrations
-from tests.conftest import cli, rss, seed_article_item, write_config
+from tests.helpers import cli, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitor.service import sd_notify, watchdog_interval
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 UNIT = REPO / "systemd" / "feed-monitor.service"
 

@@ -507,3 +507,55 @@ def test_feeds_add_needs_none_of_the_notify_secrets(tmp_path: Path, feeds: FeedS
     result = invoke("feeds", "add", url, "--config", config, env={"UNSET_HOOK_TOKEN": None})
     assert result.exit_code == 0, result.output
     assert f"added {url}" in result.output and url in config.read_text()
+
+
+def test_a_feeds_own_interval_is_kept_and_a_reload_retimes_it_at_once(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    """An ``interval`` set on a feed is what the user asked for: a reload that changes it
+    takes effect at once (not after the poll decided under the old one), and adaptive
+    scheduling does not stretch it to the feed's publishing rhythm (hourly here)."""
+    from monitor.config_file import load_config
+    from monitor.daemon import Daemon
+
+    hourly = [{"title": f"Item {n}", "link": f"https://e.org/{n}", "guid": f"g{n}",
+               "published": time.time() - 3600 * n} for n in range(5)]  # fmt: skip
+    url = feeds.serve("/hourly.xml", rss(hourly))
+    config_path = tmp_path / "monitor.yaml"
+    head = "database: monitor.db\ndefaults: {interval: 1h, min_interval: 1s, jitter: 0.1s}\n"
+    config_path.write_text(head + f"feeds:\n  - url: {url}\n")
+
+    class Watched(Daemon):
+        polled = asyncio.Event()
+
+        async def _poll_and_deliver(self, url: str) -> None:
+            try:
+                await super()._poll_and_deliver(url)
+            finally:
+                self.polled.set()
+
+    daemon = Watched(config_path, load_config(config_path), rng=_Eager())
+
+    def seconds_to_next_poll() -> float:
+        job = daemon.scheduler.get_job(url)
+        return float(job.next_run_time.timestamp() - time.time())
+
+    async def observe() -> tuple[float, float, float]:
+        task = asyncio.ensure_future(daemon.run())
+        async with asyncio.timeout(20):
+            await daemon.polled.wait()  # the first poll, at start
+            daemon.polled.clear()
+            adapted = seconds_to_next_poll()  # adaptive: half the hourly rhythm
+            config_path.write_text(head + f"feeds:\n  - url: {url}\n    interval: 2s\n")
+            daemon.reload()
+            retimed = seconds_to_next_poll()
+            await daemon.polled.wait()  # the poll the new interval brought
+            kept = seconds_to_next_poll()
+        daemon.stop()
+        await task
+        return adapted, retimed, kept
+
+    adapted, retimed, kept = asyncio.run(observe())
+    assert 1700 < adapted <= 1800.2, adapted
+    assert retimed <= 2.2, retimed
+    assert kept <= 2.2, kept  # not stretched to 30 minutes by the hourly rhythm

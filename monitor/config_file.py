@@ -129,7 +129,8 @@ def load_config(
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         problem = " ".join(str(p) for p in (exc.problem, exc.context) if p)
-        raise ConfigError([f"{path}:{line}: invalid YAML: {problem or exc}"]) from None
+        hint = _yaml_hint(text, line, problem)
+        raise ConfigError([f"{path}:{line}: invalid YAML: {problem or exc}{hint}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
     except _DuplicateKey as exc:
@@ -187,6 +188,26 @@ def load_config(
     config._lines = lines
     config._targets_expanded = need_targets
     return config
+
+
+# What PyYAML's messages mean for someone editing a config by hand.
+_INDENTATION_PROBLEMS = (
+    "did not find expected '-' indicator",
+    "mapping values are not allowed",
+    "expected <block end>",
+    "did not find expected key",
+)
+
+
+def _yaml_hint(text: str, line: int, problem: str) -> str:
+    """A plain-words hint for the commonest hand-editing mistakes, or ''."""
+    lines = text.splitlines()
+    near = lines[max(0, line - 2) : line] if line else []
+    if "\t" in problem or any("\t" in row[: len(row) - len(row.lstrip())] for row in near):
+        return " (a tab character: YAML indents with spaces only)"
+    if any(known in problem for known in _INDENTATION_PROBLEMS):
+        return " (check this line's indentation against the lines above it)"
+    return ""
 
 
 class _DuplicateKey(Exception):

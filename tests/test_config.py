@@ -291,3 +291,23 @@ def test_systemd_credentials_fill_in_secrets(tmp_path: Path) -> None:
         f"{path}:2: notify[0].url: credential smtp-password: no $CREDENTIALS_DIRECTORY "
         "(set LoadCredential= in the systemd unit)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "hint"),
+    [
+        ("feeds:\n\t- url: https://e.org/feed\n", 2, "a tab character: YAML indents with spaces"),
+        ("defaults:\n  interval: 1h\n   timeout: 5s\n", 3, "check this line's indentation"),
+        ("feeds:\n  - url: https://e.org/feed\n   name: x\n", 3, "check this line's indentation"),
+    ],
+    ids=["tab", "key indented too far", "list item indented too far"],
+)
+def test_hand_editing_mistakes_in_yaml_are_explained(
+    tmp_path: Path, text: str, line: int, hint: str
+) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, need_targets=False)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line}: invalid YAML: ") and hint in message, message

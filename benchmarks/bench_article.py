@@ -28,7 +28,7 @@ from monitor.config import Watchlist
 from monitor.fetch import Fetcher
 from monitor.match import Matcher
 from monitor.parse import parse_feed
-from tests.conftest import rss
+from tests.helpers import rss
 from tests.news_pages import PAGE_STYLES, forum_page, radar_article, seed_article
 
 STORIES, LATENCY, RUNS = 50, 0.02, 3

@@ -48,6 +48,7 @@ from monitor.render import Rendered, count_of, format_time, shorten
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
+from monitor.text import safe_link
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXCERPT_CHARS = 400  # of a story's text, in `story`
@@ -610,6 +611,8 @@ def feeds_add(config_path: Path | None, url: str, name: str | None, no_check: bo
 
     path = resolve_config_path(config_path)
     url = url.strip()
+    if safe_link(url) is None:
+        raise click.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint="URL")
     # Refuse what the edit would refuse (not http(s), a control character) before any
     # request is made, and skip the fetch for a feed already listed.
     _, listed = add_feeds(path, [NewFeed(url, name)], check_only=True)
@@ -672,7 +675,11 @@ def feeds_remove(config_path: Path | None, url: str) -> None:
     from monitor.config_edit import remove_feed
 
     path = resolve_config_path(config_path)
-    remove_feed(path, url.strip())
+    if not remove_feed(path, url.strip()):
+        raise click.BadParameter(
+            f"{path} lists no feed with url {url} (see: feed-monitor feeds list)",
+            param_hint="URL",
+        )
     _say(f"removed {url}")
 
 

@@ -75,16 +75,17 @@ def _refuse_control_characters(path: Path, feed: NewFeed) -> None:
             ])  # fmt: skip
 
 
-def remove_feed(path: Path, url: str) -> None:
-    """Remove the feed with this URL; its stored stories stay in the database."""
+def remove_feed(path: Path, url: str) -> bool:
+    """Remove the feed with this URL (False: none is listed); its stored stories stay in
+    the database."""
     document, yaml = _read(path)
     listed = _feed_list(document)
     for index, item in enumerate(listed):
         if _url_of(item) in (url, escape_placeholders(url)):
             del listed[index]
             _write(path, document, yaml)
-            return
-    raise ConfigError([f"{path}: no feed with url {url} (see: feed-monitor feeds list)"])
+            return True
+    return False
 
 
 def _read(path: Path) -> tuple[Any, YAML]:

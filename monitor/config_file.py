@@ -120,7 +120,10 @@ def load_config(
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found"]) from None
+        where = "" if path.is_absolute() else f" (looked in {Path.cwd()})"
+        raise ConfigError(
+            [f"{path}: config file not found{where}; give --config PATH or set {CONFIG_ENV_VAR}"]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
 

@@ -41,12 +41,15 @@ def test_add_then_remove_leaves_the_file_exactly_as_it_was(config: Path) -> None
 
 def test_an_edit_that_would_break_the_config_is_refused(config: Path) -> None:
     original = config.read_text()
-    bad = cli("feeds", "add", "ftp://example.org/feed", "--config", config)
-    assert bad.returncode == 2
-    assert "must be an http:// or https:// URL" in bad.stderr and "Traceback" not in bad.stderr
-    assert str(config) in bad.stderr
+    for url in ("ftp://example.org/feed", "not-a-url"):
+        bad = cli("feeds", "add", url, "--config", config)
+        assert bad.returncode == 2
+        assert f"'{url}' is not an http:// or https:// URL" in bad.stderr
+        # The user's config is fine: the message is about the argument, not the file.
+        assert "invalid configuration" not in bad.stderr and "Traceback" not in bad.stderr
     missing = cli("feeds", "remove", "https://nowhere.example/feed", "--config", config)
-    assert missing.returncode == 2 and "no feed with url" in missing.stderr
+    assert missing.returncode == 2 and f"{config} lists no feed with url" in missing.stderr
+    assert "invalid configuration" not in missing.stderr
     assert config.read_text() == original
 
 

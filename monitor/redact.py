@@ -88,12 +88,15 @@ def remember_credentials(url: str, *, target: bool = False) -> None:
         parts = urlsplit(url.strip())
     except ValueError:
         return
-    found = {parts.password or ""}
+    # Masked wherever it appears, so only what cannot be an ordinary word or number:
+    # `?session=2024` must not blank out every year in the output (inside a URL, mask_url
+    # masks such a value anyway).
+    found = {parts.password or ""} if len(parts.password or "") >= 6 else set()
     if parts.username and not parts.password and _token_like(parts.username):
         found.add(parts.username)
     for pair in parts.query.split("&"):
         name, _, value = pair.partition("=")
-        if _SECRET_PARAM_RE.search(name):
+        if _SECRET_PARAM_RE.search(name) and _token_like(unquote(value)):
             found.add(unquote(value))
     if target:
         found |= _url_secret_parts(url)

@@ -38,3 +38,14 @@ def test_safe_json_keeps_the_data_and_escapes_what_a_terminal_acts_on() -> None:
     text = safe_json({"title": "x\x9b2J\u202ey\x1b", "url": "https://u:p@h/"})
     assert "\x9b" not in text and "\u202e" not in text and "\x1b" not in text
     assert text == '{"title": "x\\u009b2J\\u202ey\\u001b", "url": "https://****@h/"}'
+
+
+def test_literal_credentials_are_remembered_but_not_ordinary_words_or_numbers() -> None:
+    from monitor.redact import remember_credentials
+
+    remember_credentials("https://bob:Pw-Lit3ral@feeds.example/f?apikey=Key-Lit3ral-99&s=1")
+    remember_credentials("https://feeds.example/f?session=2024&auth=public&token=abc")
+    line = "POST /f?x=1 by Pw-Lit3ral with Key-Lit3ral-99, in 2024, public feed abc"
+    assert redact_text(line) == "POST /f?x=1 by **** with ****, in 2024, public feed abc"
+    # In a request line, every secret-looking parameter is masked, whatever its value.
+    assert redact_text("GET /f?session=2024&page=2") == "GET /f?session=****&page=2"

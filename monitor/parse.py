@@ -329,9 +329,34 @@ def _json_date(value: object, now: float) -> float | None:
         return None
 
 
+def buffer_character_data() -> None:
+    """Make expat hand each run of text to feedparser in one piece (``buffer_text``).
+
+    Unbuffered, expat splits text at every entity and line: an RSS description of
+    escaped HTML (``&lt;p&gt;…``) reaches feedparser in dozens of pieces, each a round of
+    its bookkeeping, and parsing a typical feed takes 15–20 % longer. SAX allows either
+    (contiguous text "may" come in one chunk or several), so the result is the same:
+    checked on every file of the real-world and feedparser corpora. Installed in the
+    parser workers only, processes that do nothing else; idempotent."""
+    import xml.sax.expatreader as expatreader
+
+    original = expatreader.ExpatParser.reset
+    if getattr(original, "buffers_text", False):
+        return
+
+    def reset(self: expatreader.ExpatParser) -> None:
+        original(self)
+        self._parser.buffer_text = True  # type: ignore[attr-defined]
+
+    reset.buffers_text = True  # type: ignore[attr-defined]
+    expatreader.ExpatParser.reset = reset  # type: ignore[method-assign]
+
+
 def start_worker(parent_pid: int, memory_limit: int) -> None:
-    """Set up a parser worker: it dies with the daemon, ignores Ctrl-C, has a memory cap."""
+    """Set up a parser worker: it dies with the daemon, ignores Ctrl-C, has a memory cap,
+    and has expat buffer text (``buffer_character_data``)."""
     die_with_parent(parent_pid)
+    buffer_character_data()
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when
     # workers stop (and a worker's KeyboardInterrupt traceback would only be noise).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

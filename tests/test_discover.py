@@ -211,7 +211,8 @@ def test_a_bad_url_is_refused_before_any_request_and_no_check_skips_the_fetch(
     config: Path, feeds: FeedServer
 ) -> None:
     refused = _add(config, "ftp://127.0.0.1/feed")
-    assert refused.exit_code == 2 and "must be an http:// or https:// URL" in refused.stderr
+    assert refused.exit_code == 2
+    assert "'ftp://127.0.0.1/feed' is not an http:// or https:// URL" in refused.stderr
     unchecked = _add(config, feeds.url("/later.xml"), "--no-check")
     assert unchecked.exit_code == 0 and unchecked.stdout == f"added {feeds.url('/later.xml')}\n"
     assert feeds.requests == []

@@ -168,13 +168,16 @@ def _entry(raw: Any, base: str, now: float) -> Entry:
         html_to_text(part.get("value", "")) for part in raw.get("content", []) or []
     ).strip()
     guid = raw.get("id")
+    # The entry's own updated date: FeedParserDict.get would map a missing one to the
+    # published date, with a DeprecationWarning each time.
+    updated = dict.get(raw, "updated_parsed")
     return _make_entry(
         guid=guid if isinstance(guid, str) else None,
         title=html_to_text(raw.get("title", "")),
         link=resolve_link(raw.get("link"), base),
         summary=summary,
         content=content,
-        published=sane_timestamp(raw.get("published_parsed") or raw.get("updated_parsed"), now),
+        published=sane_timestamp(raw.get("published_parsed") or updated, now),
         author=html_to_text(raw.get("author", "")) or None,
     )
 

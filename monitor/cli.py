@@ -44,7 +44,7 @@ from monitor.redact import (
     safe_json,
     terminal_safe,
 )
-from monitor.render import Rendered, count_of, format_time, shorten
+from monitor.render import Rendered, count_of, format_interval, format_time, shorten
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
@@ -412,7 +412,10 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     with _open_for_reading(config) as store:
         stored = store.story(story_id)
         if stored is None:
-            raise click.ClickException(f"no story #{story_id}")
+            raise click.BadParameter(
+                f"no story #{story_id} (`feed-monitor search` and `matches` show ids)",
+                param_hint="STORY_ID",
+            )
         sources = store.story_sources(story_id)
         recorded = store.recent_matches(0, story_id=story_id)
         deliveries = store.story_deliveries(story_id)
@@ -835,7 +838,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
                 _ago(feed.last_polled_at, now),
                 str(feed.last_status or "-"),
                 str(feed.stories),
-                format_duration(round(feed.interval)) if feed.interval else "-",
+                format_interval(feed.interval) if feed.interval else "-",
                 "never (gone)"
                 if feed.gone_at
                 else _ago(feed.next_poll_at, now)

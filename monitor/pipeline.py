@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from monitor.article import ArticleLimits, FullTextRule, fetch_articles, needs_article, with_article
 from monitor.concurrency import PollLimit
-from monitor.config import Config, FeedConfig, format_duration
+from monitor.config import Config, FeedConfig
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.events import EventIndex, follow_up_text
 from monitor.fetch import Fetcher
@@ -55,7 +55,7 @@ from monitor.models import (
 )
 from monitor.outbox import targets_for
 from monitor.parser_pool import ParserPool
-from monitor.render import count_of
+from monitor.render import count_of, format_interval
 from monitor.schedule import delay_after_failure, interval_after_success
 from monitor.scrape import scrape_page
 from monitor.store import FeedState, Store
@@ -377,7 +377,7 @@ class Poller:
         log.info(
             "feed %s: %s, %d new, %s queued; next poll in %s", name,
             count_of(len(parsed.entries), "entry", "entries"), len(plan.new),
-            count_of(queued, "alert"), format_duration(round(interval)),
+            count_of(queued, "alert"), format_interval(interval),
         )  # fmt: skip
         return PollOutcome(
             feed.url,

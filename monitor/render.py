@@ -130,6 +130,21 @@ def format_time(stamp: float | None, *, missing: str = "unknown", zone: bool = T
     return time.strftime("%Y-%m-%d %H:%M" + (" UTC" if zone else ""), time.gmtime(stamp))
 
 
+def format_interval(seconds: float) -> str:
+    """How messages and tables show a decided interval: its two largest units, whole
+    seconds (``30m22s``, ``2h5m``, ``45s``; what is smaller is left out). Config values
+    keep ``format_duration``, which spells them exactly."""
+    total = max(0, round(seconds))
+    parts: list[tuple[int, str]] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count or (parts and len(parts) < 2):
+            parts.append((count, unit))
+        if len(parts) == 2:
+            break
+    return "".join(f"{count}{unit}" for count, unit in parts if count) or "0s"
+
+
 def check_template(text: str) -> str | None:
     """Why ``text`` cannot be used as a template, or None."""
     template = string.Template(text)

@@ -194,7 +194,7 @@ def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServ
         ),
         (["backtest", "--watchlist", "nope"], 2, "no watchlist named nope"),
         (["alerts", "retry", "99"], 2, "no alert #99"),
-        (["story", "9999"], 1, "no story #9999"),
+        (["story", "9999"], 2, "no story #9999"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )

@@ -168,3 +168,14 @@ def test_the_secret_parts_of_notify_urls_are_found_for_masking() -> None:
     assert secrets_of("tgram://123456789:ABCdefGHIjkl/4242", "tgram://1...l/4242/") == {
         "123456789", "ABCdefGHIjkl"
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (45.4, "45s"), (60, "1m"), (346, "5m46s"), (1822, "30m22s"), (3600, "1h"),
+     (7500, "2h5m"), (90061, "1d1h")],
+)  # fmt: skip
+def test_decided_intervals_are_shown_in_their_two_largest_units(seconds: float, shown: str) -> None:
+    from monitor.render import format_interval
+
+    assert format_interval(seconds) == shown

@@ -48,7 +48,7 @@ def test_search_matches_and_story_views(tmp_path: Path, feeds: FeedServer, sink:
     assert "[turkey-air-defense] matched S-400, F-35" in shown.stdout
     assert ": sent 20" in shown.stdout  # the alert, per target
     missing = cli("story", "--config", config, "999")
-    assert missing.returncode == 1 and "no story #999" in missing.stderr
+    assert missing.returncode == 2 and "no story #999" in missing.stderr
 
 
 def test_retention_drops_text_but_never_re_alerts(

@@ -615,7 +615,9 @@ def feeds_add(config_path: Path | None, url: str, name: str | None, no_check: bo
     path = resolve_config_path(config_path)
     url = url.strip()
     if safe_link(url) is None:
-        raise click.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint="URL")
+        raise click.BadParameter(
+            f"'{terminal_safe(mask_url(url))}' is not an http:// or https:// URL", param_hint="URL"
+        )
     # Refuse what the edit would refuse (not http(s), a control character) before any
     # request is made, and skip the fetch for a feed already listed.
     _, listed = add_feeds(path, [NewFeed(url, name)], check_only=True)
@@ -680,7 +682,8 @@ def feeds_remove(config_path: Path | None, url: str) -> None:
     path = resolve_config_path(config_path)
     if not remove_feed(path, url.strip()):
         raise click.BadParameter(
-            f"{path} lists no feed with url {url} (see: feed-monitor feeds list)",
+            f"{path} lists no feed with url {terminal_safe(mask_url(url))} "
+            "(see: feed-monitor feeds list)",
             param_hint="URL",
         )
     _say(f"removed {url}")

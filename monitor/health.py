@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from monitor.redact import mask_url
+from monitor.redact import mask_url, redact_text
 from monitor.render import format_time
 
 HealthState = Literal["failing", "silent"]
@@ -76,7 +76,7 @@ def decide_notice(feed: FeedHealth, now: float, rules: HealthRules) -> Notice | 
         since = format_time(feed.failing_since)
         return Notice(state, f"[feed-monitor] feed failing: {feed.name}",
                       f"{feed.name} ({mask_url(feed.url)}) has failed every poll since {since}.\n"
-                      f"Last error: {feed.last_error or 'unknown'}")  # fmt: skip
+                      f"Last error: {redact_text(feed.last_error or 'unknown')}")  # fmt: skip
     if state == "silent":
         last = format_time(feed.last_new_story_at)
         return Notice(state, f"[feed-monitor] feed silent: {feed.name}",

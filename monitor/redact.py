@@ -35,13 +35,19 @@ MASK = "****"
 MIN_SECRET_LENGTH = 4
 
 # Query parameter names whose values are credentials: api_key, access_token, X-Amz-Signature,
-# password, client_secret, auth, sig, session... (matched anywhere in the lower-cased name).
-_SECRET_PARAM_RE = re.compile(
-    r"token|key|pass|pwd|secret|auth(?!or)|sig|session|credential|private|jwt|bearer|otp|hash",
-    re.IGNORECASE,
-)
-# A URL inside free text: a scheme, "://", and everything up to whitespace or a quote.
-_URL_IN_TEXT_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+# password, client_secret, auth, Authorization (an Apprise header: +Authorization), sig,
+# session... The name's words are judged whole, so keywords=, hashtag=, design= or
+# author= are not secrets.
+_SECRET_WORDS = frozenset((
+    "token", "key", "pass", "passwd", "password", "pwd", "secret", "auth", "authorization",
+    "sig", "signature", "session", "sessionid", "sid", "credential", "credentials", "private",
+    "jwt", "bearer", "otp", "hash", "cookie",
+))  # fmt: skip
+_SECRET_ENDINGS = ("key", "token", "secret", "password", "passwd", "signature")
+_NAME_WORD_RE = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+# A URL inside free text: a scheme, "://", and everything up to whitespace or a quote (not
+# the punctuation that ends a sentence or a parenthesis after it).
+_URL_IN_TEXT_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*[^\s\"'<>).,;:!?]")
 # What a terminal acts on: C0 controls, DEL, C1 controls (U+009B is a CSI), and the bidi
 # embeddings, overrides and isolates that reorder a line ("Trojan Source").
 _LINE_BREAKS = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
@@ -50,11 +56,12 @@ _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # JSON strings may carry them (the data stays exact), but escaped, never raw.
 _JSON_UNSAFE_RE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
-_PLAIN_WORD_RE = re.compile(r"[a-z]+(?:[-_.][a-z]+)*")
+_PLAIN_WORD_RE = re.compile(r"[a-z]+(?:[-_.][a-z]+)*", re.IGNORECASE)
 # A host name or an IP address: a URL's part that names where, not a token.
 _HOST_RE = re.compile(r"(?:[\w-]+\.)+[a-z]{2,}|[\d.]+|\[[0-9a-f:.]+\]", re.IGNORECASE)
+_USERINFO_RE = re.compile(r"//[^/?#@\s]*@")
 # A query parameter in free text (a logged request line has no scheme to find it by).
-_PARAM_IN_TEXT_RE = re.compile(r"(?<=[?&])[^=&\s\"'<>]+=[^&\s\"'<>#]+")
+_PARAM_IN_TEXT_RE = re.compile(r"(?<=[?&])[^=&\s\"'<>]+=[^&\s\"'<>#]*[^&\s\"'<>#).,;:!?]")
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()  # longest first: a secret containing another is masked whole
 
@@ -91,13 +98,13 @@ def remember_credentials(url: str, *, target: bool = False) -> None:
     # Masked wherever it appears, so only what cannot be an ordinary word or number:
     # `?session=2024` must not blank out every year in the output (inside a URL, mask_url
     # masks such a value anyway).
-    found = {parts.password or ""} if len(parts.password or "") >= 6 else set()
+    found = {parts.password} if parts.password and _token_like(parts.password) else set()
     if parts.username and not parts.password and _token_like(parts.username):
         found.add(parts.username)
     for pair in parts.query.split("&"):
         name, _, value = pair.partition("=")
-        if _SECRET_PARAM_RE.search(name) and _token_like(unquote(value)):
-            found.add(unquote(value))
+        if _secret_name(name) and _token_like(unquote(value)):
+            found |= {unquote(value), value}  # as printed too: %20 in "Bearer%20..."
     if target:
         found |= _url_secret_parts(url)
         netloc = parts.netloc.rpartition("@")[2]
@@ -105,6 +112,15 @@ def remember_credentials(url: str, *, target: bool = False) -> None:
     for piece in found:
         if len(piece) >= MIN_SECRET_LENGTH:
             remember_secret(piece)
+
+
+def _secret_name(name: str) -> bool:
+    """Whether a query parameter's name says its value is a credential."""
+    words = [word.lower() for word in _NAME_WORD_RE.findall(unquote(name))]
+    joined = "".join(words)
+    return any(word in _SECRET_WORDS for word in words) or (
+        joined.endswith(_SECRET_ENDINGS) and len(joined) <= 24
+    )
 
 
 def _token_like(piece: str) -> bool:
@@ -139,8 +155,9 @@ def mask_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         _ = parts.port  # a malformed port raises ValueError
-    except ValueError:
-        return hide_secrets(url)
+    except ValueError:  # a malformed port or host: mask what looks like credentials
+        masked = _USERINFO_RE.sub(f"//{MASK}@", url, count=1)
+        return hide_secrets(_PARAM_IN_TEXT_RE.sub(lambda m: _mask_param(m.group(0)), masked))
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
@@ -153,7 +170,7 @@ def mask_url(url: str) -> str:
 
 def _mask_param(param: str) -> str:
     name, equals, value = param.partition("=")
-    if equals and value and _SECRET_PARAM_RE.search(name):
+    if equals and value and _secret_name(name):
         return f"{name}={MASK}"
     return param
 

@@ -107,3 +107,14 @@ def test_a_hostile_opml_file_is_refused_cleanly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not a readable OPML file" in result.stderr and "Traceback" not in result.stderr
     assert config.read_text() == "feeds: []\n"
+
+
+def test_argument_errors_do_not_echo_credentials(config: Path) -> None:
+    secret_url = "ftp://reader:hunter22secret@e.org/f?token=AbcSecret999"
+    for args in (("feeds", "add", secret_url),
+                 ("feeds", "remove", secret_url.replace("ftp:", "https:"))):  # fmt: skip
+        result = cli(*args, "--config", config)
+        assert result.returncode == 2, result.stderr
+        assert "hunter22secret" not in result.stderr + result.stdout
+        assert "AbcSecret999" not in result.stderr + result.stdout
+        assert "****@e.org" in result.stderr

@@ -91,3 +91,17 @@ def test_a_failing_feed_raises_one_notice_to_operators_and_one_on_recovery(
     assert len(ops.received) == 2
     [alert] = sink.wait_for(1)  # the analysts get the story, not the notices
     assert "S-400" in alert["title"]
+
+
+def test_a_failing_notice_masks_the_secrets_in_the_last_error() -> None:
+    from monitor.health import FeedHealth, HealthRules, decide_notice
+
+    feed = FeedHealth(
+        url="https://e.org/feed?token=FtpTok987654", name="Desk", failing_since=0.0,
+        last_error="redirected to ftp://e.org/x?token=FtpTok987654, not http(s)",
+        last_new_story_at=None, published=(), notice=None,
+    )  # fmt: skip
+    rules = HealthRules(failing_after=60, silence_factor=10, min_silence=86400)
+    notice = decide_notice(feed, 10_000.0, rules)
+    assert notice is not None and notice.state == "failing"
+    assert "FtpTok987654" not in notice.title + notice.body and "token=****" in notice.body

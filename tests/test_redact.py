@@ -49,3 +49,32 @@ def test_literal_credentials_are_remembered_but_not_ordinary_words_or_numbers() 
     assert redact_text(line) == "POST /f?x=1 by **** with ****, in 2024, public feed abc"
     # In a request line, every secret-looking parameter is masked, whatever its value.
     assert redact_text("GET /f?session=2024&page=2") == "GET /f?session=****&page=2"
+
+
+def test_header_and_malformed_urls_are_masked_and_ordinary_parameters_kept() -> None:
+    from monitor.redact import remember_credentials
+
+    header = "json://127.0.0.1:9/hook?+Authorization=Bearer%20s3cr3tT0kenValue"
+    remember_credentials(header, target=True)
+    assert mask_url(header) == "json://127.0.0.1:9/hook?+Authorization=****"
+    assert "s3cr3tT0kenValue" not in redact_text("POST /hook Bearer%20s3cr3tT0kenValue failed")
+    # A port out of range: urlsplit refuses it, the credentials are masked all the same.
+    bad_port = "http://reader:pw123@127.0.0.1:80800/feed?token=abc"
+    assert mask_url(bad_port) == "http://****@127.0.0.1:80800/feed?token=****"
+    for url in ("https://e.org/s?keywords=S-400", "https://e.org/t?hashtag=osint",
+                "https://e.org/d?design=x&assignee=y&author=z"):  # fmt: skip
+        assert mask_url(url) == url
+    # A URL in a sentence keeps the punctuation after it.
+    assert redact_text("feed (https://e.org/f?token=abc): refused") == (
+        "feed (https://e.org/f?token=****): refused"
+    )
+
+
+def test_words_in_urls_are_not_taken_for_secrets() -> None:
+    from monitor.redact import remember_credentials
+
+    remember_credentials("json://hooks.example/Breaking/Headlines/Xy7Qz9Lm2Kp", target=True)
+    remember_credentials("https://reader:police@feeds.example/f")  # a word, however secret
+    text = "Breaking: Headlines as police said"
+    assert redact_text(text) == text
+    assert redact_text("POST /Breaking/Headlines/Xy7Qz9Lm2Kp") == "POST /Breaking/Headlines/****"

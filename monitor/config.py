@@ -613,7 +613,10 @@ class Config(_Model):
                       a.burst_limit, a.max_attempts, a.retry_after, a.max_retry_after)  # fmt: skip
 
     def feed_interval(self, feed: FeedConfig) -> float:
-        return feed.interval or self.defaults.interval
+        """The feed's interval (its own, else the default), within ``min_interval`` and
+        ``max_interval`` as ``check`` says (``interval_warnings``)."""
+        d = self.defaults
+        return min(max(feed.interval or d.interval, d.min_interval), d.max_interval)
 
     def feed_timeout(self, feed: FeedConfig) -> float:
         return feed.timeout or self.defaults.timeout

@@ -83,3 +83,17 @@ def test_feed_update_hints(channel: str, hint: float | None) -> None:
         f"<title>t</title>{channel}<item><title>a</title></item></channel></rss>"
     )
     assert parse_feed(body.encode(), url="https://e.org/f").update_hint == hint
+
+
+def test_a_configured_interval_is_kept_within_the_floor_and_ceiling_even_when_failing() -> None:
+    from monitor.config import Config
+
+    config = Config.model_validate({
+        "path": "monitor.yaml",
+        "defaults": {"interval": "10s", "min_interval": "5m", "max_interval": "1h"},
+        "feeds": [{"url": "https://e.org/a"}, {"url": "https://e.org/b", "interval": "2h"}],
+    })  # fmt: skip
+    fast, slow = config.feeds
+    assert config.feed_interval(fast) == 300 and config.feed_interval(slow) == 3600
+    # Backing off after failures starts from the floor, not from the 10 s asked for.
+    assert delay_after_failure(config.cadence(fast), 1) == 300

@@ -334,7 +334,9 @@ class Daemon:
                 continue
             interval = state.interval or self.config.feed_interval(feed)
             next_poll_at = state.next_poll_at
-            if feed.url in retimed:
+            # A feed re-timed by a reload, or with an interval of its own (which a restart
+            # may have changed), is polled no later than one configured interval from now.
+            if feed.url in retimed or feed.interval is not None:
                 interval = self.config.feed_interval(feed)
                 next_poll_at = min(next_poll_at or now, now + interval)
             start = first_poll_at(next_poll_at, now, min(spread, interval), self.rng)

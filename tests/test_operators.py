@@ -559,3 +559,38 @@ def test_a_feeds_own_interval_is_kept_and_a_reload_retimes_it_at_once(
     assert 1700 < adapted <= 1800.2, adapted
     assert retimed <= 2.2, retimed
     assert kept <= 2.2, kept  # not stretched to 30 minutes by the hourly rhythm
+
+
+def test_a_restart_applies_a_feeds_new_interval(tmp_path: Path, feeds: FeedServer) -> None:
+    """Polled under `interval: 1h`, then the file says 2s and the daemon starts: the next
+    poll is within 2 s, not an hour after the last."""
+    from monitor.config_file import load_config
+    from monitor.daemon import Daemon
+
+    url = feeds.serve("/f.xml", rss([{"title": "x", "link": "https://e.org/x", "guid": "x"}]))
+    config_path = tmp_path / "monitor.yaml"
+    head = "database: monitor.db\ndefaults: {min_interval: 1s, jitter: 0.1s}\nfeeds:\n"
+    config_path.write_text(head + f"  - url: {url}\n    interval: 1h\n")
+    assert invoke("once", "-c", config_path).exit_code == 0
+    config_path.write_text(head + f"  - url: {url}\n    interval: 2s\n")
+
+    class Watched(Daemon):
+        polled = asyncio.Event()
+
+        async def _poll_and_deliver(self, url: str) -> None:
+            try:
+                await super()._poll_and_deliver(url)
+            finally:
+                self.polled.set()
+
+    daemon = Watched(config_path, load_config(config_path))
+
+    async def observe() -> None:
+        task = asyncio.ensure_future(daemon.run())
+        async with asyncio.timeout(15):
+            await daemon.polled.wait()
+        daemon.stop()
+        await task
+
+    asyncio.run(observe())
+    assert len(feeds.hits("/f.xml")) == 2  # the once, then the daemon within the new 2 s

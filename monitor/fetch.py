@@ -25,6 +25,7 @@ import zlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -325,6 +326,20 @@ class BodyReader:
         # A truncated gzip stream keeps what was inflated: feedparser copes with a cut-off
         # document better than the user would with no stories at all.
         return b"".join(self.chunks)
+
+
+def moved_url(configured: str, moved_to: str | None) -> str:
+    """Where to fetch a feed that moved permanently to ``moved_to`` (recorded without
+    credentials): with the configured URL's user and password when the move stays on the
+    same origin, so a password-protected feed that moved keeps working; never sent to
+    another host."""
+    if not moved_to:
+        return configured
+    old, new = urlsplit(configured), urlsplit(moved_to)
+    same_origin = (old.scheme, old.hostname, old.port) == (new.scheme, new.hostname, new.port)
+    if not old.username or new.username or not same_origin:
+        return moved_to
+    return urlunsplit(new._replace(netloc=f"{old.netloc.rpartition('@')[0]}@{new.netloc}"))
 
 
 def too_large(max_bytes: int) -> FetchError:

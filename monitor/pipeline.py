@@ -28,7 +28,7 @@ from monitor.concurrency import PollLimit
 from monitor.config import Config, FeedConfig
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.events import EventIndex, follow_up_text
-from monitor.fetch import Fetcher
+from monitor.fetch import Fetcher, moved_url
 from monitor.identity import (
     TITLE_WINDOW,
     Lookup,
@@ -236,7 +236,7 @@ class Poller:
         name = feed_display_name(feed.url, feed.name)
         if state.gone_at is not None:
             return PollOutcome(feed.url, name, ok=False, status=410, error=GONE, gone=True)
-        url = state.effective_url or feed.url
+        url = moved_url(feed.url, state.effective_url)
         host = urlsplit(url).hostname or ""
         # The site's slot first: a poll waiting for its site holds none of the shared ones.
         # It is given back after the fetch: the article pages of new stories take it in

@@ -135,3 +135,37 @@ def test_http_errors_carry_their_status(base: str) -> None:
 def test_unresolvable_host_is_a_fetch_error() -> None:
     with pytest.raises(FetchError, match="cannot connect"):
         fetch("http://no-such-host.invalid/feed.xml")
+
+
+def test_a_moved_feed_keeps_its_credentials_on_its_own_origin_only() -> None:
+    from monitor.fetch import moved_url
+
+    configured = "https://reader:pw-Secret@feeds.example/old.xml"
+    assert moved_url(configured, None) == configured
+    assert moved_url(configured, "https://feeds.example/new.xml") == (
+        "https://reader:pw-Secret@feeds.example/new.xml"
+    )
+    # Another host, scheme or port never gets them.
+    for elsewhere in ("https://other.example/new.xml", "http://feeds.example/new.xml",
+                      "https://feeds.example:8443/new.xml"):  # fmt: skip
+        assert moved_url(configured, elsewhere) == elsewhere
+    assert moved_url("https://feeds.example/a", "https://feeds.example/b") == (
+        "https://feeds.example/b"
+    )
+
+
+def test_a_password_protected_feed_that_moved_is_fetched_with_its_password(
+    tmp_path: Any, feeds: Any
+) -> None:
+    from tests.helpers import cli, rss, write_config
+
+    new = feeds.serve("/new.xml", rss([{"title": "x", "link": "https://e.org/x", "guid": "x"}]))
+    feeds.serve("/old.xml", "", status=301, headers={"Location": new})
+    old = feeds.url("/old.xml").replace("http://", "http://reader:pw-Secret-9@")
+    config = write_config(tmp_path, feeds=[old], defaults="{interval: 1s, min_interval: 1s}")
+    for _ in range(2):  # the move, then a poll of the new address
+        result = cli("once", "--config", config)
+        assert result.returncode == 0, result.stderr
+    later = feeds.hits("/new.xml")[-1]
+    assert later.get("authorization", "").startswith("Basic "), later
+    assert len(feeds.hits("/old.xml")) == 1  # the move was remembered

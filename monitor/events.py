@@ -77,6 +77,7 @@ SHORT = 20  # fewer shingles than this (about 23 words): a short text
 LEAD_WORDS = 60  # the headline and first sentences: where a report states its news
 MIN_EXACT_TOKENS = 8  # a short text joins only an identical one at least this long
 WINDOW = 48 * 3600.0  # seconds: a report joins events seen this recently
+MAX_TEXT = 60_000  # characters of a story's body fingerprinted: some 10,000 words
 
 Shingles = frozenset[int]  # 32-bit hashes of the text's shingles
 Signature = tuple[int, ...]  # NUM_PERM 32-bit minimums
@@ -205,8 +206,10 @@ class Fingerprint:
 
 
 def fingerprint(title: str, body: str) -> Fingerprint:
-    """The fingerprint of a story's title and body text (plain text, not markup)."""
-    words = tokens(f"{title}\n{body}")
+    """The fingerprint of a story's title and body text (plain text, not markup): of its
+    first ``MAX_TEXT`` characters, which tell a copy as well as the whole does, and keep
+    a 15 MB story from holding the event loop for seconds."""
+    words = tokens(f"{title}\n{body[:MAX_TEXT]}")
     hashes = shingles(words)
     sig = signature(hashes)
     return Fingerprint(hashes, sig, marks(words), marks(words[:LEAD_WORDS]), len(words),

@@ -359,3 +359,11 @@ def test_look_alike_items_bound_the_candidates_a_story_is_compared_with(
     assert len(found) <= MAX_CANDIDATES and 1000 in {c.story_id for c in found}
     look_alike = fingerprint("Battery 500 moved to the border", template.format(n=500))
     assert len(store.candidates(look_alike.bands, since=0)) == MAX_CANDIDATES
+
+
+def test_a_huge_story_is_fingerprinted_by_its_beginning() -> None:
+    # All of an 18 MB story took seconds of the event loop; its beginning tells a copy.
+    body = "Ankara said the S-400 battery fired at a drone over Sinop. " * 300_000
+    huge = fingerprint("Turkey test-fires S-400", body)
+    same_start = fingerprint("Turkey test-fires S-400", body[: events.MAX_TEXT])
+    assert huge.signature == same_start.signature and huge.words == same_start.words

@@ -202,12 +202,19 @@ _INDENTATION_PROBLEMS = (
 )
 
 
+# key: value: more (an unquoted value holding ": ").
+_UNQUOTED_COLON_RE = re.compile(r"""^\s*(?:-\s+)?[^\s:#'"][^:#]*:\s+[^\s'"{\[][^#]*?:(?:\s|$)""")
+
+
 def _yaml_hint(text: str, line: int, problem: str) -> str:
     """A plain-words hint for the commonest hand-editing mistakes, or ''."""
     lines = text.splitlines()
     near = lines[max(0, line - 2) : line] if line else []
     if "\t" in problem or any("\t" in row[: len(row) - len(row.lstrip())] for row in near):
         return " (a tab character: YAML indents with spaces only)"
+    row = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "mapping values are not allowed" in problem and _UNQUOTED_COLON_RE.match(row):
+        return ' (a value with ": " in it needs quotes: name: "Breaking: News")'
     if any(known in problem for known in _INDENTATION_PROBLEMS):
         return " (check this line's indentation against the lines above it)"
     return ""

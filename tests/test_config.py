@@ -299,8 +299,13 @@ def test_systemd_credentials_fill_in_secrets(tmp_path: Path) -> None:
         ("feeds:\n\t- url: https://e.org/feed\n", 2, "a tab character: YAML indents with spaces"),
         ("defaults:\n  interval: 1h\n   timeout: 5s\n", 3, "check this line's indentation"),
         ("feeds:\n  - url: https://e.org/feed\n   name: x\n", 3, "check this line's indentation"),
+        (
+            "feeds:\n  - url: https://e.org/feed\n    name: Breaking: News\n",
+            3,
+            'a value with ": " in it needs quotes',
+        ),
     ],
-    ids=["tab", "key indented too far", "list item indented too far"],
+    ids=["tab", "key indented too far", "list item indented too far", "unquoted colon"],
 )
 def test_hand_editing_mistakes_in_yaml_are_explained(
     tmp_path: Path, text: str, line: int, hint: str

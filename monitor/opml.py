@@ -26,7 +26,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from monitor.errors import MonitorError
-from monitor.redact import has_control_characters, terminal_safe
+from monitor.redact import MASK, has_control_characters, terminal_safe
 
 
 class OPMLError(MonitorError):
@@ -92,6 +92,8 @@ def url_problem(url: str) -> str | None:
         return "not http(s)"
     if not parts.hostname:
         return "without a host"
+    if MASK in url:
+        return "with a credential masked as **** (export with --with-secrets)"
     return None
 
 

@@ -118,3 +118,20 @@ def test_argument_errors_do_not_echo_credentials(config: Path) -> None:
         assert "hunter22secret" not in result.stderr + result.stdout
         assert "AbcSecret999" not in result.stderr + result.stdout
         assert "****@e.org" in result.stderr
+
+
+def test_an_export_with_masked_credentials_is_not_imported_as_is(tmp_path: Path) -> None:
+    source = tmp_path / "source.yaml"
+    source.write_text("feeds:\n  - url: https://reader:pw-Secret-77@feeds.example/f.xml\n")
+    exported = cli("feeds", "export-opml", "--config", source)
+    assert exported.returncode == 0 and "****@feeds.example" in exported.stdout
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(exported.stdout)
+    target = tmp_path / "monitor.yaml"
+    target.write_text("feeds: []\n")
+    imported = cli("feeds", "import-opml", opml, "--config", target)
+    assert imported.returncode == 0, imported.stderr
+    assert "1 with a credential masked as **** (export with --with-secrets), left out" in (
+        imported.stdout
+    )
+    assert "****" not in target.read_text()

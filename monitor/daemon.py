@@ -335,10 +335,11 @@ class Daemon:
             interval = state.interval or self.config.feed_interval(feed)
             next_poll_at = state.next_poll_at
             # A feed re-timed by a reload, or with an interval of its own (which a restart
-            # may have changed), is polled no later than one configured interval from now.
+            # may have changed), is polled within one configured interval from now, at a
+            # random point of it: re-timing many feeds at once makes no burst.
             if feed.url in retimed or feed.interval is not None:
                 interval = self.config.feed_interval(feed)
-                next_poll_at = min(next_poll_at or now, now + interval)
+                next_poll_at = min(next_poll_at or now, now + self.rng.uniform(0, interval))
             start = first_poll_at(next_poll_at, now, min(spread, interval), self.rng)
             self.scheduler.add_job(
                 self._tracked,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -594,3 +595,46 @@ def test_a_restart_applies_a_feeds_new_interval(tmp_path: Path, feeds: FeedServe
 
     asyncio.run(observe())
     assert len(feeds.hits("/f.xml")) == 2  # the once, then the daemon within the new 2 s
+
+
+def test_a_reload_retiming_many_feeds_spreads_their_polls(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    from monitor.config_file import load_config
+    from monitor.daemon import Daemon
+
+    urls = [feeds.serve(f"/{n}.xml", rss([], title=f"Feed {n}")) for n in range(20)]
+    config_path = tmp_path / "monitor.yaml"
+    head = "database: monitor.db\ndefaults: {min_interval: 1s, jitter: 0.1s}\nfeeds:\n"
+
+    def write(interval: str) -> None:
+        config_path.write_text(
+            head + "".join(f"  - url: {url}\n    interval: {interval}\n" for url in urls)
+        )
+
+    write("1h")
+    assert invoke("once", "-c", config_path).exit_code == 0  # next polls: an hour away
+
+    class Watched(Daemon):
+        scheduled = asyncio.Event()
+
+        def _schedule_feeds(self, feeds: list[Any], retimed: Any = frozenset()) -> None:
+            super()._schedule_feeds(feeds, retimed)
+            self.scheduled.set()
+
+    daemon = Watched(config_path, load_config(config_path), rng=random.Random(7))
+
+    async def observe() -> list[float]:
+        task = asyncio.ensure_future(daemon.run())
+        async with asyncio.timeout(15):
+            await daemon.scheduled.wait()  # the feeds of the start are scheduled
+        write("2m")
+        daemon.reload()
+        starts = [daemon.scheduler.get_job(url).next_run_time.timestamp() for url in urls]
+        daemon.stop()
+        await task
+        return [start - time.time() for start in starts]
+
+    delays = asyncio.run(observe())
+    assert all(delay <= 120.5 for delay in delays), delays  # within the new interval
+    assert max(delays) - min(delays) > 30, delays  # spread over it, not one burst

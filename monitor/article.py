@@ -353,11 +353,15 @@ async def fetch_articles(
             return await asyncio.to_thread(_extract_result, result, select, limits.max_page_bytes)
 
     tasks = {link: asyncio.create_task(article(link)) for link in unique}
-    if tasks:
-        await asyncio.wait(tasks.values(), timeout=max(0.0, end - loop.time()))
-    for task in tasks.values():
-        task.cancel()
-    await asyncio.gather(*tasks.values(), return_exceptions=True)
+    try:
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=max(0.0, end - loop.time()))
+    finally:
+        # Also when this poll is cancelled (the daemon stopping): no page's task is left
+        # running, or ending later with an exception nobody retrieves.
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
     out_of_time = f"not done within the {limits.total_timeout:g}s allowed for article pages"
     outcomes = {}
     for link, task in tasks.items():

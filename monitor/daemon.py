@@ -58,6 +58,7 @@ DELIVERY_INTERVAL = 30.0  # a delivery pass at least this often (retries, digest
 DATABASE_CHECK_JOB_ID = "database-check"
 DATABASE_CHECK_INTERVAL = 2.0  # how often the database file is checked for replacement
 SHUTDOWN_DEADLINE = 30.0
+CANCEL_GRACE = 2.0  # seconds for cancelled polls to unwind before the scheduler stops
 START_SPREAD = 10.0  # feeds due at start-up are spread over at most this many seconds...
 START_RATE = 50.0  # ...or, when there are many, started at about this many a second
 
@@ -203,6 +204,8 @@ class Daemon:
             _, pending = await asyncio.wait(self._inflight, timeout=deadline)
             for task in pending:
                 task.cancel()
+            if pending:  # let them unwind (briefly) while the scheduler still runs
+                await asyncio.wait(pending, timeout=CANCEL_GRACE)
 
     def stop(self) -> None:
         self._stop.set()
@@ -389,6 +392,11 @@ class Daemon:
         self._inflight.add(task)
         try:
             await job(*args)
+        except asyncio.CancelledError:
+            if not self._stop.is_set():
+                raise
+            # Cut short by the shutdown's deadline: said once by ``run``, not a fault.
+            log.info("a job still running at the shutdown deadline was stopped")
         except Exception as exc:
             fault = self.runtime.store.fault(exc)
             if fault is not None:

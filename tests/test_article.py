@@ -217,6 +217,7 @@ class ArticleSite:
     delay: float = 0.0  # server-side latency of every answer, so requests overlap
     release: threading.Event = field(default_factory=threading.Event)  # ends /slow/ pages
     arrived: int = 0  # requests received
+    slow_open: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
     in_flight: int = 0
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -253,6 +254,7 @@ def site() -> Iterator[ArticleSite]:
                 self.end_headers()
                 self.wfile.write(b"<html><body><p>Loading")
                 self.wfile.flush()
+                state.slow_open.release()  # one more slow page is being sent
                 state.release.wait(30)  # hold the connection until the test ends
                 return
             if self.path not in state.pages:
@@ -436,3 +438,27 @@ def test_a_public_feed_cannot_send_the_daemon_to_pages_on_its_own_network(
     assert site.arrived == 0  # refused before connecting
     allowed = asyncio.run(main(site.url("/feed.xml")))  # an intranet feed's own pages
     assert allowed.text is not None and "Giraffe 1X" in allowed.text
+
+
+def test_a_poll_cancelled_while_reading_pages_leaves_no_page_task_behind(
+    site: ArticleSite,
+) -> None:
+    """The daemon's shutdown cancels a poll still reading slow pages: every page's task
+    ends with it, none is left to finish (or fail unretrieved) after the loop moves on."""
+    entries = teaser_feed(site, [(f"Slow {n}", f"/slow/{n}", "Teaser…") for n in range(6)])
+    limits = ArticleLimits(page_timeout=30, total_timeout=60)
+
+    async def main() -> set[asyncio.Task[object]]:
+        async with Fetcher() as fetcher:
+            links = [e.link for e in entries if e.link]
+            poll = asyncio.create_task(
+                fetch_articles(links, fetcher, host_limiter(2), linked_from=None, limits=limits)
+            )
+            for _ in range(2):  # both slots of the site taken by slow pages
+                assert await asyncio.to_thread(site.slow_open.acquire, True, 10)
+            poll.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await poll
+            return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[return-value]
+
+    assert asyncio.run(main()) == set()

@@ -638,3 +638,38 @@ def test_a_reload_retiming_many_feeds_spreads_their_polls(
     delays = asyncio.run(observe())
     assert all(delay <= 120.5 for delay in delays), delays  # within the new interval
     assert max(delays) - min(delays) > 30, delays  # spread over it, not one burst
+
+
+def test_a_poll_cut_short_by_the_shutdown_deadline_is_no_error(
+    tmp_path: Path, feeds: FeedServer, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import logging
+
+    from monitor import daemon as daemon_module
+    from monitor.config_file import load_config
+
+    monkeypatch.setattr(daemon_module, "SHUTDOWN_DEADLINE", 0.2)
+    url = feeds.serve("/f.xml", rss([]))
+    config_path = write_config(tmp_path, feeds=[url])
+
+    class Stuck(daemon_module.Daemon):
+        started = asyncio.Event()
+
+        async def _poll_and_deliver(self, url: str) -> None:
+            self.started.set()
+            await asyncio.Event().wait()  # a poll that would outlive any deadline
+
+    daemon = Stuck(config_path, load_config(config_path), rng=_Eager())
+
+    async def observe() -> None:
+        task = asyncio.ensure_future(daemon.run())
+        async with asyncio.timeout(10):
+            await daemon.started.wait()
+            daemon.stop()
+            await task
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(observe())
+    assert "stopped" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text and "CancelledError" not in caplog.text

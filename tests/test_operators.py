@@ -12,7 +12,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from monitor.cli import cli
+from monitor.config import FeedConfig
+from monitor.daemon import Daemon
 from tests.helpers import edit_config, rss, seed_article_item, write_config
 from tests.servers import AlertSink, FeedServer, Mailbox, alert_sink, feed_server, held_port
 
@@ -137,9 +139,27 @@ class _Eager(random.Random):
         return a
 
 
+class _Watched(Daemon):
+    """The daemon, telling when it has scheduled its feeds and when each poll has ended."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scheduled = asyncio.Event()
+        self.polled = asyncio.Event()
+
+    def _schedule_feeds(self, feeds: list[FeedConfig], retimed: Set[str] = frozenset()) -> None:
+        super()._schedule_feeds(feeds, retimed)
+        self.scheduled.set()
+
+    async def _poll_and_deliver(self, url: str) -> None:
+        try:
+            await super()._poll_and_deliver(url)
+        finally:
+            self.polled.set()
+
+
 def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServer) -> None:
     from monitor.config_file import load_config
-    from monitor.daemon import Daemon
 
     good = [feeds.serve(f"/{n}.xml", rss([], title=f"Feed {n}")) for n in ("a", "b")]
     removed = feeds.url("/gone-from-config.xml")  # not served: every poll fails
@@ -150,18 +170,7 @@ def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServ
     config_path.write_text(body + "".join(f"  - url: {url}\n" for url in good))
     config = load_config(config_path)
 
-    class Watched(Daemon):
-        """The daemon, telling when each scheduled poll has ended."""
-
-        polled = asyncio.Event()
-
-        async def _poll_and_deliver(self, url: str) -> None:
-            try:
-                await super()._poll_and_deliver(url)
-            finally:
-                self.polled.set()
-
-    daemon = Watched(config_path, config, rng=_Eager())
+    daemon = _Watched(config_path, config, rng=_Eager())
 
     async def observe() -> tuple[dict[str, object], str]:
         task = asyncio.ensure_future(daemon.run())
@@ -517,7 +526,6 @@ def test_a_feeds_own_interval_is_kept_and_a_reload_retimes_it_at_once(
     takes effect at once (not after the poll decided under the old one), and adaptive
     scheduling does not stretch it to the feed's publishing rhythm (hourly here)."""
     from monitor.config_file import load_config
-    from monitor.daemon import Daemon
 
     hourly = [{"title": f"Item {n}", "link": f"https://e.org/{n}", "guid": f"g{n}",
                "published": time.time() - 3600 * n} for n in range(5)]  # fmt: skip
@@ -526,16 +534,7 @@ def test_a_feeds_own_interval_is_kept_and_a_reload_retimes_it_at_once(
     head = "database: monitor.db\ndefaults: {interval: 1h, min_interval: 1s, jitter: 0.1s}\n"
     config_path.write_text(head + f"feeds:\n  - url: {url}\n")
 
-    class Watched(Daemon):
-        polled = asyncio.Event()
-
-        async def _poll_and_deliver(self, url: str) -> None:
-            try:
-                await super()._poll_and_deliver(url)
-            finally:
-                self.polled.set()
-
-    daemon = Watched(config_path, load_config(config_path), rng=_Eager())
+    daemon = _Watched(config_path, load_config(config_path), rng=_Eager())
 
     def seconds_to_next_poll() -> float:
         job = daemon.scheduler.get_job(url)
@@ -566,7 +565,6 @@ def test_a_restart_applies_a_feeds_new_interval(tmp_path: Path, feeds: FeedServe
     """Polled under `interval: 1h`, then the file says 2s and the daemon starts: the next
     poll is within 2 s, not an hour after the last."""
     from monitor.config_file import load_config
-    from monitor.daemon import Daemon
 
     url = feeds.serve("/f.xml", rss([{"title": "x", "link": "https://e.org/x", "guid": "x"}]))
     config_path = tmp_path / "monitor.yaml"
@@ -575,16 +573,7 @@ def test_a_restart_applies_a_feeds_new_interval(tmp_path: Path, feeds: FeedServe
     assert invoke("once", "-c", config_path).exit_code == 0
     config_path.write_text(head + f"  - url: {url}\n    interval: 2s\n")
 
-    class Watched(Daemon):
-        polled = asyncio.Event()
-
-        async def _poll_and_deliver(self, url: str) -> None:
-            try:
-                await super()._poll_and_deliver(url)
-            finally:
-                self.polled.set()
-
-    daemon = Watched(config_path, load_config(config_path))
+    daemon = _Watched(config_path, load_config(config_path))
 
     async def observe() -> None:
         task = asyncio.ensure_future(daemon.run())
@@ -601,7 +590,6 @@ def test_a_reload_retiming_many_feeds_spreads_their_polls(
     tmp_path: Path, feeds: FeedServer
 ) -> None:
     from monitor.config_file import load_config
-    from monitor.daemon import Daemon
 
     urls = [feeds.serve(f"/{n}.xml", rss([], title=f"Feed {n}")) for n in range(20)]
     config_path = tmp_path / "monitor.yaml"
@@ -615,14 +603,7 @@ def test_a_reload_retiming_many_feeds_spreads_their_polls(
     write("1h")
     assert invoke("once", "-c", config_path).exit_code == 0  # next polls: an hour away
 
-    class Watched(Daemon):
-        scheduled = asyncio.Event()
-
-        def _schedule_feeds(self, feeds: list[Any], retimed: Any = frozenset()) -> None:
-            super()._schedule_feeds(feeds, retimed)
-            self.scheduled.set()
-
-    daemon = Watched(config_path, load_config(config_path), rng=random.Random(7))
+    daemon = _Watched(config_path, load_config(config_path), rng=random.Random(7))
 
     async def observe() -> list[float]:
         task = asyncio.ensure_future(daemon.run())

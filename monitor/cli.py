@@ -152,14 +152,19 @@ def _load_for_reading(config_path: Path | None) -> tuple[Path, Config]:
     return path, load_config(path, need_targets=False)
 
 
-def _open_for_reading(config: Config) -> Store:
-    """The database of a command that reads it. A missing one is an error, not a new empty
-    database: a mistyped path would print an empty table, exit 0 and leave a file behind."""
+def _require_database(config: Config) -> None:
+    """A command that reads the database refuses a missing one rather than create it: a
+    mistyped path would print an empty table, exit 0 and leave a file behind."""
     if not config.database.exists():
         raise MonitorError(
             f"no database at {config.database}: nothing has been polled yet "
             "(`feed-monitor once` or the daemon creates it)"
         )
+
+
+def _open_for_reading(config: Config) -> Store:
+    """The database of a command that reads it (``_require_database``)."""
+    _require_database(config)
     return Store.open(config.database)
 
 
@@ -744,8 +749,7 @@ def feeds_export_opml(config_path: Path | None, with_secrets: bool) -> None:
 def backup(config_path: Path | None, destination: Path, force: bool) -> None:
     """Copy the database to DESTINATION, consistently, even while the daemon runs."""
     _, config = _load_for_reading(config_path)
-    if not config.database.exists():
-        raise MonitorError(f"no database at {config.database} (nothing polled yet?)")
+    _require_database(config)
     if destination.resolve() == config.database.resolve():
         raise click.BadParameter("is the database itself", param_hint="DESTINATION")
     if destination.exists() and not force:

@@ -91,6 +91,8 @@ def remember_credentials(url: str, *, target: bool = False) -> None:
     values of secret-looking query parameters, and for a notify ``target`` every
     token-like part of it (Apprise URLs carry their tokens in the host and path:
     ``tgram://123:AAH.../``)."""
+    if not target and "@" not in url and "=" not in url:
+        return  # most feed URLs: nothing to look at (this runs for every feed at load)
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -157,7 +159,7 @@ def mask_url(url: str) -> str:
         _ = parts.port  # a malformed port raises ValueError
     except ValueError:  # a malformed port or host: mask what looks like credentials
         masked = _USERINFO_RE.sub(f"//{MASK}@", url, count=1)
-        return hide_secrets(_PARAM_IN_TEXT_RE.sub(lambda m: _mask_param(m.group(0)), masked))
+        return hide_secrets(_mask_params_in(masked))
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
@@ -175,6 +177,11 @@ def _mask_param(param: str) -> str:
     return param
 
 
+def _mask_params_in(text: str) -> str:
+    """``text`` with the value of every secret-looking ``?name=value`` in it masked."""
+    return _PARAM_IN_TEXT_RE.sub(lambda m: _mask_param(m.group(0)), text)
+
+
 def redact_text(text: str) -> str:
     """Free text with every URL in it masked, every secret-looking query value masked
     (a request line has no scheme: ``GET /feed?token=...``), and every known secret
@@ -182,7 +189,7 @@ def redact_text(text: str) -> str:
     if "://" in text:
         text = _URL_IN_TEXT_RE.sub(lambda m: mask_url(m.group(0)), text)
     if "=" in text:
-        text = _PARAM_IN_TEXT_RE.sub(lambda m: _mask_param(m.group(0)), text)
+        text = _mask_params_in(text)
     return hide_secrets(text)
 
 

@@ -21,19 +21,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
 from benchmarks.bench_store import make_entry
 from monitor.events import NUM_PERM, WINDOW, EventIndex, fingerprint, pack
+from monitor.store.base import Connection
 from monitor.store.events import EventStore
-from monitor.store.schema import migrations
+from monitor.store.schema import migrate
 
 SIZES = (10_000, 100_000, 1_000_000)
 POLL = 25
 NOW = 1_790_000_000.0
 
 
-def prefill(db: sqlite_utils.Database, start: int, stop: int) -> None:
+def prefill(db: Connection, start: int, stop: int) -> None:
     """Index stories ``start`` to ``stop``, each its own event, seen within the last day
     (all inside the window): fingerprinted by ``monitor.events``, written in plain SQL
     10,000 a transaction, band rows sorted (quick to load; loading is not timed)."""
@@ -74,7 +74,7 @@ def arrivals(stored: int, first_id: int, count: int) -> list[tuple[int, str, str
     return stories
 
 
-def index_cost(db: sqlite_utils.Database, stories: list[tuple[int, str, str]]) -> tuple[float, int]:
+def index_cost(db: Connection, stories: list[tuple[int, str, str]]) -> tuple[float, int]:
     """Milliseconds per story through ``EventIndex.assign`` (one transaction per poll of
     25), and how many of the copies joined their original's event."""
     index = EventIndex(EventStore(db))
@@ -87,7 +87,7 @@ def index_cost(db: sqlite_utils.Database, stories: list[tuple[int, str, str]]) -
     return (time.perf_counter() - started) * 1000 / len(stories), joined
 
 
-def direct_from_sqlite(db: sqlite_utils.Database, stories: list[tuple[int, str, str]]) -> float:
+def direct_from_sqlite(db: Connection, stories: list[tuple[int, str, str]]) -> float:
     """Milliseconds per story comparing its signature with every signature in the window,
     read from SQLite for each story."""
     started = time.perf_counter()
@@ -104,7 +104,7 @@ def direct_from_sqlite(db: sqlite_utils.Database, stories: list[tuple[int, str, 
     return (time.perf_counter() - started) * 1000 / len(stories)
 
 
-def direct_in_memory(db: sqlite_utils.Database, stories: list[tuple[int, str, str]]) -> float:
+def direct_in_memory(db: Connection, stories: list[tuple[int, str, str]]) -> float:
     """The same with every signature already loaded (loading is not timed)."""
     rows = db.execute(
         "SELECT signature FROM event_stories WHERE seen_at >= ? AND signature IS NOT NULL",
@@ -127,10 +127,10 @@ def main(sizes: tuple[int, ...] = SIZES) -> None:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.db"
-        db = sqlite_utils.Database(path)
-        db.enable_wal()
+        db = Connection.connect(path)
+        db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
-        migrations.apply(db)
+        migrate(db.conn)
         stored = 0
         next_id = 50_000_000
         for size in sizes:

@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sqlite_utils
 import yaml
 from datasketch import MinHash, MinHashLSH
 
 from monitor import events
 from monitor.errors import StoreError
 from monitor.events import EventIndex, fingerprint
+from monitor.store.base import Connection
 from monitor.store.events import EventStore
-from monitor.store.schema import migrations
+from monitor.store.schema import migrate
 
 PAIRS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent / "data" / "event_pairs.yaml").read_text(encoding="utf-8")
@@ -72,9 +72,9 @@ def report(name: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite_utils.Database]:
-    database = sqlite_utils.Database(tmp_path / "events.db")
-    migrations.apply(database)
+def db(tmp_path: Path) -> Iterator[Connection]:
+    database = Connection.connect(tmp_path / "events.db")
+    migrate(database.conn)
     yield database
     database.close()
 
@@ -98,7 +98,7 @@ def test_labelled_set_is_well_formed() -> None:
     assert {"topic", "short"} <= kinds
 
 
-def pair_outcomes(db: sqlite_utils.Database, reverse: bool) -> dict[tuple[str, str], bool]:
+def pair_outcomes(db: Connection, reverse: bool) -> dict[tuple[str, str], bool]:
     """Each pair through the persistent index: the first report, then the second one
     an hour later; whether the second joined the first's event. Pairs are 10 windows
     apart in time, so each meets only its own partner."""
@@ -116,7 +116,7 @@ def pair_outcomes(db: sqlite_utils.Database, reverse: bool) -> dict[tuple[str, s
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["in order", "reversed"])
-def test_pairs_precision_one_and_recall_stated(db: sqlite_utils.Database, reverse: bool) -> None:
+def test_pairs_precision_one_and_recall_stated(db: Connection, reverse: bool) -> None:
     outcomes = pair_outcomes(db, reverse)
     labels = {(p["a"], p["b"]): p["same"] for p in PAIRS["pairs"]}
     wrongly_joined = [pair for pair, joined in outcomes.items() if joined and not labels[pair]]
@@ -127,7 +127,7 @@ def test_pairs_precision_one_and_recall_stated(db: sqlite_utils.Database, revers
     assert (same - len(missed), same) == (20, 26)  # recall 0.77, as stated above
 
 
-def test_stream_of_all_reports_keeps_events_apart(db: sqlite_utils.Database) -> None:
+def test_stream_of_all_reports_keeps_events_apart(db: Connection) -> None:
     """Every report, in file order, an hour apart within one window: the first report
     of each event is there for the later ones to match."""
     stories = PAIRS["stories"]
@@ -169,7 +169,7 @@ def test_marks_read_numbers_days_and_ordinals() -> None:
 
 
 def test_short_texts_join_only_an_identical_text_of_eight_words_or_more(
-    db: sqlite_utils.Database,
+    db: Connection,
 ) -> None:
     index = EventIndex(EventStore(db))
     headline = "Turkey test-fires S-400 missile for the first time"
@@ -188,18 +188,18 @@ def test_short_texts_join_only_an_identical_text_of_eight_words_or_more(
 
 def test_index_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    first = sqlite_utils.Database(path)
-    migrations.apply(first)
+    first = Connection.connect(path)
+    migrate(first.conn)
     EventIndex(EventStore(first)).assign(10, *report("s400-missile-wire"), 0)
     first.close()
-    reopened = sqlite_utils.Database(path)
-    migrations.apply(reopened)  # idempotent
+    reopened = Connection.connect(path)
+    migrate(reopened.conn)  # idempotent
     verdict = EventIndex(EventStore(reopened)).assign(11, *report("s400-missile-daily"), HOUR)
     assert (verdict.event_id, verdict.is_new, verdict.matched_story_id) == (10, False, 10)
     reopened.close()
 
 
-def test_window_and_pruning(db: sqlite_utils.Database) -> None:
+def test_window_and_pruning(db: Connection) -> None:
     store = EventStore(db)
     index = EventIndex(store, window=48 * HOUR)
     index.assign(1, *report("s400-missile-wire"), 0)
@@ -230,7 +230,7 @@ def test_window_and_pruning(db: sqlite_utils.Database) -> None:
     assert [(s.event_id, s.reports) for s in store.events_since(0)] == [(4, 1), (1, 3)]
 
 
-def test_assign_is_idempotent(db: sqlite_utils.Database) -> None:
+def test_assign_is_idempotent(db: Connection) -> None:
     index = EventIndex(EventStore(db))
     index.assign(1, *report("frigate-contract-wire"), 0)
     copy = report("frigate-contract-copy")
@@ -240,7 +240,7 @@ def test_assign_is_idempotent(db: sqlite_utils.Database) -> None:
     assert db.execute("SELECT count(*) FROM event_stories").fetchone()[0] == 2
 
 
-def test_assign_writes_within_the_callers_transaction(db: sqlite_utils.Database) -> None:
+def test_assign_writes_within_the_callers_transaction(db: Connection) -> None:
     """A poll whose transaction rolls back leaves no trace in the event tables."""
     index = EventIndex(EventStore(db))
     with pytest.raises(RuntimeError), db.atomic():
@@ -251,7 +251,7 @@ def test_assign_writes_within_the_callers_transaction(db: sqlite_utils.Database)
 
 
 def test_sqlite_errors_become_store_errors_with_their_cause(tmp_path: Path) -> None:
-    unmigrated = sqlite_utils.Database(tmp_path / "empty.db")
+    unmigrated = Connection.connect(tmp_path / "empty.db")
     with pytest.raises(StoreError, match="cannot read events") as caught:
         EventIndex(EventStore(unmigrated)).assign(1, "title", "body", 0)
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
@@ -278,7 +278,7 @@ def test_signatures_are_datasketchs_minhash_with_the_same_permutations() -> None
     assert len(set(a)) == events.NUM_PERM and all(value % 2 for value in a)
 
 
-def test_band_index_finds_what_datasketch_lsh_finds(db: sqlite_utils.Database) -> None:
+def test_band_index_finds_what_datasketch_lsh_finds(db: Connection) -> None:
     """The persistent bands are datasketch's banding: for each report, the candidates
     from SQLite are the keys MinHashLSH (same 42 × 3 parameters) returns."""
     store = EventStore(db)
@@ -336,7 +336,7 @@ def test_decide_joins_the_most_similar_report_then_the_earliest() -> None:
 
 
 def test_look_alike_items_bound_the_candidates_a_story_is_compared_with(
-    db: sqlite_utils.Database,
+    db: Connection,
 ) -> None:
     # A feed of one template with a changing number: every item shares bands with every
     # other. A new story is compared with at most MAX_CANDIDATES of them, its copy among

@@ -11,7 +11,7 @@ from sqlite_utils import Migrations
 from monitor.events import EventIndex
 from monitor.store import Store
 from monitor.store.events import EventStore
-from monitor.store.schema import migrations
+from monitor.store.schema import migrations, pending
 
 WIRE = (
     "S-400 battery moved to the northern border",
@@ -65,7 +65,7 @@ def test_a_database_from_the_separate_events_migrations_opens_with_its_events_ke
 ) -> None:
     path = tmp_path / "old.db"
     old = sqlite_utils.Database(path)
-    migrations.apply(old, stop_before="m010_events")  # the main set as it was then
+    migrations().apply(old, stop_before="m010_events")  # the main set as it was then
     old_events.apply(old)  # then the events' own set, as Store.open applied it
     first = EventIndex(EventStore(old)).assign(10, *WIRE, now=0.0)
     assert first.is_new
@@ -77,7 +77,7 @@ def test_a_database_from_the_separate_events_migrations_opens_with_its_events_ke
         ).fetchall()
         assert history[-2:] == [("feed-monitor-events", "m001_events"),
                                 ("feed-monitor", "m010_events")]  # fmt: skip
-        assert migrations.pending(store.db) == []
+        assert pending(store.db.conn) == []
         events = EventStore(store.db)
         assert events.event_of(10) == 10  # the story's event is kept...
         again = EventIndex(events).assign(11, *WIRE, now=60.0)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from monitor.store import Store
+from monitor.store.schema import pending
 
 
 def test_matching_needs_neither_the_config_models_nor_pydantic() -> None:
@@ -14,3 +18,21 @@ def test_matching_needs_neither_the_config_models_nor_pydantic() -> None:
     assert "monitor.match" in loaded
     assert "monitor.config" not in loaded
     assert not [name for name in loaded if name.split(".")[0] == "pydantic"]
+
+
+def test_an_up_to_date_database_opens_without_sqlite_utils(tmp_path: Path) -> None:
+    """sqlite-utils runs the migrations; every other open is plain sqlite3 (start-up time)."""
+    script = (
+        "import sys; from pathlib import Path; from monitor.store import Store\n"
+        "Store.open(Path(sys.argv[1])).close()\n"
+        "print(' '.join(sys.modules))"
+    )
+    database = str(tmp_path / "monitor.db")
+    first = subprocess.run([sys.executable, "-c", script, database],
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    again = subprocess.run([sys.executable, "-c", script, database],
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert "sqlite_utils" in first  # a new file: every migration ran
+    assert "sqlite_utils" not in again
+    with Store.open(Path(database)) as store:
+        assert pending(store.db.conn) == []

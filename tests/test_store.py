@@ -35,8 +35,9 @@ def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "sub" / "m.db")
     store.close()
     store = Store.open(tmp_path / "sub" / "m.db")  # second open: nothing to apply
-    assert store.db.journal_mode == "wal"
-    assert {"feeds", "stories", "matches", "alerts"} <= set(store.db.table_names())
+    assert store.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    tables = {name for (name,) in store.db.execute("SELECT name FROM sqlite_master")}
+    assert {"feeds", "stories", "matches", "alerts"} <= tables
     applied = store.db.execute("SELECT name FROM _sqlite_migrations ORDER BY id").fetchall()
     assert [name for (name,) in applied] == [
         "m001_initial", "m002_story_sources", "m003_full_text_search", "m004_feed_health",

@@ -72,7 +72,7 @@ def test_retention_drops_text_but_never_re_alerts(
 def test_a_database_from_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite_utils.Database(path)
-    migrations.apply(db, stop_before="m002_story_sources")
+    migrations().apply(db, stop_before="m002_story_sources")
     db.execute("INSERT INTO feeds (id, url, name, added_at) VALUES (1, 'https://e.org/f', 'E', 0)")
     db.execute(
         "INSERT INTO stories (id, feed_id, key, title, link, summary, first_seen) VALUES "

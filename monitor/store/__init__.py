@@ -1,4 +1,4 @@
-"""Storage: the SQLite database, through sqlite-utils. Nothing else runs SQL.
+"""Storage: the SQLite database. Nothing else runs SQL.
 
 A poll's new stories, their sources, matches and alerts are written in one transaction,
 so a crash at any moment leaves either all of them or none, and no alert without its
@@ -21,20 +21,6 @@ of ``Store`` over the connection in ``base``::
 """
 
 from __future__ import annotations
-
-import sys
-
-# sqlite-utils imports numpy (and pandas) at import time when they are installed, only to
-# store their scalar types, which feed-monitor never passes it. numpy is no dependency of
-# feed-monitor, but where it is installed (beside the test tools, or in a shared
-# environment) that import is 50 ms and 15 MB of every command and daemon. Hidden for
-# that one import, it is found normally by anything that imports it later.
-if "sqlite_utils" not in sys.modules and "numpy" not in sys.modules:
-    sys.modules["numpy"] = None  # type: ignore[assignment]  # import numpy: ImportError
-    try:
-        import sqlite_utils  # noqa: F401
-    finally:
-        del sys.modules["numpy"]
 
 from monitor.store.base import damage
 from monitor.store.feeds import FeedsMixin

@@ -1,5 +1,8 @@
 """The database connection: opening and migrating it, transactions, batching, and telling
 a damaged, deleted or replaced file from a bug.
+
+The store talks to SQLite through ``Connection``, a few lines over the standard sqlite3
+module; sqlite-utils is imported only when the database needs a migration (schema.py).
 """
 
 from __future__ import annotations
@@ -8,24 +11,84 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
-
-import sqlite_utils
 
 from monitor.errors import DatabaseFault, StoreError
 from monitor.models import (
     AlertContent,
 )
-from monitor.store.schema import migrations
+from monitor.store.schema import migrate
+
+Parameters = Sequence[Any] | dict[str, Any]
+
+
+class Connection:
+    """One SQLite connection in autocommit mode and the calls the store makes on it.
+
+    A statement outside a transaction commits at once; ``BEGIN`` opens one explicitly
+    (sqlite3 itself never does, as ``isolation_level=None``). This is the subset of
+    sqlite-utils' ``Database`` the store uses at run time, with the same behaviour:
+    importing sqlite-utils (and what it imports) would be 60 ms of every start.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        conn.isolation_level = None
+        self.conn = conn
+        self._savepoints = 0
+
+    @classmethod
+    def connect(cls, path: Path | str, timeout: float = 30) -> Connection:
+        return cls(sqlite3.connect(str(path), timeout=timeout, isolation_level=None))
+
+    def execute(self, sql: str, parameters: Parameters = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, parameters)
+
+    def query(self, sql: str, parameters: Parameters = ()) -> Iterator[dict[str, Any]]:
+        """The rows of ``sql`` as dictionaries by column name."""
+        cursor = self.conn.execute(sql, parameters)
+        names = [column[0] for column in cursor.description]
+        return (dict(zip(names, row, strict=True)) for row in cursor)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """All or nothing: a transaction, or a savepoint within the one already open."""
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self.conn.rollback()  # a no-op if the error already ended the transaction
+                raise
+            self.conn.execute("COMMIT")
+            return
+        self._savepoints += 1
+        name = f"atomic_{self._savepoints}"
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            # An error such as a full disk can end the whole transaction, savepoints
+            # included: undoing it then would hide the error behind "no such savepoint".
+            if self.conn.in_transaction:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.conn.execute(f"RELEASE {name}")
+        finally:
+            self._savepoints -= 1
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class StoreBase:
     """The connection, its transactions and the file's identity; what every part of the
     store builds on."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path | None = None) -> None:
+    def __init__(self, db: Connection, path: Path | None = None) -> None:
         self.db = db
         self.path = path
         # Which file was opened: sqlite3 has no accessor for its descriptor, so the path
@@ -40,19 +103,15 @@ class StoreBase:
         """Open (creating if needed) and migrate the database at ``path``."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=30)
-            # No sqlite-utils plugins: scanning every installed package's entry points for
-            # them is 20 ms of each start, and a plugin could change this connection.
-            db = sqlite_utils.Database(conn, execute_plugins=False)
+            db = Connection.connect(path, timeout=30)
             db.execute("PRAGMA busy_timeout = 30000")
-            if db.journal_mode != "wal":
-                db.enable_wal()
+            db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             # Checkpoint the WAL every ~40 MB instead of 4 MB: index pages written by many
             # polls in a row reach the database file once. Measured by bench_store.py.
             db.execute("PRAGMA wal_autocheckpoint = 10000")
             db.execute("PRAGMA foreign_keys = ON")
-            migrations.apply(db)
+            migrate(db.conn)
             store = cls(db, path)  # the file surely exists now: remember which it is
         except (sqlite3.Error, OSError) as exc:
             fault = damage(exc, path)

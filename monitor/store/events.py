@@ -22,10 +22,9 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import sqlite_utils
-
 from monitor.errors import StoreError
 from monitor.events import Candidate, Fingerprint, band_keys, pack, unpack
+from monitor.store.base import Connection
 
 # Candidates a new story is compared with, at most: the copies of a report share most of
 # its bands, so they rank first; more would only cost time on feeds of look-alike items.
@@ -62,7 +61,7 @@ class EventSummary:
 class EventStore:
     """The event tables of one database, used from the thread that opened it."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: Connection) -> None:
         self.db = db
 
     def event_of(self, story_id: int) -> int | None:

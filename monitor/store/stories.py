@@ -171,7 +171,7 @@ class StoriesMixin(FeedsMixin, SearchMixin):
                 if story_id is None:
                     continue  # another run stored it meanwhile
                 for source in (story.source, *story.copies):
-                    _insert_source(self.db, story_id, feed_id, source, now)
+                    _insert_source(self.db.conn, story_id, feed_id, source, now)
                 alerted: set[str] = set()
                 # Only stories that match a watchlist take part in events: the others
                 # never alert, and fingerprinting every story would cost each a comparison.
@@ -190,7 +190,7 @@ class StoriesMixin(FeedsMixin, SearchMixin):
                         self._queue_alert(match_id, content, tags, f"{feed_id}@{now}", now)
                         queued += 1
             for added in plan.sources:
-                _insert_source(self.db, added.story_id, feed_id, added.source, now)
+                _insert_source(self.db.conn, added.story_id, feed_id, added.source, now)
             if plan.edits:
                 self._apply_edits(feed_id, plan.edits)
         return SavedPoll(queued, tuple(joined))

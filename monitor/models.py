@@ -152,6 +152,8 @@ class PollRecord:
     body_hash: str | None = None
     moved_to: str | None = None
     gone: bool = False
+    rhythm: float | None = None  # on success: what the feed's entries said (see FeedState)
+    update_hint: float | None = None
 
 
 @dataclass

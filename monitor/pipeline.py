@@ -56,7 +56,7 @@ from monitor.models import (
 from monitor.outbox import targets_for
 from monitor.parser_pool import ParserPool
 from monitor.render import count_of, format_interval
-from monitor.schedule import delay_after_failure, interval_after_success
+from monitor.schedule import delay_after_failure, interval_after_success, publishing_interval
 from monitor.scrape import scrape_page
 from monitor.store import FeedState, Store
 
@@ -187,7 +187,6 @@ class Poller:
         self.state = PollState() if state is None else state
         # Each feed's own ask (<ttl>, sy:updatePeriod) from its last parsed body, by feed
         # id: a poll answered 304 has no body, and must still honour it.
-        self._update_hints: dict[int, float | None] = {}
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -284,16 +283,18 @@ class Poller:
             if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
                 # Nothing changed: no parsing, no matching, no writes beyond the poll record.
                 # The interval is decided again, from the config as it is now (an edited
-                # interval takes effect) and the rhythm of the stories stored from this feed.
+                # interval takes effect) and the rhythm the last parse found.
                 interval = interval_after_success(
                     cadence,
-                    published=self.store.recent_published(state.id),
-                    update_hint=self._update_hints.get(state.id),
+                    rhythm=state.rhythm,
+                    update_hint=state.update_hint,
                     max_age=result.max_age,
                 )
                 record = PollRecord(started, started + interval, status=result.status,
                                     etag=result.etag, last_modified=result.last_modified,
-                                    interval=interval, moved_to=result.moved_to)  # fmt: skip
+                                    interval=interval, moved_to=result.moved_to,
+                                    rhythm=state.rhythm,
+                                    update_hint=state.update_hint)  # fmt: skip
                 self.store.save_poll(state.id, record, PollPlan())
                 return PollOutcome(feed.url, name, ok=True, status=result.status,
                                    unchanged=True, next_poll_at=record.next_poll_at)  # fmt: skip
@@ -339,12 +340,9 @@ class Poller:
         rule = self.config.full_text(feed)
         if rule.mode != "never":
             keyed = await self._read_articles(keyed, state.id, url, rule, now)
-        self._update_hints[state.id] = parsed.update_hint
+        rhythm = publishing_interval(entry.published for entry in parsed.entries)
         interval = interval_after_success(
-            cadence,
-            published=(entry.published for entry in parsed.entries),
-            update_hint=parsed.update_hint,
-            max_age=result.max_age,
+            cadence, rhythm=rhythm, update_hint=parsed.update_hint, max_age=result.max_age
         )
         record = PollRecord(
             started,
@@ -356,6 +354,8 @@ class Poller:
             interval=interval,
             body_hash=body_hash,
             moved_to=result.moved_to,
+            rhythm=rhythm,
+            update_hint=parsed.update_hint,
         )
         # Look up and save in one write transaction: another process polling a feed with
         # the same stories at the same moment sees them as known, never stores them twice.

@@ -42,14 +42,14 @@ def publishing_interval(published: Iterable[float | None]) -> float | None:
 def interval_after_success(
     cadence: Cadence,
     *,
-    published: Iterable[float | None] = (),
+    rhythm: float | None = None,
     update_hint: float | None = None,
     max_age: float | None = None,
 ) -> float:
-    """Seconds until the next poll of a feed that answered well."""
+    """Seconds until the next poll of a feed that answered well, given its
+    ``publishing_interval`` (the rhythm) and what its publisher asks for."""
     interval = cadence.interval
-    rhythm = publishing_interval(published) if cadence.adaptive else None
-    if rhythm is not None:
+    if rhythm is not None and cadence.adaptive:
         interval = rhythm / 2
     interval = min(max(interval, cadence.min_interval), cadence.max_interval)
     asked = [hint for hint in (update_hint, max_age) if hint]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from tests.helpers import cli, rss, seed_article_item, write_config
@@ -85,3 +86,25 @@ def test_user_agent_is_clear_and_configurable(tmp_path: Path, feeds: FeedServer)
     feeds.serve("/f.xml", rss([]) + " ")
     once(config)
     assert feeds.hits("/f.xml")[-1]["user-agent"] == "ExampleDesk-Monitor/1.0 (ops@example.org)"
+
+
+def test_a_304_keeps_what_the_last_parse_learnt_across_runs(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    """Each `once` is a new process: the publisher's <ttl> and the feed's rhythm, learnt
+    from the last body parsed, must still decide the interval when the next poll answers
+    304 Not Modified (an in-memory hint was lost, and the poll came 4 times too soon)."""
+    now = time.time()
+    hourly = [{"title": f"Story {n}", "link": f"https://e.org/{n}", "published": now - n * 3600}
+              for n in range(1, 6)]  # fmt: skip
+    asks = feeds.serve("/ttl.xml", rss(hourly).replace("<channel>", "<channel><ttl>120</ttl>"))
+    rhythm = feeds.serve("/hourly.xml", rss(hourly))
+    config = write_config(tmp_path, feeds=[asks, rhythm])
+    for run in ("first", "second"):
+        output = once(config)
+        if run == "second":
+            assert "(2 ok, 0 failed, 2 unchanged)" in output
+        ttl_row, hourly_row = feed_row(tmp_path, asks), feed_row(tmp_path, rhythm)
+        assert ttl_row["next_poll_at"] - ttl_row["last_polled_at"] == 7200, run  # <ttl>120
+        assert hourly_row["next_poll_at"] - hourly_row["last_polled_at"] == 1800, run
+    assert feeds.hits("/ttl.xml")[-1].get("if-none-match")  # the second poll was a 304

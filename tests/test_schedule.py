@@ -26,14 +26,15 @@ def test_publishing_rhythm_needs_three_dated_entries() -> None:
 
 def test_interval_follows_the_rhythm_within_floor_and_ceiling() -> None:
     hourly = [n * HOUR for n in range(10)]
-    assert interval_after_success(CADENCE, published=hourly) == HOUR / 2
+    assert interval_after_success(CADENCE, rhythm=publishing_interval(hourly)) == HOUR / 2
     busy = [n * 60.0 for n in range(10)]
-    assert interval_after_success(CADENCE, published=busy) == 300  # the floor
+    assert interval_after_success(CADENCE, rhythm=publishing_interval(busy)) == 300  # floor
     weekly = [n * 7 * 24 * HOUR for n in range(4)]
-    assert interval_after_success(CADENCE, published=weekly) == 12 * HOUR  # the ceiling
+    weekly_rhythm = publishing_interval(weekly)
+    assert interval_after_success(CADENCE, rhythm=weekly_rhythm) == 12 * HOUR  # the ceiling
     assert interval_after_success(CADENCE) == 900  # no rhythm: the configured interval
     fixed = Cadence(900, 300, 12 * HOUR, 6 * HOUR, adaptive=False)
-    assert interval_after_success(fixed, published=weekly) == 900
+    assert interval_after_success(fixed, rhythm=weekly_rhythm) == 900
 
 
 def test_publisher_hints_are_a_lower_bound_up_to_the_ceiling() -> None:

@@ -1,5 +1,6 @@
 """One migration history: a database made when the event tables had a migration set of
-their own opens with today's code, its events kept and nothing applied twice."""
+their own opens with today's code, its events kept and nothing applied twice; a step that
+adds derived state fills it from what is stored."""
 
 from __future__ import annotations
 
@@ -75,8 +76,9 @@ def test_a_database_from_the_separate_events_migrations_opens_with_its_events_ke
         history = store.db.execute(
             "SELECT migration_set, name FROM _sqlite_migrations ORDER BY id"
         ).fetchall()
-        assert history[-2:] == [("feed-monitor-events", "m001_events"),
-                                ("feed-monitor", "m010_events")]  # fmt: skip
+        assert history[-3:] == [("feed-monitor-events", "m001_events"),
+                                ("feed-monitor", "m010_events"),
+                                ("feed-monitor", "m011_feed_rhythm")]  # fmt: skip
         assert pending(store.db.conn) == []
         events = EventStore(store.db)
         assert events.event_of(10) == 10  # the story's event is kept...
@@ -88,3 +90,29 @@ def test_a_database_from_the_separate_events_migrations_opens_with_its_events_ke
 
     with Store.open(tmp_path / "new.db") as fresh:
         assert schema_of(fresh.db) == old_schema  # the same tables as a new database's
+
+
+def test_the_rhythm_of_feeds_stored_before_it_was_kept_is_filled_in(tmp_path: Path) -> None:
+    """m011 keeps each feed's rhythm for the polls that answer 304; a database from before
+    it gets the rhythm its stored stories show, so its next 304 keeps the adapted interval."""
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    migrations().apply(old, stop_before="m011_feed_rhythm")
+    old.execute("INSERT INTO feeds (id, url, added_at) VALUES (1, 'https://e.org/a', 0), "
+                "(2, 'https://e.org/quiet', 0)")  # fmt: skip
+    for n in range(6):  # feed 1: a story every two hours; feed 2: nothing dated
+        old.execute(
+            "INSERT INTO stories (id, feed_id, key, title, published, first_seen) "
+            "VALUES (?, 1, ?, 'Story', ?, 0)",
+            [n + 1, f"id:{n}", 1_700_000_000 + n * 7200],
+        )
+        old.execute(
+            "INSERT INTO story_sources (story_id, feed_id, entry_key, title_key, opaque, "
+            "content_hash, first_seen) VALUES (?, 1, ?, 'story', 0, '', 0)",
+            [n + 1, f"id:{n}"],
+        )
+    old.close()
+    with Store.open(path) as store:
+        rhythms = dict(store.db.execute("SELECT id, rhythm FROM feeds").fetchall())
+        assert rhythms == {1: 7200.0, 2: None}
+        assert store.feed_state(1).rhythm == 7200.0

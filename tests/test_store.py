@@ -42,7 +42,7 @@ def test_open_migrates_once_and_enables_wal(tmp_path: Path) -> None:
     assert [name for (name,) in applied] == [
         "m001_initial", "m002_story_sources", "m003_full_text_search", "m004_feed_health",
         "m005_retention_index", "m006_delivery_outbox", "m007_source_health",
-        "m008_delivery_claims", "m009_article_text", "m010_events",
+        "m008_delivery_claims", "m009_article_text", "m010_events", "m011_feed_rhythm",
     ]  # fmt: skip
     store.close()
 

@@ -49,17 +49,6 @@ class FeedsMixin(StoreBase):
         )
         return [FeedStatus(**row) for row in rows]
 
-    def recent_published(self, feed_id: int, limit: int = 50) -> list[float]:
-        """When the newest ``limit`` stories seen in this feed were published (the dated
-        ones): the feed's rhythm, for a poll that answered 304 and has no entries to read."""
-        rows = self.db.execute(
-            """SELECT s.published FROM story_sources ss JOIN stories s ON s.id = ss.story_id
-               WHERE ss.feed_id = ? AND s.published IS NOT NULL
-               ORDER BY ss.id DESC LIMIT ?""",
-            [feed_id, limit],
-        ).fetchall()
-        return [row[0] for row in rows]
-
     def record_article_failures(self, feed_id: int, failures: Sequence[str]) -> None:
         """Count article pages of this feed that could not be read; keep the last reason."""
         if failures:
@@ -83,10 +72,12 @@ class FeedsMixin(StoreBase):
                        next_poll_at = ?, interval = ?,
                        etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
                        title = coalesce(?, title), body_hash = coalesce(?, body_hash),
-                       effective_url = coalesce(?, effective_url)
+                       effective_url = coalesce(?, effective_url),
+                       rhythm = ?, update_hint = ?
                    WHERE id = ?""",
                 [r.polled_at, r.polled_at, r.status, r.next_poll_at, r.interval, r.etag,
-                 r.last_modified, r.title, r.body_hash, r.moved_to, feed_id],
+                 r.last_modified, r.title, r.body_hash, r.moved_to, r.rhythm, r.update_hint,
+                 feed_id],
             )  # fmt: skip
         else:
             self.db.execute(

@@ -45,11 +45,13 @@ class FeedState:
     gone_at: float | None = None  # when the server answered 410 Gone
     interval: float | None = None  # the interval last decided for it
     error_count: int = 0  # consecutive failures
+    rhythm: float | None = None  # median gap between its entries, at the last parse
+    update_hint: float | None = None  # the publisher's <ttl> or sy:updatePeriod, then
 
 
 _FEED_STATE_COLUMNS = (
     "id, url, name, etag, last_modified, next_poll_at, effective_url, body_hash, gone_at, "
-    "interval, error_count"
+    "interval, error_count, rhythm, update_hint"
 )
 
 

@@ -21,6 +21,7 @@ from monitor.identity import SourceKeys, source_keys
 from monitor.models import (
     Entry,
 )
+from monitor.schedule import publishing_interval
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -354,6 +355,25 @@ def m010_events(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (band_key, story_id)
         ) WITHOUT ROWID"""
     )
+
+
+@_step
+def m011_feed_rhythm(db: sqlite_utils.Database) -> None:
+    """What the last parse of a feed said about its rhythm, kept for the polls that answer
+    304 and parse nothing: the median gap between its dated entries, and the publisher's
+    update hint (``<ttl>``, ``sy:updatePeriod``). Filled here from the stories stored."""
+    db.execute("ALTER TABLE feeds ADD COLUMN rhythm REAL")
+    db.execute("ALTER TABLE feeds ADD COLUMN update_hint REAL")
+    feeds = [row[0] for row in db.execute("SELECT id FROM feeds")]
+    for feed_id in feeds:
+        published = db.execute(
+            """SELECT s.published FROM story_sources ss JOIN stories s ON s.id = ss.story_id
+               WHERE ss.feed_id = ? AND s.published IS NOT NULL
+               ORDER BY ss.id DESC LIMIT 50""",
+            [feed_id],
+        ).fetchall()
+        rhythm = publishing_interval(row[0] for row in published)
+        db.execute("UPDATE feeds SET rhythm = ? WHERE id = ?", [rhythm, feed_id])
 
 
 def _insert_source(

@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import logging
 import math
+import os
 import re
 import time
 from datetime import UTC
@@ -23,6 +24,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# No pydantic plugins for these models: looking for them scans the metadata of every
+# installed package (about 10 ms of every start), and none has any business with the
+# config. pydantic's documented switch, read when the first model below is built; a value
+# the environment already sets is kept.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from pydantic import (
     AfterValidator,

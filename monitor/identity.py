@@ -22,6 +22,7 @@ known by several keys, from most to least trustworthy:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -107,13 +108,17 @@ def _is_opaque_canonical(canonical: str | None) -> bool:
     if canonical is None:
         return True
     parts = urlsplit(canonical)
-    host = parts.hostname or ""
-    if host in OPAQUE_HOSTS or any(host.endswith("." + opaque) for opaque in OPAQUE_HOSTS):
+    if _is_opaque_host(parts.hostname or ""):
         return True
     segments = [segment for segment in parts.path.split("/") if segment]
     if not segments and not parts.query:
         return True  # a site's front page is no story's address
     return any(_OPAQUE_SEGMENT_RE.match(s) and not _SLUG_RE.search(s) for s in segments)
+
+
+@functools.lru_cache(maxsize=4096)  # a feed's entries share a few hosts
+def _is_opaque_host(host: str) -> bool:
+    return host in OPAQUE_HOSTS or any(host.endswith("." + opaque) for opaque in OPAQUE_HOSTS)
 
 
 def _compact(name: str) -> str:
@@ -127,15 +132,20 @@ def _host_names(url: str | None) -> set[str]:
         host = (urlsplit(url.strip()).hostname or "") if url else ""
     except ValueError:
         return set()
+    return set(_names_of_host(host))
+
+
+@functools.lru_cache(maxsize=4096)  # a feed's entries share a few hosts
+def _names_of_host(host: str) -> frozenset[str]:
     labels = [label for label in host.removeprefix("www.").split(".") if label]
     if len(labels) < 2 or ":" in host or labels[-1].isdigit():
-        return set()  # an IP address names no publisher
+        return frozenset()  # an IP address names no publisher
     # The label before the public suffix: "reuters" in "reuters.com", and for a short
     # second level ("co" in "bbc.co.uk") the one before it too.
     names = {_compact(".".join(labels)), _compact(labels[-2])}
     if len(labels) >= 3 and len(labels[-2]) <= 3:
         names.add(_compact(labels[-3]))
-    return names
+    return frozenset(names)
 
 
 def publisher_names(name: str | None, url: str | None) -> frozenset[str]:

@@ -187,6 +187,17 @@ def test_html_to_text() -> None:
     assert html_to_text("<style>p{}</style>Body &amp; soul") == "Body & soul"
     assert html_to_text("plain   text\n with\tspaces") == "plain text with spaces"
     assert normalize_text("ＦＵＬＬ\u00a0width") == "FULL width"
+    # Block tags separate words; inline ones do not; case and attributes do not matter.
+    assert html_to_text("one<BR/>two<b>three</b><Pre class='x>y'>four</pre>") == (
+        "one twothree four"
+    )
+    assert html_to_text("a<preview>b</preview><p-x>c") == "abc"  # not <pre>, not <p>
+    # A tag broken by a <br /> within it (a real planet feed's iframe): what a browser
+    # takes for attributes is not text.
+    broken = (
+        '<p><iframe src="https://e.org/like"<br />\n scrolling="no"<br />\n style="border:none">'
+    )
+    assert html_to_text(broken + "</iframe>Article original") == "Article original"
 
 
 def test_a_feed_too_big_for_a_parser_worker_costs_only_itself() -> None:

@@ -36,7 +36,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.explain import explain_story, not_alerted_reason
 from monitor.match import Matcher, explain_terms, lint_watchlist, search_query
 from monitor.models import Match
-from monitor.pipeline import feed_display_name
+from monitor.pipeline import PollOutcome, feed_display_name
 from monitor.redact import (
     RedactingFilter,
     mask_url,
@@ -533,10 +533,28 @@ def once(config_path: Path | None, deadline: float, as_json: bool) -> None:
 async def _once(config: Config, as_json: bool) -> None:
     async with open_runtime(config) as runtime:
         store = runtime.store
-        with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
-            outcomes = await runtime.poll_all(lambda _: step())
-        if store.has_undelivered():
-            check_notify_urls(config)  # deferred by load_config: costly, often not needed
+        # The notify URLs are checked (by Apprise, which takes a while to load) only when
+        # something is to be sent: from the first poll that queues an alert, in a thread,
+        # while the other feeds are polled.
+        notify_checked: asyncio.Future[None] | None = None
+
+        def polled(outcome: PollOutcome) -> None:
+            nonlocal notify_checked
+            step()
+            if outcome.alerts_queued and notify_checked is None:
+                notify_checked = asyncio.ensure_future(asyncio.to_thread(check_notify_urls, config))
+
+        try:
+            with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
+                outcomes = await runtime.poll_all(polled)
+        except BaseException:
+            if notify_checked is not None:
+                notify_checked.cancel()  # its outcome no longer matters
+            raise
+        if notify_checked is not None:
+            await notify_checked  # a bad URL is a ConfigError, as load_config would say
+        elif store.has_undelivered():
+            check_notify_urls(config)  # alerts queued by an earlier run
         delivered = await runtime.deliverer.deliver_due(ignore_backoff=True)
         runtime.retention.run()
         store.index_pending()

@@ -132,6 +132,33 @@ def test_failed_delivery_is_kept_and_retried_by_the_next_run(
     assert len(sink.received) == 1
 
 
+def test_a_notify_url_apprise_cannot_use_stops_once_before_sending_and_loses_nothing(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    """`once` checks the notify URLs (with Apprise) only when a poll queues an alert,
+    beside the other polls: a bad one is still refused with its line, no alert is sent
+    to any target, and the stories and alerts wait for the corrected config."""
+    quiet = [feeds.serve(f"/quiet{n}.xml", rss([{"title": f"Weather {n}", "link": f"https://e.org/{n}"}]))
+             for n in range(5)]  # fmt: skip
+    hot = feeds.serve("/hot.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[*quiet, hot],
+                          notify=[sink.url, "nosuch://secret-token@host"])  # fmt: skip
+    refused = cli("once", "--config", config)
+    assert refused.returncode == 2, refused.stderr
+    assert "notify[1].url: not a notification URL that Apprise can use" in refused.stderr
+    assert "secret-token" not in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr and "never retrieved" not in refused.stderr
+    assert sink.received == []
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        assert db.execute("SELECT count(*) FROM stories").fetchone() == (6,)
+
+    write_config(tmp_path, feeds=[*quiet, hot], notify=[sink.url])
+    fixed = cli("once", "--config", config)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "0 new stories, 0 alerts queued, 1 sent" in fixed.stdout
+    assert len(sink.wait_for(1)) == 1
+
+
 def test_console_is_the_default_target(tmp_path: Path, feeds: FeedServer) -> None:
     url = feeds.serve("/f.xml", rss([seed_article_item()]))
     config = write_config(tmp_path, feeds=[url])

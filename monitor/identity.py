@@ -271,6 +271,11 @@ def _names_a_page(canonical: str | None) -> bool:
     """Whether a canonical link has a path or query: a front page tells no entry apart."""
     if canonical is None:
         return False
+    if canonical.startswith("https://"):
+        # canonical_url's form: the host, then a path with no trailing slash, then "?" and
+        # the query. Read without urlsplit: this runs for every entry of every poll.
+        host, _, path_and_query = canonical[len("https://") :].partition("/")
+        return bool(path_and_query) or "?" in host
     parts = urlsplit(canonical)
     return bool(parts.path.strip("/") or parts.query)
 

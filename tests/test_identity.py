@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from monitor.identity import (
+    _names_a_page,
     canonical_url,
     is_opaque_url,
     publisher_names,
@@ -113,3 +116,21 @@ def test_shared_links_are_detected() -> None:
     assert shared_links(entries) == {page}
     same = [with_keys(Entry("k", "Same title", page)) for _ in range(2)]
     assert shared_links(same) == set()
+
+
+@pytest.mark.parametrize(
+    ("link", "names_a_page"),
+    [
+        ("https://a.org", False), ("https://a.org/", False), ("http://www.a.org//", False),
+        ("https://a.org/#top", False), ("https://a.org:8080", False),
+        ("https://a.org/x", True), ("https://a.org:8080/x/", True), ("https://a.org/?p=1", True),
+        ("https://a.org?u=/x", True), ("https://[::1]/story", True),
+    ],
+)  # fmt: skip
+def test_a_front_page_names_no_page_whatever_its_spelling(link: str, names_a_page: bool) -> None:
+    """``_names_a_page`` reads canonical_url's form without urlsplit (it runs for every
+    entry); it must agree with what urlsplit says of the same link."""
+    canonical = canonical_url(link)
+    assert _names_a_page(canonical) is names_a_page
+    parts = urlsplit(canonical or "")
+    assert bool(parts.path.strip("/") or parts.query) is names_a_page

@@ -19,7 +19,8 @@ PYTHONDONTWRITEBYTECODE is set, as on these machines, Python would otherwise com
 feed-monitor's 40 modules from source on every start: 80 ms of each warm run).
 
 Cold: empty databases, every feed new. Warm: the same databases again, every feed
-answering 304 Not Modified. Medians of 3 cold runs and 9 warm runs each.
+answering 304 Not Modified. 5 cold runs and 15 warm runs each, the contenders taking turns;
+times are medians, ratios the median of each run over the neighbouring run of the other.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any
 from benchmarks.bench_match import GENERIC, SAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
-FEEDS, ITEMS, RUNS = 400, 25, 3
+FEEDS, ITEMS, RUNS = 400, 25, 5
 SITES = [f"127.0.0.{n}" for n in range(2, 22)]  # 20 sites, 20 feeds each
 WARM_REPEATS = 3  # warm runs per cold run
 READER_VERSION = "3.27"
@@ -259,29 +260,40 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {
         name: {"cold": [], "warm": []} for name in ("feed-monitor", "reader", "floor")
     }
+    # The floor's requests: plain (cold), or conditional, every one answered 304 (warm).
+    floor = {
+        "cold": [sys.executable, "-c", FLOOR_SCRIPT, *urls],
+        "warm": [sys.executable, "-c", FLOOR_SCRIPT,
+                 *(f"{url} {tag}" for url, tag in zip(urls, sites.tags, strict=True))],
+    }  # fmt: skip
     for _ in range(RUNS):
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
             config = feed_monitor_config(directory, urls, sites.alert_url)
             reader = [str(READER_PYTHON), "-c", READER_SCRIPT, str(directory / "reader.db")]
             # A warm run changes nothing, so it is repeated: short runs are the noisy ones.
+            # The three contenders take turns, so that the machine's changing speed (it
+            # varies by a third here within minutes) falls on all of them alike.
             for phase in ("cold", *["warm"] * WARM_REPEATS):
                 results["feed-monitor"][phase].append(timed([*monitor, str(config)], cwd=ROOT))
                 results["reader"][phase].append(timed([*reader, *urls]))
-            results["floor"]["cold"].append(timed([sys.executable, "-c", FLOOR_SCRIPT, *urls]))
+                results["floor"][phase].append(timed(floor[phase]))
             shutil.rmtree(directory, ignore_errors=True)
-    # The warm floor: the same conditional requests, every one answered 304.
-    conditional = [f"{url} {tag}" for url, tag in zip(urls, sites.tags, strict=True)]
-    for _ in range(RUNS * WARM_REPEATS):
-        results["floor"]["warm"].append(timed([sys.executable, "-c", FLOOR_SCRIPT, *conditional]))
 
     def median(name: str, phase: str) -> float:
         return statistics.median(results[name][phase])
 
+    def ratio(name: str, other: str, phase: str) -> tuple[float, float, float]:
+        """The median, lowest and highest of the ratios of runs made one after the other:
+        the machine's speed changes between minutes more than between neighbours."""
+        pairs = [a / b for a, b in zip(results[name][phase], results[other][phase], strict=True)]
+        return statistics.median(pairs), min(pairs), max(pairs)
+
     print(
         f"Polling {FEEDS} feeds of {ITEMS} items ({size:.1f} MB) from {len(SITES)} local sites; "
-        f"shipped defaults; whole processes, medians of {RUNS} cold and {RUNS * WARM_REPEATS} "
-        f"warm runs; {sites.alerts // RUNS} alerts per cold run"
+        f"shipped defaults; whole processes taking turns, {RUNS} cold and {RUNS * WARM_REPEATS} "
+        f"warm runs each (times: medians; ratios: median of each run over its neighbour's, "
+        f"lowest–highest); {sites.alerts // RUNS} alerts per cold run"
     )
     print()
     print(f"| run | feed-monitor (s) | reader {READER_VERSION} (s) | download only (s) | "
@@ -289,7 +301,13 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for phase in ("cold", "warm"):
         fm, rd, fl = median("feed-monitor", phase), median("reader", phase), median("floor", phase)
-        print(f"| {phase} | {fm:.2f} | {rd:.2f} | {fl:.2f} | {fm / rd:.2f} | {fm / fl:.2f} |")
+        by_reader, by_floor = (
+            ratio("feed-monitor", "reader", phase),
+            ratio("feed-monitor", "floor", phase),
+        )
+        print(f"| {phase} | {fm:.2f} | {rd:.2f} | {fl:.2f} | "
+              f"{by_reader[0]:.2f} ({by_reader[1]:.2f}–{by_reader[2]:.2f}) | "
+              f"{by_floor[0]:.2f} ({by_floor[1]:.2f}–{by_floor[2]:.2f}) |")  # fmt: skip
 
 
 if __name__ == "__main__":

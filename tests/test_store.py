@@ -15,6 +15,7 @@ from monitor.models import Entry, PollPlan, PollRecord
 from monitor.outbox import Policy, Target, route
 from monitor.pipeline import plan_poll
 from monitor.store import Store
+from monitor.store.base import Connection
 
 NOW = 1_790_000_000.0
 MATCHER = Matcher([Watchlist(name="w", keywords=["S-400"])])
@@ -151,3 +152,29 @@ def test_held_alerts_are_released_as_one_digest_per_target(tmp_path: Path) -> No
     ]  # fmt: skip
     assert store.delivery_counts() == {"pending": 2}
     store.close()
+
+
+def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """COMMIT itself can fail (here a reader's lock on a rollback-journal file; under WAL a
+    full disk): the connection must not stay inside that transaction, where every later
+    write would join it and never be committed (found by a review of the sqlite-utils
+    replacement)."""
+    path = tmp_path / "db.sqlite"
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode = DELETE")
+    setup.execute("CREATE TABLE t (x)")
+    setup.commit()
+    setup.close()
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # holds a SHARED lock: COMMIT must wait
+    conn = Connection.connect(path, timeout=0.1)
+    with pytest.raises(sqlite3.OperationalError, match="locked"), conn.atomic():
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert not conn.conn.in_transaction
+    reader.execute("COMMIT")
+    with conn.atomic():
+        conn.execute("INSERT INTO t VALUES (2)")
+    assert sqlite3.connect(path).execute("SELECT x FROM t").fetchall() == [(2,)]
+    conn.close()
+    reader.close()

@@ -58,10 +58,13 @@ class Connection:
             self.conn.execute("BEGIN")
             try:
                 yield
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.rollback()  # a no-op if the error already ended the transaction
+                # A failed COMMIT (a lock, a full disk) leaves the transaction open: every
+                # later write would join it and never be committed. (A no-op if the error
+                # already ended the transaction.)
+                self.conn.rollback()
                 raise
-            self.conn.execute("COMMIT")
             return
         self._savepoints += 1
         name = f"atomic_{self._savepoints}"

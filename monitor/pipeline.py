@@ -185,8 +185,6 @@ class Poller:
         self.clock = clock
         self.parser = parser
         self.state = PollState() if state is None else state
-        # Each feed's own ask (<ttl>, sy:updatePeriod) from its last parsed body, by feed
-        # id: a poll answered 304 has no body, and must still honour it.
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:

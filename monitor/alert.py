@@ -15,9 +15,10 @@ import functools
 import logging
 import re
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+from msgspec import Struct
 
 from monitor.config import CONSOLE_TARGET, NotifyTarget
 from monitor.redact import hide_secrets
@@ -45,8 +46,7 @@ def _register_console() -> None:
     notify(on="console", name="Console")(_print_to_console)  # type: ignore[no-untyped-call]
 
 
-@dataclass(frozen=True)
-class DeliveryOutcome:
+class DeliveryOutcome(Struct, frozen=True):
     ok: bool
     detail: str  # what the service said, secrets masked
     timed_out: bool = False  # no answer within the send deadline: it may have arrived

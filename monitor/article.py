@@ -46,10 +46,12 @@ import codecs
 import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from monitor.errors import ArticleError, FeedError
 from monitor.models import Entry, FetchResult
@@ -95,16 +97,14 @@ _HTML_START_RE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class FullTextRule:
+class FullTextRule(Struct, frozen=True):
     """A feed's ``full_text`` setting: when to open a story's page, and how to read it."""
 
     mode: FullTextMode = "auto"
     select: str | None = None  # CSS selector of the article text, instead of the extractor
 
 
-@dataclass(frozen=True)
-class ArticleLimits:
+class ArticleLimits(Struct, frozen=True):
     """Bounds on fetching article pages; shared by every page of one call."""
 
     page_timeout: float = 20.0  # one page, from asking for it to its last byte
@@ -112,8 +112,7 @@ class ArticleLimits:
     max_page_bytes: int = DEFAULT_PAGE_BYTES  # larger pages are not extracted
 
 
-@dataclass(frozen=True)
-class ArticleOutcome:
+class ArticleOutcome(Struct, frozen=True):
     """What opening one story's page gave: its article text, or why there is none."""
 
     link: str

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import gc
 import json
 import logging
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from monitor import __version__
 from monitor.config import CONSOLE_TARGET, Config, config_schema, format_duration, parse_duration
@@ -363,7 +363,7 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
     for hit in hits:
         feed = feed_display_name(hit.feed_url, hit.feed_name, hit.feed_title)
         if as_json:
-            _say_json({**dataclasses.asdict(hit), "feed": feed})
+            _say_json({**msgspec.to_builtins(hit), "feed": feed})
         else:
             _say(f"{_when(hit.first_seen)}  #{hit.story_id}  {hit.title}")
             _say(f"    {feed}  {hit.link or ''}", f"    {hit.snippet}", "")
@@ -393,7 +393,7 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
                 row.published, row.created_at, config.defaults.max_age, joined
             )
         if as_json:
-            _say_json({**dataclasses.asdict(row), "feed": feed, "alert": state})
+            _say_json({**msgspec.to_builtins(row), "feed": feed, "alert": state})
             continue
         if row.alert_status == "sent":
             state = f"sent {_when(row.sent_at)}"
@@ -442,15 +442,15 @@ def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
         _say_json({
             "id": stored.id, "title": entry.title, "link": entry.link, "feed": feed,
             "published": entry.published, "first_seen": stored.first_seen, "excerpt": excerpt,
-            "sources": [dataclasses.asdict(source) for source in sources],
+            "sources": [msgspec.to_builtins(source) for source in sources],
             "watchlists": [
                 {"watchlist": r.watchlist, "summary": r.summary,
-                 "verdict": dataclasses.asdict(r.verdict) if r.verdict else None,
+                 "verdict": msgspec.to_builtins(r.verdict) if r.verdict else None,
                  "matched_when_seen": r.matched_when_seen, "alert": r.alert}
                 for r in reports
             ],
             "event": None if event_id is None else {
-                "id": event_id, "reports": [dataclasses.asdict(r) for r in event],
+                "id": event_id, "reports": [msgspec.to_builtins(r) for r in event],
             },
         })  # fmt: skip
         return
@@ -488,7 +488,7 @@ def events(config_path: Path | None, since: float, as_json: bool) -> None:
         found = store.events_since(since)
     if as_json:
         _say_json([
-            {"id": event_id, "reports": [dataclasses.asdict(r) for r in reports]}
+            {"id": event_id, "reports": [msgspec.to_builtins(r) for r in reports]}
             for event_id, reports in found
         ])  # fmt: skip
         return
@@ -561,7 +561,7 @@ async def _once(config: Config, as_json: bool) -> None:
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged
     if as_json:
         _say_json({
-            "feeds": [dataclasses.asdict(outcome) for outcome in outcomes],
+            "feeds": [msgspec.to_builtins(outcome) for outcome in outcomes],
             "new_stories": sum(o.new_stories for o in outcomes),
             "alerts_queued": sum(o.alerts_queued for o in outcomes),
             "sent": delivered.sent, "failed_deliveries": delivered.failed,
@@ -847,7 +847,11 @@ def status(config_path: Path | None, as_json: bool) -> None:
         names = {feed.url: feed_display_name(feed.url, feed.name, feed.title) for feed in feeds}
         report = {
             "feeds": [
-                {**dataclasses.asdict(feed), "display_name": names[feed.url], "health": feed.health}
+                {
+                    **msgspec.to_builtins(feed),
+                    "display_name": names[feed.url],
+                    "health": feed.health,
+                }
                 for feed in feeds
             ],
             "deliveries": {key: counts.get(key, 0) for key in DELIVERY_STATES},
@@ -912,7 +916,7 @@ def alerts(
     if as_json:
         out = []
         for row in rows:
-            item = dataclasses.asdict(row)
+            item = msgspec.to_builtins(row)
             item["status"] = row.status
             for d in item["deliveries"]:
                 d["target"] = labels.get(d["target"], d["target"])

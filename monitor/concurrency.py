@@ -18,9 +18,10 @@ import collections
 import logging
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from msgspec import Struct
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,7 @@ _LAG_OK, _LAG_BAD = 0.05, 0.25  # event-loop lateness (s): room to grow / too bu
 _CPU_OK, _CPU_BAD = 0.7, 0.9  # this process's CPU, in cores (its loop runs on one)
 
 
-@dataclass(frozen=True)
-class Headroom:
+class Headroom(Struct, frozen=True):
     """What one tick measured."""
 
     loop_lag: float  # seconds a timer fired late

@@ -37,6 +37,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     PrivateAttr,
     ValidationInfo,
     WithJsonSchema,
@@ -152,13 +153,17 @@ StrList = Annotated[
 ]
 
 
-def _quiet_hours(value: object) -> object:
-    return QuietHours.parse(value) if isinstance(value, str) else value
+def _quiet_hours(value: object) -> QuietHours:
+    if isinstance(value, QuietHours):
+        return value
+    if isinstance(value, str):
+        return QuietHours.parse(value)
+    raise ValueError(f"{value!r} is not a span of time such as 22:00-07:00")
 
 
 QuietHoursSpan = Annotated[
     QuietHours,
-    BeforeValidator(_quiet_hours),
+    PlainValidator(_quiet_hours),
     WithJsonSchema(
         {
             "type": "string",

@@ -18,10 +18,10 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from msgspec import Struct
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -31,8 +31,7 @@ from monitor.errors import ConfigError
 from monitor.redact import has_control_characters, redact_text, terminal_safe
 
 
-@dataclass(frozen=True)
-class NewFeed:
+class NewFeed(Struct, frozen=True):
     url: str
     name: str | None = None
 

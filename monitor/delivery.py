@@ -35,7 +35,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from monitor.alert import Channel, DeliveryOutcome, Notifier
 from monitor.config import Config
@@ -79,8 +80,7 @@ def owner_is_dead(owner: str) -> bool:
     return False
 
 
-@dataclass
-class DeliverySummary:
+class DeliverySummary(Struct):
     """What one call of ``deliver_due`` did."""
 
     sent: int = 0
@@ -95,8 +95,7 @@ class DeliverySummary:
         self.recorded_late += other.recorded_late
 
 
-@dataclass(frozen=True)
-class _Unrecorded:
+class _Unrecorded(Struct, frozen=True):
     """A send whose outcome the database did not take."""
 
     label: str
@@ -105,8 +104,7 @@ class _Unrecorded:
     retry_at: float | None
 
 
-@dataclass
-class _StuckSend:
+class _StuckSend(Struct):
     """A send given up at its deadline whose thread still runs inside Apprise."""
 
     delivery_id: int

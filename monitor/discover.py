@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from html.parser import HTMLParser
+
+from msgspec import Struct
 
 from monitor.errors import FeedError, ParseError
 from monitor.fetch import Fetcher
@@ -46,8 +47,7 @@ _HTML_START_RE = re.compile(
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
-@dataclass(frozen=True)
-class FeedLink:
+class FeedLink(Struct, frozen=True):
     """A feed a page links to."""
 
     url: str  # absolute, http(s)
@@ -142,8 +142,7 @@ class _FeedLinkCollector(HTMLParser):
 # Finding the feed behind an address ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Discovered:
+class Discovered(Struct, frozen=True):
     """The feed to add for an address."""
 
     url: str  # the feed's address
@@ -151,8 +150,7 @@ class Discovered:
     page: str | None = None  # the web page that linked to it, when the address was one
 
 
-@dataclass(frozen=True)
-class _Looked:
+class _Looked(Struct, frozen=True):
     final_url: str
     feed: ParsedFeed | None
     links: tuple[FeedLink, ...] = ()

@@ -59,8 +59,9 @@ import struct
 import unicodedata
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 if TYPE_CHECKING:
     from monitor.store.events import EventStore
@@ -188,8 +189,7 @@ def band_keys(sig: Signature) -> list[int]:
     ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(Struct, frozen=True):
     """What is kept of a story to recognise later reports of its event."""
 
     shingles: Shingles
@@ -216,8 +216,7 @@ def fingerprint(title: str, body: str) -> Fingerprint:
                        band_keys(sig))  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(Struct, frozen=True):
     """A recent story that shares a band with the new one."""
 
     story_id: int
@@ -229,8 +228,7 @@ class Candidate:
     words: int
 
 
-@dataclass(frozen=True)
-class Similarity:
+class Similarity(Struct, frozen=True):
     shared: int  # shingles in common
     overlap: float  # shared / the shorter text's shingles
     jaccard: float
@@ -279,8 +277,7 @@ def same_event(new: Fingerprint, old: Candidate) -> Similarity | None:
     return sim if facts_agree(new, old) else None
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Struct, frozen=True):
     """The event a new story joins (``matched_story_id`` None: it starts one)."""
 
     event_id: int

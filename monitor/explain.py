@@ -14,7 +14,9 @@ questions, answered apart:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from monitor.config import format_duration
 from monitor.match import Matcher
@@ -23,8 +25,7 @@ from monitor.render import count_of, format_time
 from monitor.store import MatchRow, StoryDelivery
 
 
-@dataclass(frozen=True)
-class TextVerdict:
+class TextVerdict(Struct, frozen=True):
     """Whether a story's text satisfies one watchlist, and why (not)."""
 
     watchlist: str
@@ -51,8 +52,7 @@ class TextVerdict:
         return found + "; ".join(reasons)
 
 
-@dataclass(frozen=True)
-class WatchlistReport:
+class WatchlistReport(Struct, frozen=True):
     """One watchlist's answer for one story: the text's verdict now, what was recorded
     when the story was first seen, and what became of the alert."""
 

@@ -22,7 +22,6 @@ import email.utils
 import socket
 import time
 import zlib
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from msgspec import Struct
 from yarl import URL
 
 from monitor import __version__
@@ -65,8 +65,7 @@ class _AllowsPrivateRedirects(Protocol):
     allow_private_redirects: bool
 
 
-@dataclass(frozen=True)
-class RedirectPolicy:
+class RedirectPolicy(Struct, frozen=True):
     """Where a fetch may go once it came from a public address.
 
     A configured feed URL may point anywhere: intranet feeds are legitimate. But a

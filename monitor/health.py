@@ -12,8 +12,9 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
+
+from msgspec import Struct
 
 from monitor.redact import mask_url, redact_text
 from monitor.render import format_time
@@ -21,15 +22,13 @@ from monitor.render import format_time
 HealthState = Literal["failing", "silent"]
 
 
-@dataclass(frozen=True)
-class HealthRules:
+class HealthRules(Struct, frozen=True):
     failing_after: float
     silence_factor: float
     min_silence: float
 
 
-@dataclass(frozen=True)
-class FeedHealth:
+class FeedHealth(Struct, frozen=True):
     """What the store knows of a feed's health after a poll."""
 
     name: str
@@ -41,8 +40,7 @@ class FeedHealth:
     notice: HealthState | None  # the state the operators were last told of
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(Struct, frozen=True):
     state: HealthState | None  # what the operators are now told; None: recovered
     title: str
     body: str

@@ -9,9 +9,10 @@ runtime (``monitor.runtime``) runs it after each poll, for ``once`` and the daem
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
+
+import msgspec
 
 from monitor.config import Config, FeedConfig
 from monitor.health import decide_notice
@@ -44,7 +45,7 @@ class HealthNotices:
             return outcome
         feed_id = self.polls.feeds[feed.url].id
         notices = self._check(feed_id, feed_display_name(feed.url, feed.name))
-        return dataclasses.replace(outcome, notices=notices)
+        return msgspec.structs.replace(outcome, notices=notices)
 
     def _check(self, feed_id: int, name: str) -> int:
         """Queue a notice if the feed started or stopped failing or being silent; returns

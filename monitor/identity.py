@@ -26,8 +26,10 @@ import functools
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from monitor.models import Entry
 
@@ -249,8 +251,7 @@ def entry_key(guid: str | None, link: str | None, title: str, published: float |
     return "hash:" + fingerprint(title, published)
 
 
-@dataclass(frozen=True)
-class SourceKeys:
+class SourceKeys(Struct, frozen=True):
     """The identity keys of one entry as one feed publishes it."""
 
     entry_key: str  # unique within the feed
@@ -317,8 +318,7 @@ def source_keys(entry: Entry, shared: set[str]) -> SourceKeys:
 # Applying the rules ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KnownSource:
+class KnownSource(Struct, frozen=True):
     """A stored source of a story: a feed and the keys it was seen under there."""
 
     story_id: int
@@ -331,8 +331,7 @@ class KnownSource:
     first_seen: float = 0.0
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(Struct, frozen=True):
     """What the store knows that a poll's entries might be (``Store.lookup`` fills it)."""
 
     by_entry_key: dict[str, KnownSource]  # this feed's own entries (also by legacy key)

@@ -33,11 +33,11 @@ import re
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple
 
 import ahocorasick
+from msgspec import Struct
 
 from monitor.models import MATCH_FIELDS, Entry, Match, WatchlistSpec
 from monitor.pattern import TextPattern, compile_user_pattern, is_regex_term, lint_user_pattern
@@ -142,8 +142,7 @@ def _stands_alone(span: str) -> bool:
     return not _FOREIGN_LETTER_RE.search(span) or bool(_LATIN_OR_DIGIT_RE.search(span))
 
 
-@dataclass(frozen=True)
-class Term:
+class Term(Struct, frozen=True):
     """One compiled term, with the pieces that must occur in a story for it to match."""
 
     text: str  # as written in the config
@@ -316,8 +315,7 @@ def _punctuation(part: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
-class _Rule:
+class _Rule(Struct, frozen=True):
     """A watchlist, with its terms as indexes into the matcher's term table."""
 
     name: str
@@ -327,7 +325,7 @@ class _Rule:
     exclude: tuple[int, ...]
 
 
-class _Hit(NamedTuple):  # a NamedTuple: made by the thousand, and cheaper than a dataclass
+class _Hit(NamedTuple):  # a NamedTuple: made by the thousand, the cheapest record
     field: str
     start: int
     end: int
@@ -525,8 +523,7 @@ def occurs(term: Term, text: str) -> bool:
     return any(_accepted(term, text, found) for found in term.pattern.finditer(text))
 
 
-@dataclass(frozen=True)
-class SearchQuery:
+class SearchQuery(Struct, frozen=True):
     """A ``search`` query read as watchlist terms, one per word (all must occur).
 
     ``fts`` is an FTS5 expression that finds every story that may hold them (each term's

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
+
+from msgspec import Struct, field
 
 if TYPE_CHECKING:
     from monitor.identity import SourceKeys
     from monitor.store import FeedState
 
 
-@dataclass(frozen=True)
-class FetchResult:
+class FetchResult(Struct, frozen=True):
     """What one HTTP poll of a feed brought back."""
 
     url: str  # the final URL, after redirects
@@ -39,8 +39,7 @@ class FetchResult:
         return self.status == 304
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Struct, frozen=True):
     """One feed entry, already normalized to plain text."""
 
     key: str  # identity within its feed: guid, else link, else a hash of title and date
@@ -58,16 +57,14 @@ class Entry:
     full_text: bool = False  # content is the article page's text (monitor/article.py)
 
 
-@dataclass(frozen=True)
-class ParsedFeed:
+class ParsedFeed(Struct, frozen=True):
     title: str | None
     entries: list[Entry] = field(default_factory=list)
     # How often the feed says it may be polled (<ttl>, sy:updatePeriod/Frequency), seconds.
     update_hint: float | None = None
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(Struct, frozen=True):
     """A story that satisfied a watchlist: which keywords, and how the story spells them."""
 
     watchlist: str
@@ -77,8 +74,7 @@ class Match:
     highlight: tuple[int, int]  # where that first match sits in the snippet
 
 
-@dataclass(frozen=True)
-class AlertContent:
+class AlertContent(Struct, frozen=True):
     """What an alert says, kept in the outbox and rendered for each target when sent."""
 
     story_title: str
@@ -99,8 +95,7 @@ MatchField = Literal["title", "summary", "content", "link", "feed"]
 MATCH_FIELDS: tuple[MatchField, ...] = get_args(MatchField)
 
 
-@dataclass(frozen=True)
-class WatchlistSpec:
+class WatchlistSpec(Struct, frozen=True):
     """What matching (``monitor.match``) reads of a watchlist: plain data, made from the
     config's ``Watchlist`` by ``Watchlist.spec()`` only, so the matcher knows no pydantic."""
 
@@ -113,8 +108,7 @@ class WatchlistSpec:
     notify: tuple[str, ...] = ()  # the tags of the targets its alerts go to
 
 
-@dataclass
-class PollCounters:
+class PollCounters(Struct):
     """Polls since the process started, by outcome (for /metrics)."""
 
     ok: int = 0
@@ -123,8 +117,7 @@ class PollCounters:
     started_at: float = field(default_factory=time.time)
 
 
-@dataclass
-class PollState:
+class PollState(Struct):
     """What polling has found so far, for those who schedule and report on it: each
     configured feed's state as last recorded, by URL, and the counters of this process's
     polls. The ``Poller`` keeps it up to date; the daemon (scheduling, /healthz, /metrics)
@@ -137,8 +130,7 @@ class PollState:
 # What a poll decided (``pipeline.plan_poll``), for the store to carry out. -----------
 
 
-@dataclass(frozen=True)
-class PollRecord:
+class PollRecord(Struct, frozen=True):
     """The outcome of one poll, to be remembered against its feed."""
 
     polled_at: float
@@ -156,8 +148,7 @@ class PollRecord:
     update_hint: float | None = None
 
 
-@dataclass
-class StoryToSave:
+class StoryToSave(Struct):
     """A new story with what the pipeline decided about it: its matches and alerts."""
 
     entry: Entry
@@ -166,16 +157,14 @@ class StoryToSave:
     copies: list[SourceKeys] = field(default_factory=list)  # the same story again, this poll
 
 
-@dataclass(frozen=True)
-class SourceToAdd:
+class SourceToAdd(Struct, frozen=True):
     """A known story seen under a new feed, link or guid: remembered, never alerted."""
 
     story_id: int
     source: SourceKeys
 
 
-@dataclass(frozen=True)
-class StoryEdit:
+class StoryEdit(Struct, frozen=True):
     """A known story whose publisher edited it: the stored text follows."""
 
     story_id: int
@@ -183,8 +172,7 @@ class StoryEdit:
     source: SourceKeys
 
 
-@dataclass
-class PollPlan:
+class PollPlan(Struct):
     new: list[StoryToSave] = field(default_factory=list)
     sources: list[SourceToAdd] = field(default_factory=list)
     edits: list[StoryEdit] = field(default_factory=list)

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+from msgspec import Struct
 
 from monitor.errors import MonitorError
 from monitor.redact import MASK, has_control_characters, terminal_safe
@@ -33,8 +33,7 @@ class OPMLError(MonitorError):
     """An OPML file that cannot be read."""
 
 
-@dataclass(frozen=True)
-class OutlineFeed:
+class OutlineFeed(Struct, frozen=True):
     url: str
     title: str | None = None
     category: str | None = None

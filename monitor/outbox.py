@@ -22,9 +22,10 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Literal
+
+from msgspec import Struct, field
 
 DeliveryKind = Literal["alert", "summary", "digest", "notice"]
 
@@ -32,8 +33,7 @@ log = logging.getLogger(__name__)
 _reported: set[tuple[str, str]] = set()  # (what, error) already logged: once per process
 
 
-@dataclass(frozen=True)
-class QuietHours:
+class QuietHours(Struct, frozen=True):
     """A daily span of local time, such as 22:00-07:00 (it may cross midnight)."""
 
     start: time
@@ -68,8 +68,7 @@ class QuietHours:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
 
-@dataclass(frozen=True)
-class DigestSchedule:
+class DigestSchedule(Struct, frozen=True):
     """When a watchlist's digest is sent: a crontab line, or every ``every`` seconds."""
 
     cron: str | None = None
@@ -96,8 +95,7 @@ class DigestSchedule:
         return f"cron {self.cron!r}" if self.cron else f"every {self.every:g}s"
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(Struct, frozen=True):
     """A notify target as routing sees it."""
 
     key: str  # stable across restarts: derived from its URL
@@ -105,14 +103,12 @@ class Target:
     quiet_hours: QuietHours | None = None
 
 
-@dataclass(frozen=True)
-class WatchlistRules:
+class WatchlistRules(Struct, frozen=True):
     digest: DigestSchedule | None = None
     quiet_hours: QuietHours | None = None
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Struct, frozen=True):
     """Everything routing and retrying depend on, taken from the config."""
 
     targets: Sequence[Target]
@@ -124,16 +120,14 @@ class Policy:
     max_retry_after: float = 3600.0
 
 
-@dataclass(frozen=True)
-class UnroutedAlert:
+class UnroutedAlert(Struct, frozen=True):
     id: int
     watchlist: str
     tags: tuple[str, ...]
     batch: str  # alerts from one poll share it
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(Struct, frozen=True):
     """A decision: send these alerts to this target, now or once ``held_until`` passes."""
 
     target: str
@@ -186,16 +180,14 @@ def _hold(
     return None
 
 
-@dataclass(frozen=True)
-class HeldDelivery:
+class HeldDelivery(Struct, frozen=True):
     id: int
     target: str
     reason: str
     alert_ids: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(Struct, frozen=True):
     """Held deliveries whose time has come, sent as one message (a digest when many)."""
 
     target: str

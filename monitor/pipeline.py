@@ -19,9 +19,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit
+
+from msgspec import Struct
 
 from monitor.article import ArticleLimits, FullTextRule, fetch_articles, needs_article, with_article
 from monitor.concurrency import PollLimit
@@ -151,8 +152,7 @@ class _Fetched(NamedTuple):
     started: float
 
 
-@dataclass(frozen=True)
-class PollOutcome:
+class PollOutcome(Struct, frozen=True):
     url: str
     name: str
     ok: bool

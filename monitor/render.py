@@ -15,8 +15,9 @@ import re
 import string
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
+
+from msgspec import Struct
 
 from monitor.models import AlertContent
 from monitor.text import safe_link
@@ -72,8 +73,7 @@ _MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_\[\]<>~|])")
 _HIGHLIGHT = {"text": ("»", "«"), "markdown": ("**", "**"), "html": ("<b>", "</b>")}
 
 
-@dataclass(frozen=True)
-class Rendered:
+class Rendered(Struct, frozen=True):
     """A message ready for one target: its title, and a body in ``format``."""
 
     title: str

@@ -21,9 +21,10 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from msgspec import Struct
 
 from monitor.alert import Notifier
 from monitor.config import Config, FeedConfig
@@ -44,8 +45,7 @@ Role = Literal["daemon", "once"]
 _LOCK_BYTE: dict[Role, int] = {"daemon": 0, "once": 1}  # one lock file, a byte per role
 
 
-@dataclass
-class Runtime:
+class Runtime(Struct):
     config: Config
     store: Store
     poll_state: PollState  # each feed's state as last recorded; the poll counters

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
 from itertools import pairwise
+
+from msgspec import Struct
 
 MIN_DATED_ENTRIES = 3
 # Retry-After is honoured, but a server asking for a month does not get it.
 MAX_RETRY_AFTER = 7 * 86400.0
 
 
-@dataclass(frozen=True)
-class Cadence:
+class Cadence(Struct, frozen=True):
     """A feed's scheduling settings, from the config."""
 
     interval: float

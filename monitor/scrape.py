@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urljoin
+
+from msgspec import Struct
+from msgspec.structs import fields
 
 from monitor.article import MAX_PAGE_ELEMENTS, check_selector, is_html
 from monitor.errors import ParseError
@@ -36,8 +38,7 @@ _YEAR_RE = re.compile(r"\b(?:19|20)\d\d\b")
 _DATE_ATTRIBUTES = ("datetime", "content", "data-date", "title")
 
 
-@dataclass(frozen=True)
-class ScrapeRule:
+class ScrapeRule(Struct, frozen=True):
     """Where a page's items and their parts are, as CSS selectors.
 
     Inside an item: ``title`` defaults to its first heading or link, ``link`` to the

@@ -266,6 +266,8 @@ def test_delivery_settings_are_checked_by_key_and_line(tmp_path: Path) -> None:
     assert (
         ":4: watchlists[0].quiet_hours: 'late' is not a span of time such as 22:00-07:00" in quiet
     )
+    [number] = problems(tmp_path, base + "    quiet_hours: 5\n")
+    assert ":4: watchlists[0].quiet_hours: 5 is not a span of time such as 22:00-07:00" in number
     [template] = problems(tmp_path, "alerts:\n  templates:\n    text: 'by $author'\n")
     assert template.endswith(":3: alerts.templates.text: unknown placeholder $author; known: "
                              "$title, $link, $feed, $published, $watchlist, $keywords, $terms, "

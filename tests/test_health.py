@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from monitor.health import FeedHealth, HealthRules, decide_notice, usual_gap
 from tests.helpers import cli, rss, seed_article_item
@@ -19,7 +20,7 @@ NOW = 1_800_000_000.0
 
 def feed(**changes: object) -> FeedHealth:
     base = FeedHealth("Wire", "https://e.org/f", None, None, [], None, None)
-    return FeedHealth(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
 def test_failing_is_noticed_once_after_the_grace_period_and_recovery_too() -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from msgspec.structs import replace
 
 from monitor.models import AlertContent
 from monitor.outbox import (
@@ -68,14 +69,14 @@ def test_markdown_escapes_markup_from_the_feed() -> None:
 
 @pytest.mark.parametrize("link", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,x"])
 def test_only_http_links_are_rendered(link: str) -> None:
-    content = AlertContent(**{**CONTENT.__dict__, "link": link})
+    content = replace(CONTENT, link=link)
     for fmt in ("text", "markdown", "html"):
         message = render_alert(content, fmt)  # type: ignore[arg-type]
         assert link not in message.body and link.split(":")[0] + ":" not in message.body
 
 
 def test_overlong_titles_are_truncated_and_control_characters_dropped() -> None:
-    content = AlertContent(**{**CONTENT.__dict__, "story_title": "S-400\u202e\x00 " * 100})
+    content = replace(CONTENT, story_title="S-400\u202e\x00 " * 100)
     message = render_alert(content, "text")
     assert len(message.title) <= 200 and message.title.endswith("…")
     assert "\u202e" not in message.title and "\x00" not in message.body
@@ -92,7 +93,7 @@ def test_user_templates_and_their_checks() -> None:
 
 
 def test_digest_lists_every_story_once() -> None:
-    other = AlertContent(**{**CONTENT.__dict__, "story_title": "CAATSA waiver", "link": None})
+    other = replace(CONTENT, story_title="CAATSA waiver", link=None)
     digest = render_delivery("digest", "digest turkey", [CONTENT, other], "markdown")
     assert digest.title == "[turkey] digest: 2 matching stories"
     assert digest.body.count("\n- ") + digest.body.startswith("- ") == 2

@@ -17,7 +17,7 @@ of ``Store`` over the connection in ``base``::
     search.py    full-text search and retention
     outbox.py    deliveries: routing, claims, attempts; the match and alert views
     events.py    the event index's tables (MinHash bands), used by monitor/events.py
-    rows.py      the rows handed out: plain dataclasses
+    rows.py      the rows handed out: plain frozen structs (msgspec)
 """
 
 from __future__ import annotations

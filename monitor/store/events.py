@@ -20,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from monitor.errors import StoreError
 from monitor.events import Candidate, Fingerprint, band_keys, pack, unpack
@@ -40,16 +41,14 @@ def _wrapped(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(Struct, frozen=True):
     """One story of an event."""
 
     story_id: int
     seen_at: float
 
 
-@dataclass(frozen=True)
-class EventSummary:
+class EventSummary(Struct, frozen=True):
     """An event seen since some time: its first report and how many it has."""
 
     event_id: int

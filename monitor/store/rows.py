@@ -1,9 +1,10 @@
-"""The rows the store hands out: plain frozen dataclasses, one per kind of answer."""
+"""The rows the store hands out: plain frozen structs (msgspec.Struct), one per kind of answer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from msgspec import Struct
 
 from monitor.models import (
     AlertContent,
@@ -19,8 +20,7 @@ class SavedPoll(NamedTuple):
     joined_events: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class EventReport:
+class EventReport(Struct, frozen=True):
     """One outlet's report of an event."""
 
     story_id: int
@@ -30,8 +30,7 @@ class EventReport:
     first_seen: float
 
 
-@dataclass(frozen=True)
-class FeedState:
+class FeedState(Struct, frozen=True):
     """What the store remembers about a feed between polls."""
 
     id: int
@@ -55,8 +54,7 @@ _FEED_STATE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class FeedStatus:
+class FeedStatus(Struct, frozen=True):
     url: str
     name: str | None
     title: str | None
@@ -82,8 +80,7 @@ class FeedStatus:
         return "ok" if self.last_polled_at is not None else "not polled yet"
 
 
-@dataclass(frozen=True)
-class StoredStory:
+class StoredStory(Struct, frozen=True):
     id: int
     feed_url: str
     feed_name: str | None
@@ -92,8 +89,7 @@ class StoredStory:
     first_seen: float
 
 
-@dataclass(frozen=True)
-class SearchHit:
+class SearchHit(Struct, frozen=True):
     story_id: int
     title: str
     link: str | None
@@ -104,8 +100,7 @@ class SearchHit:
     snippet: str
 
 
-@dataclass(frozen=True)
-class MatchRow:
+class MatchRow(Struct, frozen=True):
     id: int
     watchlist: str
     keywords: tuple[str, ...]
@@ -125,8 +120,7 @@ class MatchRow:
     published: float | None = None  # the story's, for why an alert was not made
 
 
-@dataclass(frozen=True)
-class StoryDelivery:
+class StoryDelivery(Struct, frozen=True):
     """One delivery of an alert about a story, for ``feed-monitor story``."""
 
     watchlist: str
@@ -142,8 +136,7 @@ class StoryDelivery:
     released_sent_at: float | None = None  # ...and when that was sent
 
 
-@dataclass(frozen=True)
-class SourceRow:
+class SourceRow(Struct, frozen=True):
     feed_url: str
     feed_name: str | None
     feed_title: str | None
@@ -154,8 +147,7 @@ class SourceRow:
 DELIVERY_STATES = ("sent", "pending", "held", "failed")  # as counted by delivery_counts
 
 
-@dataclass(frozen=True)
-class DueDelivery:
+class DueDelivery(Struct, frozen=True):
     """A delivery to make now, with the content of every alert it carries."""
 
     id: int
@@ -167,8 +159,7 @@ class DueDelivery:
     notice: tuple[str, str] | None = None  # a health notice's title and body
 
 
-@dataclass(frozen=True)
-class AlertDeliveryRow:
+class AlertDeliveryRow(Struct, frozen=True):
     """One alert and how its deliveries stand, for ``feed-monitor alerts``."""
 
     id: int

@@ -4,10 +4,11 @@ edits; and which event each story joined."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from monitor.identity import KnownSource, Lookup, SourceKeys
 from monitor.models import (
@@ -302,7 +303,7 @@ class StoriesMixin(FeedsMixin, SearchMixin):
                                    created_at, content, batch)
                VALUES (?, ?, ?, '', 'pending', ?, ?, ?, ?)""",
             [match_id, json.dumps(list(tags)), content.story_title, now, now,
-             json.dumps(dataclasses.asdict(content)), batch],
+             json.dumps(msgspec.to_builtins(content)), batch],
         )  # fmt: skip
 
     def story(self, story_id: int) -> StoredStory | None:

@@ -143,10 +143,9 @@ def _stands_alone(span: str) -> bool:
 
 
 class Term(Struct, frozen=True):
-    """One compiled term, with the pieces that must occur in a story for it to match."""
+    """One term, with the pieces that must occur in a story for it to match."""
 
     text: str  # as written in the config
-    pattern: TextPattern  # re.Pattern for plain terms; RE2 for /.../ terms
     # The pieces of the term: letter and digit runs of two or more characters. ``anchor``
     # holds the spellings of the one looked up in every story (a trailing word also in the
     # plural); only where it occurs as a whole piece must ``others`` occur (as substrings)
@@ -161,16 +160,43 @@ class Term(Struct, frozen=True):
     # A designator (letters and digits in one word): its matches pass ``_is_designator``.
     designator: bool = False
 
+    @property
+    def pattern(self) -> TextPattern:
+        """re.Pattern for plain terms; RE2 for /.../ terms. Compiled when first needed."""
+        return _pattern(self.text)
+
+
+# Each term's compiled pattern, by the term as written: compiling a plain term's pattern
+# costs ~2 ms (its look-alike letters under IGNORECASE), and most polls meet few of a
+# watchlist's terms, or none. So a pattern is compiled the first time a story holds the
+# term's anchor, once per process (the terms are the config's: this stays small).
+_PATTERNS: dict[str, TextPattern] = {}
+
+
+def _pattern(term: str) -> TextPattern:
+    pattern = _PATTERNS.get(term)
+    if pattern is None:
+        if is_regex_term(term):
+            pattern = compile_user_pattern(term[1:-1])
+        else:
+            pattern = re.compile(term_pattern(term), re.IGNORECASE)
+        _PATTERNS[term] = pattern
+    return pattern
+
+
+def compiled_patterns() -> set[str]:
+    """The terms whose pattern this process has compiled so far."""
+    return set(_PATTERNS)
+
 
 def compile_term(term: str) -> Term:
     if is_regex_term(term):
-        return Term(term, compile_user_pattern(term[1:-1]), anchor=None)
+        return Term(term, anchor=None)
     capitals = is_short_capitals(term)
-    pattern = re.compile(term_pattern(term), re.IGNORECASE)
     parts = _PIECE_RE.findall(normalize_text(term).lower().translate(_BY_LOOK))
     significant = [part for part in parts if len(part) > 1] or parts
     if not significant:
-        return Term(term, pattern, anchor=None)
+        return Term(term, anchor=None)
     needs: dict[str, frozenset[str]] = {}
     for part in significant:
         spellings = {part}
@@ -189,7 +215,6 @@ def compile_term(term: str) -> Term:
     offset = max(0, folded.find(min(anchor, key=len)))
     return Term(
         term,
-        pattern,
         anchor,
         others,
         reach_before=3 * offset + 2,

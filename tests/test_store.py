@@ -178,3 +178,18 @@ def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("SELECT x FROM t").fetchall() == [(2,)]
     conn.close()
     reader.close()
+
+
+def test_syncing_the_same_feeds_again_writes_nothing(tmp_path: Path) -> None:
+    # Every `once` and every config reload syncs the feed list: an unchanged list must
+    # not rewrite every feed row (a WAL page per feed, each run).
+    store = Store.open(tmp_path / "m.db")
+    feeds = [(f"https://e{i}.org/f", f"E{i}" if i % 2 else None) for i in range(50)]
+    first = store.sync_feeds(feeds, NOW)
+    writes = store.db.conn.total_changes
+    again = store.sync_feeds(feeds, NOW + 60)
+    assert store.db.conn.total_changes == writes
+    assert again == first
+    renamed = [(url, "Renamed" if url == "https://e1.org/f" else name) for url, name in feeds]
+    assert store.sync_feeds(renamed, NOW + 120)["https://e1.org/f"].name == "Renamed"
+    assert store.db.conn.total_changes == writes + 1

@@ -20,12 +20,14 @@ class FeedsMixin(StoreBase):
     ) -> dict[str, FeedState]:
         """Make sure every configured (url, name) has a row; return their states by URL."""
         with self._writing():
-            for url, name in feeds:
-                self.db.execute(
-                    "INSERT INTO feeds (url, name, added_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (url) DO UPDATE SET name = excluded.name",
-                    [url, name, now],
-                )
+            # A feed whose name is unchanged is not rewritten: this runs on every `once`
+            # and every config reload.
+            self.db.conn.executemany(
+                "INSERT INTO feeds (url, name, added_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (url) DO UPDATE SET name = excluded.name "
+                "WHERE name IS NOT excluded.name",
+                [(url, name, now) for url, name in feeds],
+            )
         states = {}
         for row in self.db.query(f"SELECT {_FEED_STATE_COLUMNS} FROM feeds"):
             states[row["url"]] = FeedState(**row)

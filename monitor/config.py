@@ -37,6 +37,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     PrivateAttr,
     ValidationInfo,
@@ -51,6 +52,7 @@ from monitor.errors import ConfigError
 from monitor.health import HealthRules
 from monitor.models import MatchField, WatchlistSpec
 from monitor.outbox import (
+    QUIET_HOURS_PATTERN,
     DigestSchedule,
     Policy,
     QuietHours,
@@ -164,10 +166,11 @@ def _quiet_hours(value: object) -> QuietHours:
 QuietHoursSpan = Annotated[
     QuietHours,
     PlainValidator(_quiet_hours),
+    PlainSerializer(str, return_type=str),
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$",
+            "pattern": f"^{QUIET_HOURS_PATTERN}$",
             "description": "a daily span of local time, such as 22:00-07:00",
         }
     ),

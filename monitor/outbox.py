@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, time, timedelta, tzinfo
@@ -30,6 +31,9 @@ from msgspec import Struct, field
 DeliveryKind = Literal["alert", "summary", "digest", "notice"]
 
 log = logging.getLogger(__name__)
+# Quiet hours as the config writes them; the config's JSON Schema gives editors the same.
+QUIET_HOURS_PATTERN = r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*"
+_SPAN_RE = re.compile(QUIET_HOURS_PATTERN)
 _reported: set[tuple[str, str]] = set()  # (what, error) already logged: once per process
 
 
@@ -41,8 +45,14 @@ class QuietHours(Struct, frozen=True):
 
     @classmethod
     def parse(cls, text: str) -> QuietHours:
+        """``H:MM-H:MM`` or ``HH:MM-HH:MM``, spaces allowed around each part (the form the
+        config's JSON Schema gives)."""
+        found = _SPAN_RE.fullmatch(text)
         try:
-            start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+            if found is None:
+                raise ValueError
+            start_h, start_m, end_h, end_m = map(int, found.groups())
+            start, end = time(start_h, start_m), time(end_h, end_m)
         except ValueError:
             raise ValueError(f"{text!r} is not a span of time such as 22:00-07:00") from None
         if start == end:

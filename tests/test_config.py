@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,22 @@ def test_hand_editing_mistakes_in_yaml_are_explained(
         load_config(path, need_targets=False)
     message = str(caught.value)
     assert message.startswith(f"{path}:{line}: invalid YAML: ") and hint in message, message
+
+
+def test_quiet_hours_load_from_text_and_dump_back_to_it(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "watchlists:\n  - name: w\n    keywords: [S-400]\n    quiet_hours: '22:00-07:30'\n"
+            "notify:\n  - url: json://127.0.0.1/x\n    quiet_hours: ' 1:00 - 6:00 '\n",
+        ),
+        environ=ENV,
+        check_notify=False,
+    )
+    dumped = config.model_dump(mode="json")
+    assert dumped["watchlists"][0]["quiet_hours"] == "22:00-07:30"
+    assert dumped["notify"][0]["quiet_hours"] == "01:00-06:00"
+    # what a dump says loads back to the same spans
+    again = load_config(write(tmp_path, json.dumps(dumped)), environ=ENV, check_notify=False)
+    assert again.watchlists[0].quiet_hours == config.watchlists[0].quiet_hours
+    assert again.notify[0].quiet_hours == config.notify[0].quiet_hours

@@ -36,6 +36,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.explain import explain_story, not_alerted_reason
 from monitor.match import Matcher, explain_terms, lint_watchlist, search_query
 from monitor.models import Match
+from monitor.pattern import PatternError
 from monitor.pipeline import PollOutcome, feed_display_name
 from monitor.redact import (
     RedactingFilter,
@@ -352,7 +353,11 @@ def search(config_path: Path | None, query: str, since: float, limit: int, as_js
 
     Each word is read as a watchlist reads a term: S-400 also finds S400, F-35 also F-35A.
     """
-    if search_query(query) is None:
+    try:
+        wanted = search_query(query)
+    except PatternError as exc:
+        raise click.BadParameter(str(exc), param_hint="QUERY") from None
+    if wanted is None:
         raise click.BadParameter(
             "search for at least one word or number (the query is words, not FTS syntax)",
             param_hint="QUERY",

@@ -40,7 +40,13 @@ import ahocorasick
 from msgspec import Struct
 
 from monitor.models import MATCH_FIELDS, Entry, Match, WatchlistSpec
-from monitor.pattern import TextPattern, compile_user_pattern, is_regex_term, lint_user_pattern
+from monitor.pattern import (
+    PatternError,
+    TextPattern,
+    compile_user_pattern,
+    is_regex_term,
+    lint_user_pattern,
+)
 from monitor.text import normalize_text
 
 # Hyphen-like characters the press puts inside designators (NFKC already maps a few).
@@ -564,9 +570,17 @@ class SearchQuery(Struct, frozen=True):
 
 
 def search_query(query: str) -> SearchQuery | None:
-    """The query's words as terms, or None when it has no letter or digit to look for."""
+    """The query's words as terms, or None when it has no letter or digit to look for.
+
+    A ``/.../`` word (a watchlist's regular expression) raises ``PatternError``: the
+    full-text index finds words, not patterns."""
     clauses, terms = [], []
     for word in normalize_text(query).split():
+        if is_regex_term(word):
+            raise PatternError(
+                f"{word} is a regular expression: search finds words; put it in a "
+                "watchlist and run `feed-monitor backtest` to see what it matches"
+            )
         word = word.strip("\"'")
         pieces = [p.lower() for p in _PIECE_RE.findall(word)]
         if not pieces:

@@ -79,3 +79,14 @@ def test_an_empty_query_gets_a_clear_message(config: Path, query: str) -> None:
     assert code == 2, output
     assert "search for at least one word or number" in output
     assert "fts5" not in output.lower() and "Traceback" not in output
+
+
+@pytest.mark.parametrize("query", ["/(S-400/", "Turkey /S-4[00/", "/S-?[34]00/"])
+def test_a_regular_expression_is_refused_with_where_it_works(config: Path, query: str) -> None:
+    # The index finds words, so a /.../ word (a watchlist's regular expression) cannot be
+    # searched for: it was a traceback when invalid, and "0 stories" when valid.
+    code, output = search(config, query)
+    assert code == 2, output
+    assert "a regular expression" in output
+    assert "feed-monitor backtest" in output
+    assert "Traceback" not in output

@@ -69,6 +69,12 @@ class _Group(click.Group):
             ctx.exit(1)
 
 
+# Story and alert ids, and how many rows to show: SQLite's integers are 64-bit, and a
+# larger number given on the command line would reach it as an OverflowError.
+_ID = click.IntRange(1, 2**63 - 1)
+_COUNT = click.IntRange(1, 2**63 - 1)
+
+
 def _say(*lines: str, err: bool = False) -> None:
     """Print ``lines`` for a person, each on one line of its own: URLs and known secrets
     masked, control characters neutralized (feed text reaches here, and a title must not
@@ -346,7 +352,9 @@ def _when(stamp: float | None) -> str:
 @config_option
 @click.argument("query")
 @_since_option("30d")
-@click.option("--limit", default=20, show_default=True, help="At most this many stories.")
+@click.option(
+    "--limit", default=20, show_default=True, type=_COUNT, help="At most this many stories."
+)
 @_json_option
 def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
     """Full-text search of stored stories (words, not syntax: S-400 and C++ work).
@@ -413,7 +421,7 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
 
 @cli.command()
 @config_option
-@click.argument("story_id", type=int)
+@click.argument("story_id", type=_ID)
 @_json_option
 def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     """One story: its text, every feed and link it was seen under, and for each watchlist
@@ -773,12 +781,7 @@ def backup(config_path: Path | None, destination: Path, force: bool) -> None:
     """Copy the database to DESTINATION, consistently, even while the daemon runs."""
     _, config = _load_for_reading(config_path)
     _require_database(config)
-    if destination.resolve() == config.database.resolve():
-        raise click.BadParameter("is the database itself", param_hint="DESTINATION")
-    if destination.exists() and not force:
-        raise click.BadParameter(
-            f"{destination} exists (add --force to replace it)", param_hint="DESTINATION"
-        )
+    _check_backup_destination(destination, config.database, force)
     with Store.open(config.database) as store:
         size = store.backup(destination)
         stories = store.count_stories_since(0)
@@ -786,6 +789,35 @@ def backup(config_path: Path | None, destination: Path, force: bool) -> None:
         f"backed up {config.database} to {destination} "
         f"({count_of(stories, 'story', 'stories')}, {size / 1e6:.1f} MB)"
     )
+
+
+def _check_backup_destination(destination: Path, database: Path, force: bool) -> None:
+    """Refuse a destination the backup would harm or cannot write: the database and the
+    files beside it, anything but a regular file, a directory that is not one."""
+    try:
+        target = destination.resolve()
+        own = {database.resolve().with_name(database.name + suffix)
+               for suffix in ("", "-wal", "-shm", "-journal", ".lock")}  # fmt: skip
+        if target in own:
+            raise click.BadParameter(
+                f"{destination} is the database or one of its files", param_hint="DESTINATION"
+            )
+        if not target.parent.is_dir():
+            raise click.BadParameter(
+                f"{destination.parent} is not a directory", param_hint="DESTINATION"
+            )
+        if destination.is_symlink() or (destination.exists() and not destination.is_file()):
+            raise click.BadParameter(
+                f"{destination} is not a regular file: not replaced", param_hint="DESTINATION"
+            )
+        if destination.exists() and not force:
+            raise click.BadParameter(
+                f"{destination} exists (add --force to replace it)", param_hint="DESTINATION"
+            )
+    except OSError as exc:  # a name too long, a path through a file, no permission...
+        raise click.BadParameter(
+            f"{destination}: {exc.strerror}", param_hint="DESTINATION"
+        ) from None
 
 
 @cli.command()
@@ -904,7 +936,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
 @cli.group(invoke_without_command=True)
 @config_option
 @click.option("--failed", is_flag=True, help="Only alerts with a failed delivery.")
-@click.option("--limit", default=50, show_default=True, help="How many, newest first.")
+@click.option("--limit", default=50, show_default=True, type=_COUNT, help="How many, newest first.")
 @_json_option
 @click.pass_context
 def alerts(
@@ -948,7 +980,7 @@ def alerts(
 
 @alerts.command("retry")
 @config_option
-@click.argument("alert_ids", nargs=-1, type=int)
+@click.argument("alert_ids", nargs=-1, type=_ID)
 def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     """Queue failed deliveries again (of ALERT_IDS, or all); the daemon or `once` sends them."""
     _, config = _load_for_reading(config_path)

@@ -13,6 +13,7 @@ control character (a newline would forge lines of output) is refused.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -90,7 +91,7 @@ def remove_feed(path: Path, url: str) -> bool:
 def _read(path: Path) -> tuple[Any, YAML]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
     yaml = YAML()  # round-trip: comments, key order and quoting survive
     yaml.preserve_quotes = True
@@ -101,6 +102,8 @@ def _read(path: Path) -> tuple[Any, YAML]:
         document = yaml.load(text)
     except YAMLError as exc:
         raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: invalid YAML: values nested too deeply"]) from None
     if document is None:
         document = CommentedMap()
     if not isinstance(document, CommentedMap):
@@ -135,20 +138,28 @@ def _url_of(item: object) -> str | None:
 def _write(path: Path, document: CommentedMap, yaml: YAML, *, replace: bool = True) -> None:
     buffer = io.StringIO()
     yaml.dump(document, buffer)
+    # A symlinked config is edited where it lives (the link stays a link); anything but
+    # a regular file (a device, a FIFO) is never replaced.
+    real = Path(os.path.realpath(path))
+    if not real.is_file():
+        raise ConfigError([f"{path}: not a regular file; edit it by hand"])
     # Validate the edited file as a config before it replaces the old one, then swap it
-    # in atomically, keeping the file's permissions (it may hold secrets).
-    fd, temp = tempfile.mkstemp(prefix=".monitor-", suffix=".yaml", dir=path.parent)
+    # in atomically, keeping the file's permissions and group (it may hold secrets).
+    fd, temp = tempfile.mkstemp(prefix=".monitor-", suffix=".yaml", dir=real.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(buffer.getvalue())
-        os.chmod(temp, path.stat().st_mode & 0o7777)
+        status = real.stat()
+        with contextlib.suppress(PermissionError):  # only root may give a file away
+            os.chown(temp, status.st_uid, status.st_gid)
+        os.chmod(temp, status.st_mode & 0o7777)
         try:
             load_config(temp, need_targets=False)  # an edit of the feeds needs no secrets
         except ConfigError as exc:
             problems = [problem.replace(temp, str(path)) for problem in exc.problems]
             raise ConfigError(["the edit would make the config invalid:", *problems]) from None
         if replace:
-            os.replace(temp, path)
+            os.replace(temp, real)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)

@@ -135,3 +135,32 @@ def test_an_export_with_masked_credentials_is_not_imported_as_is(tmp_path: Path)
         imported.stdout
     )
     assert "****" not in target.read_text()
+
+
+def test_edits_write_through_a_symlink_and_refuse_what_is_no_config_file(
+    tmp_path: Path, config: Path
+) -> None:
+    # Found by a sweep with hostile arguments: an edit replaced a symlinked config with a
+    # file of its own (the real one unchanged), and a binary or deeply nested config
+    # made a traceback where `check` gives a clear error.
+    link = tmp_path / "link.yaml"
+    link.symlink_to(config)
+    added = cli("feeds", "add", "https://example.org/via-link.xml", "--no-check", "-c", link)
+    assert added.returncode == 0, added.stderr
+    assert link.is_symlink()
+    assert "https://example.org/via-link.xml" in config.read_text()
+    broken = {
+        "utf16.yaml": "feeds: []\n".encode("utf-16"),
+        "binary.yaml": bytes(range(256)),
+        "deep.yaml": b"feeds: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+    }
+    for name, content in broken.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        for args in (("add", "https://example.org/x.xml", "--no-check"),
+                     ("remove", "https://example.org/x.xml")):  # fmt: skip
+            result = cli("feeds", *args, "-c", path)
+            assert result.returncode == 2, (name, args, result.stderr)
+            assert "Traceback" not in result.stderr, (name, args)
+            assert str(path) in result.stderr, (name, args)
+        assert path.read_bytes() == content

@@ -654,3 +654,31 @@ def test_a_poll_cut_short_by_the_shutdown_deadline_is_no_error(
     assert "stopped" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert "Traceback" not in caplog.text and "CancelledError" not in caplog.text
+
+
+def test_out_of_range_numbers_and_bad_destinations_are_usage_errors(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    # Found by a sweep of every command with hostile arguments: each of these was a
+    # traceback (OverflowError, OSError) or quietly did something else than asked.
+    url = feeds.serve("/f.xml", rss([seed_article_item()]))
+    config = write_config(tmp_path, feeds=[url])
+    assert invoke("once", "-c", config).exit_code == 0
+    huge = str(2**70)
+    bad = [
+        ("story", huge),
+        ("search", "S-400", "--limit", huge),
+        ("search", "S-400", "--limit", "0"),
+        ("alerts", "--limit", huge),
+        ("alerts", "--limit", "-1"),
+        ("alerts", "retry", huge),
+        ("backup", str(tmp_path / ("x" * 300))),  # a name too long for the file system
+        ("backup", str(tmp_path / "monitor.yaml" / "copy.db")),  # a file as a directory
+        ("backup", "--force", str(tmp_path / "monitor.db-wal")),  # the database's own WAL
+        ("backup", "--force", "/dev/null"),  # not a regular file: never replaced
+    ]
+    for args in bad:
+        result = invoke(*args, "-c", config)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output, args
+    assert Path("/dev/null").is_char_device()

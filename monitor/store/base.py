@@ -150,7 +150,8 @@ class StoreBase:
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot back up to {destination}: {exc}") from exc
         finally:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # its directory may be what failed
+                partial.unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self

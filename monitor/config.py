@@ -294,6 +294,14 @@ class FeedConfig(_Model):
         parts = urlsplit(url.strip())
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
+        if "%" in parts.hostname:
+            raise ValueError(f"{parts.hostname!r} is not a host name")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:  # given, and not a number from 1 to 65535
+            raise ValueError("has a port that is not a number from 1 to 65535")
         return url.strip()
 
 

@@ -98,6 +98,9 @@ def resolve_config_path(path: str | Path | None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
+MAX_CONFIG_BYTES = 16 * 2**20  # a config of 100,000 feeds is about 6 MB
+
+
 def load_config(
     path: str | Path,
     environ: dict[str, str] | None = None,
@@ -118,7 +121,13 @@ def load_config(
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # /dev/zero, say, never ends
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                [f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MB: not a config file"]
+            )
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         where = "" if path.is_absolute() else f" (looked in {Path.cwd()})"
         raise ConfigError(

@@ -338,3 +338,17 @@ def test_quiet_hours_load_from_text_and_dump_back_to_it(tmp_path: Path) -> None:
     again = load_config(write(tmp_path, json.dumps(dumped)), environ=ENV, check_notify=False)
     assert again.watchlists[0].quiet_hours == config.watchlists[0].quiet_hours
     assert again.notify[0].quiet_hours == config.notify[0].quiet_hours
+
+
+def test_a_feed_url_the_fetcher_cannot_use_is_refused_by_check(tmp_path: Path) -> None:
+    # `check` said OK, and every poll then failed ("Port out of range").
+    for url in ("http://[::1]:99999/", "http://example.org:0x50/feed", "http://%zz/"):
+        [problem] = problems(tmp_path, f"feeds:\n  - url: '{url}'\n")
+        assert ":2: feeds[0].url:" in problem, problem
+
+
+def test_a_config_that_never_ends_is_refused_not_read_forever(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(Path("/dev/zero"), environ=ENV)
+    [problem] = info.value.problems
+    assert problem.startswith("/dev/zero: ") and "larger than" in problem

@@ -69,6 +69,8 @@ class _Group(click.Group):
             ctx.exit(1)
 
 
+MAX_OPML_BYTES = 64 * 2**20  # 100,000 feeds take about 20 MB of OPML
+
 # Story and alert ids, and how many rows to show: SQLite's integers are 64-bit, and a
 # larger number given on the command line would reach it as an OverflowError.
 _ID = click.IntRange(1, 2**63 - 1)
@@ -734,7 +736,13 @@ def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
     from monitor.opml import read_opml, url_problem
 
     path = resolve_config_path(config_path)
-    outlines = read_opml(opml_file.read_bytes())
+    with opml_file.open("rb") as file:
+        data = file.read(MAX_OPML_BYTES + 1)  # /dev/zero, say, never ends
+    if len(data) > MAX_OPML_BYTES:
+        raise click.BadParameter(
+            f"larger than {MAX_OPML_BYTES // 2**20} MB: not an OPML file", param_hint="OPML_FILE"
+        )
+    outlines = read_opml(data)
     refused = [(o.url, problem) for o in outlines if (problem := url_problem(o.url))]
     usable = [o for o in outlines if not url_problem(o.url)]
     added, skipped = add_feeds(path, [NewFeed(o.url, o.title) for o in usable])

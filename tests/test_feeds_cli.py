@@ -107,6 +107,9 @@ def test_a_hostile_opml_file_is_refused_cleanly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not a readable OPML file" in result.stderr and "Traceback" not in result.stderr
     assert config.read_text() == "feeds: []\n"
+    endless = cli("feeds", "import-opml", "/dev/zero", "--config", config)  # read forever
+    assert endless.returncode == 2 and "larger than" in endless.stderr, endless.stderr
+    assert config.read_text() == "feeds: []\n"
 
 
 def test_argument_errors_do_not_echo_credentials(config: Path) -> None:

@@ -771,7 +771,9 @@ def feeds_export_opml(config_path: Path | None, with_secrets: bool) -> None:
     # password, token-like query values and whatever came from ${VAR} become ****.
     urls = [feed.url if with_secrets else mask_url(feed.url) for feed in config.feeds]
     masked = sum(url != feed.url for url, feed in zip(urls, config.feeds, strict=True))
-    feeds = [OutlineFeed(url, feed.name) for url, feed in zip(urls, config.feeds, strict=True)]
+    names = [feed.name if with_secrets or feed.name is None else redact_text(feed.name)
+             for feed in config.feeds]  # fmt: skip
+    feeds = [OutlineFeed(url, name) for url, name in zip(urls, names, strict=True)]
     click.echo(write_opml(feeds), nl=False)
     if masked:
         _say(

@@ -217,11 +217,12 @@ def _neutral(char: str, keep_newlines: bool) -> str:
 
 
 def redact_json(value: Any) -> Any:
-    """``value`` (JSON-ready data) with every string in it passed through ``redact_text``."""
+    """``value`` (JSON-ready data) with every string in it, keys too, passed through
+    ``redact_text``."""
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {key: redact_json(item) for key, item in value.items()}
+        return {redact_json(key): redact_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [redact_json(item) for item in value]
     return value

@@ -167,3 +167,15 @@ def test_edits_write_through_a_symlink_and_refuse_what_is_no_config_file(
             assert "Traceback" not in result.stderr, (name, args)
             assert str(path) in result.stderr, (name, args)
         assert path.read_bytes() == content
+
+
+def test_an_export_masks_a_secret_wherever_the_config_used_it(tmp_path: Path) -> None:
+    # Found by the hostile-arguments sweep: a ${VAR} in a feed's name was exported whole.
+    config = tmp_path / "monitor.yaml"
+    config.write_text('feeds:\n  - url: https://feeds.example/f.xml\n    name: "Wire ${PW}"\n')
+    exported = cli("feeds", "export-opml", "--config", config, env={"PW": "Sekrit-4411"})
+    assert exported.returncode == 0, exported.stderr
+    assert "Sekrit-4411" not in exported.stdout and "Wire ****" in exported.stdout
+    whole = cli("feeds", "export-opml", "--with-secrets", "--config", config,
+                env={"PW": "Sekrit-4411"})  # fmt: skip
+    assert "Wire Sekrit-4411" in whole.stdout

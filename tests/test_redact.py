@@ -78,3 +78,12 @@ def test_words_in_urls_are_not_taken_for_secrets() -> None:
     text = "Breaking: Headlines as police said"
     assert redact_text(text) == text
     assert redact_text("POST /Breaking/Headlines/Xy7Qz9Lm2Kp") == "POST /Breaking/Headlines/****"
+
+
+def test_safe_json_masks_secrets_in_keys_too() -> None:
+    # Found by the hostile-arguments sweep: `check --json` keys its "terms" by watchlist
+    # name, and a name made from ${VAR} came out whole.
+    remember_secret("Keyed-Sekrit-9931")
+    text = safe_json({"wKeyed-Sekrit-9931": ["Keyed-Sekrit-9931"], "plain": 1})
+    assert "Keyed-Sekrit-9931" not in text
+    assert '"plain": 1' in text

@@ -29,6 +29,7 @@ from monitor.config_file import (
     check_notify_urls,
     interval_warnings,
     load_config,
+    read_at_most,
     resolve_config_path,
 )
 from monitor.delivery import send_with_deadline, stuck_sends
@@ -73,8 +74,7 @@ MAX_OPML_BYTES = 64 * 2**20  # 100,000 feeds take about 20 MB of OPML
 
 # Story and alert ids, and how many rows to show: SQLite's integers are 64-bit, and a
 # larger number given on the command line would reach it as an OverflowError.
-_ID = click.IntRange(1, 2**63 - 1)
-_COUNT = click.IntRange(1, 2**63 - 1)
+_POSITIVE_INT64 = click.IntRange(1, 2**63 - 1)
 
 
 def _say(*lines: str, err: bool = False) -> None:
@@ -355,7 +355,11 @@ def _when(stamp: float | None) -> str:
 @click.argument("query")
 @_since_option("30d")
 @click.option(
-    "--limit", default=20, show_default=True, type=_COUNT, help="At most this many stories."
+    "--limit",
+    default=20,
+    show_default=True,
+    type=_POSITIVE_INT64,
+    help="At most this many stories.",
 )
 @_json_option
 def search(config_path: Path | None, query: str, since: float, limit: int, as_json: bool) -> None:
@@ -423,7 +427,7 @@ def matches(config_path: Path | None, since: float, names: tuple[str, ...], as_j
 
 @cli.command()
 @config_option
-@click.argument("story_id", type=_ID)
+@click.argument("story_id", type=_POSITIVE_INT64)
 @_json_option
 def story(config_path: Path | None, story_id: int, as_json: bool) -> None:
     """One story: its text, every feed and link it was seen under, and for each watchlist
@@ -736,9 +740,8 @@ def feeds_import_opml(config_path: Path | None, opml_file: Path) -> None:
     from monitor.opml import read_opml, url_problem
 
     path = resolve_config_path(config_path)
-    with opml_file.open("rb") as file:
-        data = file.read(MAX_OPML_BYTES + 1)  # /dev/zero, say, never ends
-    if len(data) > MAX_OPML_BYTES:
+    data = read_at_most(opml_file, MAX_OPML_BYTES)
+    if data is None:
         raise click.BadParameter(
             f"larger than {MAX_OPML_BYTES // 2**20} MB: not an OPML file", param_hint="OPML_FILE"
         )
@@ -946,7 +949,9 @@ def status(config_path: Path | None, as_json: bool) -> None:
 @cli.group(invoke_without_command=True)
 @config_option
 @click.option("--failed", is_flag=True, help="Only alerts with a failed delivery.")
-@click.option("--limit", default=50, show_default=True, type=_COUNT, help="How many, newest first.")
+@click.option(
+    "--limit", default=50, show_default=True, type=_POSITIVE_INT64, help="How many, newest first."
+)
 @_json_option
 @click.pass_context
 def alerts(
@@ -990,7 +995,7 @@ def alerts(
 
 @alerts.command("retry")
 @config_option
-@click.argument("alert_ids", nargs=-1, type=_ID)
+@click.argument("alert_ids", nargs=-1, type=_POSITIVE_INT64)
 def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     """Queue failed deliveries again (of ALERT_IDS, or all); the daemon or `once` sends them."""
     _, config = _load_for_reading(config_path)

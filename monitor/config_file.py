@@ -101,6 +101,14 @@ def resolve_config_path(path: str | Path | None) -> Path:
 MAX_CONFIG_BYTES = 16 * 2**20  # a config of 100,000 feeds is about 6 MB
 
 
+def read_at_most(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than ``limit`` (a file the user names
+    may be /dev/zero, which never ends)."""
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    return None if len(data) > limit else data
+
+
 def load_config(
     path: str | Path,
     environ: dict[str, str] | None = None,
@@ -121,9 +129,8 @@ def load_config(
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_CONFIG_BYTES + 1)  # /dev/zero, say, never ends
-        if len(raw) > MAX_CONFIG_BYTES:
+        raw = read_at_most(path, MAX_CONFIG_BYTES)
+        if raw is None:
             raise ConfigError(
                 [f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MB: not a config file"]
             )

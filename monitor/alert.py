@@ -15,17 +15,15 @@ import functools
 import logging
 import re
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import unquote
 
 from msgspec import Struct
 
-from monitor.config import CONSOLE_TARGET, NotifyTarget
 from monitor.redact import hide_secrets
 from monitor.render import Format, Rendered
-
-if TYPE_CHECKING:
-    pass
+from monitor.run_config import CONSOLE_TARGET, RunTarget
 
 log = logging.getLogger(__name__)
 CONSOLE_URL = "console://"
@@ -44,6 +42,22 @@ def _register_console() -> None:
     from apprise.decorators import notify
 
     notify(on="console", name="Console")(_print_to_console)  # type: ignore[no-untyped-call]
+
+
+def notify_url_problem(url: str) -> str | None:
+    """Why Apprise cannot use ``url``, or None. Never echoes the URL: it usually carries
+    a password or token."""
+    import apprise  # loading every Apprise plugin takes 0.25 s; only pay it when needed
+
+    # Apprise logs the URL it cannot parse, secrets and all; the message below is ours.
+    apprise_log = logging.getLogger("apprise")
+    was_disabled, apprise_log.disabled = apprise_log.disabled, True
+    try:
+        if apprise.Apprise.instantiate(url) is not None:
+            return None
+    finally:
+        apprise_log.disabled = was_disabled
+    return f"not a notification URL that Apprise can use (scheme {url.split('://', 1)[0]!r})"
 
 
 class DeliveryOutcome(Struct, frozen=True):
@@ -78,7 +92,7 @@ def secrets_of(url: str, masked: str) -> set[str]:
 class Channel:
     """One notify target, ready to send."""
 
-    def __init__(self, target: NotifyTarget | None, send_timeout: float = 60.0) -> None:
+    def __init__(self, target: RunTarget | None, send_timeout: float = 60.0) -> None:
         import apprise
 
         self.key = target.key if target else CONSOLE_TARGET
@@ -192,7 +206,7 @@ def _mask(text: str) -> str:
 class Notifier:
     """The configured targets (or the console), by outbox key, made on first use."""
 
-    def __init__(self, targets: list[NotifyTarget], send_timeout: float = 60.0) -> None:
+    def __init__(self, targets: Sequence[RunTarget], send_timeout: float = 60.0) -> None:
         self._targets = targets
         self._send_timeout = send_timeout
         self._channels: dict[str, Channel] | None = None

@@ -24,10 +24,8 @@ import click
 import msgspec
 
 from monitor import __version__
-from monitor.config import CONSOLE_TARGET, Config, config_schema, format_duration, parse_duration
-from monitor.config_file import (
+from monitor.config_load import (
     check_notify_urls,
-    interval_warnings,
     load_config,
     read_at_most,
     resolve_config_path,
@@ -47,10 +45,12 @@ from monitor.redact import (
     terminal_safe,
 )
 from monitor.render import Rendered, count_of, format_interval, format_time, shorten
+from monitor.run_config import CONSOLE_TARGET, RunConfig, from_config
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
 from monitor.store import DELIVERY_STATES, Store, StoredStory
 from monitor.text import safe_link
+from monitor.units import format_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXCERPT_CHARS = 400  # of a story's text, in `story`
@@ -103,7 +103,7 @@ def config_option(func: F) -> F:
         "config_path",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Config file. Default: $FEED_MONITOR_CONFIG, then config/monitor.yaml.",
+        help="RunConfig file. Default: $FEED_MONITOR_CONFIG, then config/monitor.yaml.",
     )(func)
 
 
@@ -147,13 +147,13 @@ def _progress(total: int, label: str) -> Iterator[Callable[[], None]]:
         yield lambda: bar.update(1)
 
 
-def _load(config_path: Path | None) -> tuple[Path, Config]:
+def _load(config_path: Path | None) -> tuple[Path, RunConfig]:
     """The config for a command that sends (or checks the targets): secrets filled in."""
     path = resolve_config_path(config_path)
     return path, load_config(path)
 
 
-def _load_for_reading(config_path: Path | None) -> tuple[Path, Config]:
+def _load_for_reading(config_path: Path | None) -> tuple[Path, RunConfig]:
     """The config for a command that sends nothing: the notify URLs' secrets (``${VAR}``,
     ``${credential:...}``) are neither needed nor read, so it runs outside the service's
     environment too."""
@@ -161,7 +161,7 @@ def _load_for_reading(config_path: Path | None) -> tuple[Path, Config]:
     return path, load_config(path, need_targets=False)
 
 
-def _require_database(config: Config) -> None:
+def _require_database(config: RunConfig) -> None:
     """A command that reads the database refuses a missing one rather than create it: a
     mistyped path would print an empty table, exit 0 and leave a file behind."""
     if not config.database.exists():
@@ -171,7 +171,7 @@ def _require_database(config: Config) -> None:
         )
 
 
-def _open_for_reading(config: Config) -> Store:
+def _open_for_reading(config: RunConfig) -> Store:
     """The database of a command that reads it (``_require_database``)."""
     _require_database(config)
     return Store.open(config.database)
@@ -228,9 +228,14 @@ def cli(ctx: click.Context, verbose: int, log_format: LogFormat) -> None:
 @_json_option
 def check(config_path: Path | None, as_json: bool) -> None:
     """Validate the config and print a summary."""
-    path, config = _load(config_path)
+    # Validated from the file every time (no cache): check is how a config is judged.
+    from monitor.config_file import interval_warnings, notify_lines, validate_config
+
+    path = resolve_config_path(config_path)
+    validated = validate_config(path)
+    config = from_config(validated, target_lines=notify_lines(validated))
     warnings = [warning for w in config.watchlists for warning in lint_watchlist(w.spec())]
-    warnings += interval_warnings(config)
+    warnings += interval_warnings(validated)
     targets = notifier_for(config).describe()
     if as_json:
         _say_json({
@@ -304,7 +309,7 @@ def backtest(config_path: Path | None, names: tuple[str, ...], since: float, as_
         _say(f"{stories} first seen in the last {window}; matches: {summary}")
 
 
-def _known_watchlists(config: Config, names: Sequence[str]) -> None:
+def _known_watchlists(config: RunConfig, names: Sequence[str]) -> None:
     """Refuse a --watchlist the config does not have: a typo must not look like "no match"."""
     _known_names("--watchlist", "watchlist", names, [w.name for w in config.watchlists])
 
@@ -549,7 +554,7 @@ def once(config_path: Path | None, deadline: float, as_json: bool) -> None:
             ) from None
 
 
-async def _once(config: Config, as_json: bool) -> None:
+async def _once(config: RunConfig, as_json: bool) -> None:
     async with open_runtime(config) as runtime:
         store = runtime.store
         # The notify URLs are checked (by Apprise, which takes a while to load) only when
@@ -836,6 +841,8 @@ def _check_backup_destination(destination: Path, database: Path, force: bool) ->
 @cli.command()
 def schema() -> None:
     """Print the config file's JSON Schema (also shipped as monitor/config.schema.json)."""
+    from monitor.config import config_schema
+
     click.echo(json.dumps(config_schema(), indent=2, ensure_ascii=False))
 
 
@@ -1011,7 +1018,7 @@ def alerts_retry(config_path: Path | None, alert_ids: tuple[int, ...]) -> None:
     _say(f"{count_of(count, 'failed delivery', 'failed deliveries')}{which} queued again")
 
 
-def _target_labels(config: Config, store: Store) -> dict[str, str]:
+def _target_labels(config: RunConfig, store: Store) -> dict[str, str]:
     """Outbox keys to masked target URLs, without the targets' secrets (or Apprise).
 
     A target's key is made from its full URL, secrets included, so a URL with ``${VAR}``

@@ -3,21 +3,17 @@
 Durations, tags, quiet hours, digests, regex terms, CSS selectors and notify URLs are
 validated here, each rule once; a problem is a ``ValueError`` that names what is wrong.
 Reading a file (YAML with line numbers, ``${VAR}``, turning errors into ``FILE:LINE:
-key``) is ``monitor.config_file``; ``load_config`` there is the way in. The models also
-answer what the rest of the program asks of a config (``delivery_policy``, a feed's
-``cadence`` and ``full_text`` rule, a watchlist's plain ``spec`` for the matcher), and
-give the JSON Schema editors use.
+key``) is ``monitor.config_file``. The models also give the JSON Schema editors use.
+
+The program does not run on these models: what they accept becomes a
+``monitor.run_config.RunConfig`` (plain structs, the same keys), which answers what the
+rest of the program asks of a config. ``monitor.config_load.load_config`` is the way in.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import ipaddress
-import logging
-import math
 import os
-import re
 import time
 from datetime import UTC
 from pathlib import Path
@@ -31,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # the environment already sets is kept.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
+import msgspec
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -47,71 +44,17 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from monitor.article import FullTextMode, FullTextRule, check_selector
-from monitor.errors import ConfigError
-from monitor.health import HealthRules
+from monitor.alert import notify_url_problem
+from monitor.article import FullTextMode, check_selector
 from monitor.models import MatchField, WatchlistSpec
-from monitor.outbox import (
-    QUIET_HOURS_PATTERN,
-    DigestSchedule,
-    Policy,
-    QuietHours,
-    Target,
-    WatchlistRules,
-    local_zone,
-)
+from monitor.outbox import QUIET_HOURS_PATTERN, DigestSchedule, QuietHours
 from monitor.pattern import PatternError, compile_user_pattern, is_regex_term
 from monitor.redact import has_control_characters
 from monitor.render import Format, check_template
-from monitor.schedule import Cadence
-from monitor.scrape import ScrapeRule
+from monitor.run_config import RunWatchlist
+from monitor.units import MAX_DURATION, parse_duration, parse_listen
 
-CONSOLE_TARGET = "console"  # the outbox key of the console, used when no target is set
 Loc = tuple[str | int, ...]  # where a value is in the document: keys and list indexes
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-
-
-# The longest duration any key takes: ten years. Longer values are typing mistakes
-# (`99999999999999999999w`), and would overflow the datetimes the scheduler computes.
-MAX_DURATION = 3650 * 86400.0
-
-
-def parse_duration(value: object, floor: float = 0.0) -> float:
-    """Seconds in ``90s``, ``15m``, ``1h``, ``1d``, ``2w`` or a plain number of seconds.
-
-    Every duration key goes through here: the value must be finite, greater than zero
-    and ``floor``, and at most ``MAX_DURATION``.
-    """
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90s, 15m, 1h or 1d")
-    try:
-        if isinstance(value, int | float):
-            seconds = float(value)
-        elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-            seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-        else:
-            raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 1h or 1d")
-    except OverflowError:  # float() of an int with hundreds of digits
-        seconds = math.inf
-    if math.isnan(seconds):
-        raise ValueError("a duration must be a number of seconds, not NaN")
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    if seconds < floor:
-        raise ValueError(f"must be at least {format_duration(floor)}")
-    if seconds > MAX_DURATION:
-        raise ValueError(f"must not be longer than {format_duration(MAX_DURATION)} (ten years)")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact spelling of ``seconds`` in the units ``parse_duration`` reads."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _duration(floor: float, why: str) -> tuple[BeforeValidator, WithJsonSchema]:
@@ -198,9 +141,6 @@ class FullTextSettings(_Model):
             raise ValueError(problem)
         return css
 
-    def rule(self) -> FullTextRule:
-        return FullTextRule(self.mode, self.select)
-
 
 def _full_text_mode(value: object) -> object:
     """``full_text: always`` is short for ``full_text: {mode: always}``."""
@@ -245,9 +185,6 @@ class ScrapeSettings(_Model):
         if css is not None and (problem := check_selector(css) if css.strip() else "empty"):
             raise ValueError(problem)
         return css
-
-    def rule(self) -> ScrapeRule:
-        return ScrapeRule(self.item, self.title, self.link, self.date, self.summary)
 
 
 class Defaults(_Model):
@@ -368,22 +305,8 @@ class Watchlist(_Model):
         return self
 
     def spec(self) -> WatchlistSpec:
-        """What matching reads of this watchlist, as plain data (``monitor.match``)."""
-        return WatchlistSpec(
-            name=self.name,
-            keywords=tuple(self.keywords),
-            fields=tuple(self.fields),
-            aliases={keyword: tuple(names) for keyword, names in self.aliases.items()},
-            require=tuple(self.require),
-            exclude=tuple(self.exclude),
-            notify=tuple(self.notify),
-        )
-
-    @property
-    def digest_schedule(self) -> DigestSchedule | None:
-        if self.digest is None and self.every is None:
-            return None
-        return DigestSchedule(cron=self.digest, every=self.every)
+        """What matching reads of this watchlist (the rule is ``RunWatchlist.spec``)."""
+        return msgspec.convert(self, RunWatchlist, from_attributes=True).spec()
 
     @field_validator("keywords", "require", "exclude")
     @classmethod
@@ -413,11 +336,6 @@ class NotifyTarget(_Model):
     format: Format | None = None  # default: what the service reads best
     quiet_hours: QuietHoursSpan | None = None
 
-    @property
-    def key(self) -> str:
-        """Names the target in the outbox without its secrets, stable across restarts."""
-        return hashlib.sha256(self.url.encode()).hexdigest()[:12]
-
     @field_validator("url")
     @classmethod
     def _usable_url(cls, url: str, info: ValidationInfo) -> str:
@@ -427,22 +345,6 @@ class NotifyTarget(_Model):
         if (info.context or {}).get("check_notify", True) and (problem := notify_url_problem(url)):
             raise ValueError(problem)
         return url
-
-
-def notify_url_problem(url: str) -> str | None:
-    """Why Apprise cannot use ``url``, or None. Never echoes the URL: it usually carries
-    a password or token."""
-    import apprise  # loading every Apprise plugin takes 0.25 s; only pay it when needed
-
-    # Apprise logs the URL it cannot parse, secrets and all; the message below is ours.
-    apprise_log = logging.getLogger("apprise")
-    was_disabled, apprise_log.disabled = apprise_log.disabled, True
-    try:
-        if apprise.Apprise.instantiate(url) is not None:
-            return None
-    finally:
-        apprise_log.disabled = was_disabled
-    return f"not a notification URL that Apprise can use (scheme {url.split('://', 1)[0]!r})"
 
 
 class Templates(_Model):
@@ -459,9 +361,6 @@ class Templates(_Model):
         if text is not None and (problem := check_template(text)):
             raise ValueError(problem)
         return text
-
-    def overrides(self) -> dict[str, str]:
-        return {name: text for name, text in self.model_dump().items() if text is not None}
 
 
 class AlertSettings(_Model):
@@ -484,9 +383,6 @@ class HealthSettings(_Model):
     failing_after: Duration = 6 * 3600.0  # failing every poll this long
     silence_factor: float = Field(default=10.0, gt=1)  # no new story for this many usual gaps
     min_silence: Duration = 2 * 86400.0  # ...and never less than this
-
-    def rules(self) -> HealthRules:
-        return HealthRules(self.failing_after, self.silence_factor, self.min_silence)
 
 
 class EventSettings(_Model):
@@ -520,37 +416,6 @@ class HTTPSettings(_Model):
         return listen.strip()
 
 
-_LISTEN_RE = re.compile(
-    r"\[(?P<ipv6>[0-9A-Fa-f:.]+)\]:(?P<port6>[0-9]{1,5})|(?P<host>[^:\[\]]+):(?P<port>[0-9]{1,5})"
-)
-_HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-def parse_listen(listen: str) -> tuple[str, int] | None:
-    """``host:port`` (IPv6 in brackets) as the host to bind and the port, or None."""
-    m = _LISTEN_RE.fullmatch(listen.strip())
-    if m is None:
-        return None
-    port = int(m["port6"] or m["port"])
-    if not 0 < port < 65536:
-        return None
-    if m["ipv6"] is not None:
-        try:
-            return str(ipaddress.IPv6Address(m["ipv6"])), port
-        except ValueError:
-            return None
-    host = m["host"]
-    labels = host.removesuffix(".").split(".")
-    if all(label.isdigit() for label in labels):  # looks like IPv4: must be one
-        try:
-            return str(ipaddress.IPv4Address(host)), port
-        except ValueError:
-            return None
-    if len(host) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
-        return None
-    return host, port
-
-
 class Config(_Model):
     """A validated configuration. ``path`` is the file it came from."""
 
@@ -580,11 +445,18 @@ class Config(_Model):
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # of each key, for messages
     # False when loaded without the notify URLs' secrets (``load_config(need_targets=False)``)
     _targets_expanded: bool = PrivateAttr(default=True)
+    # The ${VAR} and ${credential:NAME} names whose values were filled in: secrets
+    _filled: frozenset[str] = PrivateAttr(default=frozenset())
 
     @property
     def targets_ready(self) -> bool:
         """Whether the notify URLs have their secrets filled in, so alerts can be sent."""
         return self._targets_expanded
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """The ``${VAR}`` and ``${credential:NAME}`` whose values were filled in."""
+        return self._filled
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -620,41 +492,6 @@ class Config(_Model):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {name!r} (try Europe/Berlin or UTC)") from None
         return name
-
-    def delivery_policy(self) -> Policy:
-        """What the outbox needs to know: targets (the console if none), rules, retries."""
-        if not self.targets_ready:
-            # A target's outbox key is made from its full URL: without the secrets every
-            # delivery would be routed to a target that does not exist.
-            raise ConfigError([f"{self.path}: notify targets were loaded without their secrets"])
-        targets = [
-            Target(target.key, frozenset(target.tags), target.quiet_hours) for target in self.notify
-        ] or [Target(CONSOLE_TARGET)]
-        rules = {w.name: WatchlistRules(w.digest_schedule, w.quiet_hours) for w in self.watchlists}
-        a = self.alerts
-        return Policy(targets, rules, ZoneInfo(self.timezone) if self.timezone else local_zone(),
-                      a.burst_limit, a.max_attempts, a.retry_after, a.max_retry_after)  # fmt: skip
-
-    def feed_interval(self, feed: FeedConfig) -> float:
-        """The feed's interval (its own, else the default), within ``min_interval`` and
-        ``max_interval`` as ``check`` says (``interval_warnings``)."""
-        d = self.defaults
-        return min(max(feed.interval or d.interval, d.min_interval), d.max_interval)
-
-    def feed_timeout(self, feed: FeedConfig) -> float:
-        return feed.timeout or self.defaults.timeout
-
-    def full_text(self, feed: FeedConfig) -> FullTextRule:
-        return (feed.full_text or self.defaults.full_text).rule()
-
-    def cadence(self, feed: FeedConfig) -> Cadence:
-        """A feed's scheduling. An ``interval`` set on the feed itself is kept as set (the
-        user said how often to poll that one); ``defaults.interval`` is where adaptive
-        scheduling starts. The publisher's hints and the floor apply to both."""
-        d = self.defaults
-        adaptive = d.adaptive and feed.interval is None
-        return Cadence(self.feed_interval(feed), d.min_interval, d.max_interval, d.max_backoff,
-                       adaptive)  # fmt: skip
 
 
 class _KeyedError(ValueError):

@@ -27,7 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from monitor.config_file import escape_placeholders, load_config
+from monitor.config_file import escape_placeholders, validate_config
 from monitor.errors import ConfigError
 from monitor.redact import has_control_characters, redact_text, terminal_safe
 
@@ -154,7 +154,7 @@ def _write(path: Path, document: CommentedMap, yaml: YAML, *, replace: bool = Tr
             os.chown(temp, status.st_uid, status.st_gid)
         os.chmod(temp, status.st_mode & 0o7777)
         try:
-            load_config(temp, need_targets=False)  # an edit of the feeds needs no secrets
+            validate_config(temp, need_targets=False)  # an edit of the feeds needs no secrets
         except ConfigError as exc:
             problems = [problem.replace(temp, str(path)) for problem in exc.problems]
             raise ConfigError(["the edit would make the config invalid:", *problems]) from None

@@ -1,12 +1,14 @@
 """Reading a config file: YAML with line numbers, ``${VAR}`` and credentials, and errors
 explained by file, line and key.
 
-``load_config`` is the one way in: it reads the YAML (PyYAML's C parser; aliases that
+``validate_config`` reads the YAML (PyYAML's C parser; aliases that
 refer to themselves or explode are refused), fills in ``${VAR}`` from the environment and
 ``${credential:NAME}`` from systemd's credentials (``$${`` is a literal ``${``; every
 value filled in is remembered as a secret, see ``monitor.redact``), validates the result
 against the models of ``monitor.config``, and turns every problem into
-``FILE:LINE: key: message``, with a "did you mean" for a mistyped key.
+``FILE:LINE: key: message``, with a "did you mean" for a mistyped key. The program
+loads its config through ``monitor.config_load.load_config``, which comes here when the
+file (or a secret, or the program) has changed since the config was last validated.
 """
 
 from __future__ import annotations
@@ -24,20 +26,18 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from monitor.config import (
-    Config,
-    Loc,
-    _KeyedError,
-    format_duration,
-    notify_url_problem,
+from monitor.config import Config, Loc, _KeyedError
+from monitor.config_load import (
+    CONFIG_ENV_VAR,
+    ENV_RE,
+    MAX_CONFIG_BYTES,
+    read_at_most,
+    secret_value,
 )
 from monitor.errors import ConfigError
 from monitor.redact import remember_credentials, remember_secret
+from monitor.units import format_duration
 
-DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
-CONFIG_ENV_VAR = "FEED_MONITOR_CONFIG"
-# ${VAR}: an environment variable; ${credential:NAME}: a systemd credential (LoadCredential=)
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|credential:[A-Za-z0-9_.@-]+)\}")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -89,34 +89,16 @@ def _cross_problems(data: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
                 break
 
 
-def resolve_config_path(path: str | Path | None) -> Path:
-    """``--config``, else ``$FEED_MONITOR_CONFIG``, else ``config/monitor.yaml``."""
-    if path:
-        return Path(path)
-    if env := os.environ.get(CONFIG_ENV_VAR):
-        return Path(env)
-    return DEFAULT_CONFIG_PATH
-
-
-MAX_CONFIG_BYTES = 16 * 2**20  # a config of 100,000 feeds is about 6 MB
-
-
-def read_at_most(path: Path, limit: int) -> bytes | None:
-    """The file's bytes, or None when it holds more than ``limit`` (a file the user names
-    may be /dev/zero, which never ends)."""
-    with path.open("rb") as file:
-        data = file.read(limit + 1)
-    return None if len(data) > limit else data
-
-
-def load_config(
+def validate_config(
     path: str | Path,
     environ: dict[str, str] | None = None,
     *,
     check_notify: bool = True,
     need_targets: bool = True,
+    raw: bytes | None = None,
 ) -> Config:
-    """Read, expand and validate the config file, or raise ``ConfigError`` listing every problem.
+    """Read, expand and validate the config file, or raise ``ConfigError`` listing every
+    problem. ``raw`` is the file's content when the caller has read it already.
 
     ``check_notify=False`` leaves asking Apprise about the notify URLs to
     ``check_notify_urls``, for a run that may have nothing to send.
@@ -129,7 +111,8 @@ def load_config(
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
     try:
-        raw = read_at_most(path, MAX_CONFIG_BYTES)
+        if raw is None:
+            raw = read_at_most(path, MAX_CONFIG_BYTES)
         if raw is None:
             raise ConfigError(
                 [f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MB: not a config file"]
@@ -165,11 +148,12 @@ def load_config(
             [f"{path}:1: the config must be a mapping of keys (database, feeds, ...)"]
         )
 
+    filled: set[str] = set()
     if need_targets:
-        missing = list(_expand_env(data, environ))
+        missing = list(_expand_env(data, environ, filled))
     else:
         targets = data.pop("notify", None)
-        missing = list(_expand_env(data, environ))
+        missing = list(_expand_env(data, environ, filled))
         if targets is not None:
             data["notify"] = targets
         check_notify = False  # Apprise cannot judge a URL whose secrets are not filled in
@@ -206,6 +190,7 @@ def load_config(
         remember_credentials(target.url, target=True)
     config._lines = lines
     config._targets_expanded = need_targets
+    config._filled = frozenset(filled)
     return config
 
 
@@ -315,10 +300,12 @@ class _YAMLReader:
         return out if plain else self.loader.construct_object(node, deep=True)
 
 
-def _expand_env(node: Any, environ: dict[str, str], loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+def _expand_env(
+    node: Any, environ: dict[str, str], filled: set[str], loc: Loc = ()
+) -> Iterator[tuple[Loc, str]]:
     """Replace ``${VAR}`` in every string in place (and ``$${`` by a literal ``${``);
-    yield (loc, message) for unset ones. Every value filled in is remembered as a secret
-    (``monitor.redact``): it is never printed."""
+    yield (loc, message) for unset ones, add the names of the others to ``filled``. Every
+    value filled in is remembered as a secret (``monitor.redact``): it is never printed."""
     items: list[tuple[Any, Any]]
     if isinstance(node, dict):
         items = list(node.items())
@@ -330,21 +317,22 @@ def _expand_env(node: Any, environ: dict[str, str], loc: Loc = ()) -> Iterator[t
         here = (*loc, key if isinstance(key, int) and isinstance(node, list) else str(key))
         if isinstance(value, str) and "${" in value:
             names = [m.group(2) for m in _PLACEHOLDER_RE.finditer(value) if m.group(2)]
-            values = {name: _secret(name, environ) for name in names}
+            values = {name: secret_value(name, environ) for name in names}
             missing = [name for name, found in values.items() if found is None]
             if missing:
                 yield here, _missing_message(missing, environ)
             else:
+                filled.update(values)
                 for found in values.values():
                     remember_secret(found or "")
                 node[key] = _PLACEHOLDER_RE.sub(functools.partial(_fill, values), value)
         else:
-            yield from _expand_env(value, environ, here)
+            yield from _expand_env(value, environ, filled, here)
 
 
 # ``$${`` is a literal ``${`` (as in docker-compose and systemd): how text that must not be
 # expanded, such as an imported feed URL, is written into the config.
-_PLACEHOLDER_RE = re.compile(r"\$(\$\{)|" + _ENV_RE.pattern)
+_PLACEHOLDER_RE = re.compile(r"\$(\$\{)|" + ENV_RE.pattern)
 
 
 def escape_placeholders(text: str) -> str:
@@ -356,19 +344,6 @@ def _fill(values: dict[str, str | None], match: re.Match[str]) -> str:
     if match.group(1):
         return "${"
     return values[match.group(2)] or ""
-
-
-def _secret(name: str, environ: dict[str, str]) -> str | None:
-    """An environment variable's value, or a systemd credential's (without its newline)."""
-    if not name.startswith("credential:"):
-        return environ.get(name)
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        return None
-    try:
-        return (Path(directory) / name.removeprefix("credential:")).read_text().rstrip("\n")
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _missing_message(names: list[str], environ: dict[str, str]) -> str:
@@ -480,13 +455,6 @@ def interval_warnings(config: Config) -> list[str]:
     return warnings
 
 
-def check_notify_urls(config: Config) -> None:
-    """Raise ``ConfigError`` for notify URLs Apprise cannot use (see ``load_config``)."""
-    problems = []
-    for index, target in enumerate(config.notify):
-        if problem := notify_url_problem(target.url):
-            loc: Loc = ("notify", index, "url")
-            line = _locate(config._lines, loc)
-            problems.append(f"{config.path}:{line}: {_dotted(loc)}: {problem}")
-    if problems:
-        raise ConfigError(problems)
+def notify_lines(config: Config) -> dict[int, int]:
+    """The line of each notify target's URL, by index, for messages about it."""
+    return {i: _locate(config._lines, ("notify", i, "url")) for i in range(len(config.notify))}

@@ -26,20 +26,21 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable, Sequence, Set
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Config, FeedConfig
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from monitor.errors import ConfigError, DatabaseFault, MonitorError
 from monitor.pipeline import Clock
 from monitor.render import count_of
+from monitor.run_config import RunConfig, RunFeed
 from monitor.runtime import Runtime, open_runtime, process_lock
 from monitor.service import sd_notify, watchdog_interval
 from monitor.web import make_app, render_metrics, serve
@@ -86,7 +87,7 @@ class Daemon:
     def __init__(
         self,
         config_path: Path,
-        config: Config,
+        config: RunConfig,
         *,
         clock: Clock = time.time,
         rng: random.Random | None = None,
@@ -270,7 +271,7 @@ class Daemon:
             log.warning(
                 "database path changes need a restart; still using %s", self.config.database
             )
-            new = new.model_copy(update={"database": self.config.database})
+            new = msgspec.structs.replace(new, database=self.config.database)
         old = self.config
         old_feeds = {feed.url: feed for feed in old.feeds}
         self.config = new
@@ -323,7 +324,7 @@ class Daemon:
                 self._nudge_delivery, trigger, id=f"{DIGEST_JOB_PREFIX}{watchlist.name}"
             )
 
-    def _schedule_feeds(self, feeds: list[FeedConfig], retimed: Set[str] = frozenset()) -> None:
+    def _schedule_feeds(self, feeds: Sequence[RunFeed], retimed: Set[str] = frozenset()) -> None:
         now = self.clock()
         states = self.runtime.poll_state.feeds
         due = sum(1 for feed in feeds if (states[feed.url].next_poll_at or 0) <= now)

@@ -39,10 +39,10 @@ from collections.abc import Callable
 from msgspec import Struct, field
 
 from monitor.alert import Channel, DeliveryOutcome, Notifier
-from monitor.config import Config
 from monitor.errors import StoreError
 from monitor.outbox import release, retry_delay, route
 from monitor.render import Rendered, render_delivery, render_notice
+from monitor.run_config import RunConfig
 from monitor.store import DueDelivery, Store
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Deliverer:
 
     def __init__(
         self,
-        config: Config,
+        config: RunConfig,
         store: Store,
         notifier: Notifier,
         *,
@@ -135,7 +135,7 @@ class Deliverer:
         self._closing = False
         self.apply_config(config, notifier)
 
-    def apply_config(self, config: Config, notifier: Notifier) -> None:
+    def apply_config(self, config: RunConfig, notifier: Notifier) -> None:
         self.config = config
         self.notifier = notifier
 

@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from msgspec import Struct
 from msgspec.structs import replace
 
-from monitor.config import format_duration
 from monitor.match import Matcher
 from monitor.models import Entry, WatchlistSpec
 from monitor.render import count_of, format_time
 from monitor.store import MatchRow, StoryDelivery
+from monitor.units import format_duration
 
 
 class TextVerdict(Struct, frozen=True):

@@ -62,7 +62,8 @@ LOCAL_NETWORKS: tuple[IPNetwork, ...] = tuple(
 
 
 class _AllowsPrivateRedirects(Protocol):
-    allow_private_redirects: bool
+    @property
+    def allow_private_redirects(self) -> bool: ...
 
 
 class RedirectPolicy(Struct, frozen=True):

@@ -14,11 +14,11 @@ import time
 
 import msgspec
 
-from monitor.config import Config, FeedConfig
 from monitor.health import decide_notice
 from monitor.models import PollState
 from monitor.outbox import targets_for
 from monitor.pipeline import Clock, PollOutcome, feed_display_name
+from monitor.run_config import RunConfig, RunFeed
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -28,17 +28,17 @@ class HealthNotices:
     """Turns a feed's health after each poll into at most one notice to the operators."""
 
     def __init__(
-        self, config: Config, store: Store, polls: PollState, *, clock: Clock = time.time
+        self, config: RunConfig, store: Store, polls: PollState, *, clock: Clock = time.time
     ) -> None:
         self.store = store
         self.polls = polls
         self.clock = clock
         self.apply_config(config)
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: RunConfig) -> None:
         self.config = config
 
-    def after_poll(self, feed: FeedConfig, outcome: PollOutcome) -> PollOutcome:
+    def after_poll(self, feed: RunFeed, outcome: PollOutcome) -> PollOutcome:
         """``outcome`` with the notices its poll called for (none without a ``health``
         section, nor for a feed that is gone)."""
         if self.config.health is None or outcome.gone:

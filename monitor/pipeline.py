@@ -26,7 +26,6 @@ from msgspec import Struct
 
 from monitor.article import ArticleLimits, FullTextRule, fetch_articles, needs_article, with_article
 from monitor.concurrency import PollLimit
-from monitor.config import Config, FeedConfig
 from monitor.errors import FeedError, HTTPStatusError
 from monitor.events import EventIndex, follow_up_text
 from monitor.fetch import Fetcher, moved_url
@@ -57,6 +56,7 @@ from monitor.models import (
 from monitor.outbox import targets_for
 from monitor.parser_pool import ParserPool
 from monitor.render import count_of, format_interval
+from monitor.run_config import RunConfig, RunFeed
 from monitor.schedule import delay_after_failure, interval_after_success, publishing_interval
 from monitor.scrape import scrape_page
 from monitor.store import FeedState, Store
@@ -172,7 +172,7 @@ class Poller:
 
     def __init__(
         self,
-        config: Config,
+        config: RunConfig,
         store: Store,
         fetcher: Fetcher,
         *,
@@ -187,7 +187,7 @@ class Poller:
         self.state = PollState() if state is None else state
         self.apply_config(config)
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: RunConfig) -> None:
         """Start using a (re)loaded config: feeds rows and matcher."""
         self.config = config
         self.matcher = Matcher(watchlist.spec() for watchlist in config.watchlists)
@@ -197,7 +197,7 @@ class Poller:
             else EventIndex(self.store.event_store, config.events.window)
         )
         # A concurrency the user set is kept; the default grows while the machine has room.
-        adaptive = "concurrency" not in config.model_fields_set
+        adaptive = not config.concurrency_set
         self._limit = PollLimit(config.concurrency, adaptive=adaptive)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.state.feeds = self.store.sync_feeds(
@@ -213,13 +213,13 @@ class Poller:
         self,
         on_done: Callable[[PollOutcome], None] | None = None,
         *,
-        each: Callable[[FeedConfig], Awaitable[PollOutcome]] | None = None,
+        each: Callable[[RunFeed], Awaitable[PollOutcome]] | None = None,
     ) -> list[PollOutcome]:
         """Poll every configured feed once, concurrently, each by ``each`` (``poll``
         unless the runtime adds what follows a poll); ``on_done`` hears of each."""
         poll_one = self.poll if each is None else each
 
-        async def poll(feed: FeedConfig) -> PollOutcome:
+        async def poll(feed: RunFeed) -> PollOutcome:
             outcome = await poll_one(feed)
             if on_done is not None:
                 on_done(outcome)
@@ -227,7 +227,7 @@ class Poller:
 
         return list(await asyncio.gather(*(poll(feed) for feed in self.config.feeds)))
 
-    async def poll(self, feed: FeedConfig) -> PollOutcome:
+    async def poll(self, feed: RunFeed) -> PollOutcome:
         """Poll one feed. A failure is logged and recorded against the feed, never raised."""
         state = self.state.feeds[feed.url]
         name = feed_display_name(feed.url, feed.name)
@@ -265,7 +265,7 @@ class Poller:
         return outcome
 
     async def _fetch(
-        self, feed: FeedConfig, state: FeedState, url: str, name: str
+        self, feed: RunFeed, state: FeedState, url: str, name: str
     ) -> PollOutcome | _Fetched:
         """Fetch and parse; an outcome when the poll ends here (unchanged, failed)."""
         cadence = self.config.cadence(feed)
@@ -298,7 +298,7 @@ class Poller:
                                    unchanged=True, next_poll_at=record.next_poll_at)  # fmt: skip
             if feed.scrape is not None:
                 parsed = await asyncio.to_thread(
-                    scrape_page, result.body, url=result.url, rule=feed.scrape.rule(),
+                    scrape_page, result.body, url=result.url, rule=feed.scrape,
                     content_type=result.content_type, now=self.clock(),
                 )  # fmt: skip
             else:
@@ -320,7 +320,7 @@ class Poller:
         return _Fetched(result, parsed, body_hash, started)
 
     async def _save(
-        self, feed: FeedConfig, state: FeedState, url: str, name: str, fetched: _Fetched
+        self, feed: RunFeed, state: FeedState, url: str, name: str, fetched: _Fetched
     ) -> PollOutcome:
         """Decide what the poll's entries are (after reading new teasers' articles) and
         save it all in one transaction."""

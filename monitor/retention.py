@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
-from monitor.config import Config
 from monitor.events import EventIndex
 from monitor.pipeline import Clock
+from monitor.run_config import RunConfig
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,12 @@ log = logging.getLogger(__name__)
 class Retention:
     """Applies the retention settings of one loaded config to the store."""
 
-    def __init__(self, config: Config, store: Store, *, clock: Clock = time.time) -> None:
+    def __init__(self, config: RunConfig, store: Store, *, clock: Clock = time.time) -> None:
         self.store = store
         self.clock = clock
         self.apply_config(config)
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: RunConfig) -> None:
         self.config = config
         self.events = (
             None

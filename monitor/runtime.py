@@ -27,7 +27,6 @@ from typing import Literal
 from msgspec import Struct
 
 from monitor.alert import Notifier
-from monitor.config import Config, FeedConfig
 from monitor.delivery import Deliverer
 from monitor.errors import StoreBusyError
 from monitor.fetch import USER_AGENT, Fetcher, RedirectPolicy
@@ -36,6 +35,7 @@ from monitor.models import PollState
 from monitor.parser_pool import ParserPool
 from monitor.pipeline import Poller, PollOutcome
 from monitor.retention import Retention
+from monitor.run_config import RunConfig, RunFeed
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ _LOCK_BYTE: dict[Role, int] = {"daemon": 0, "once": 1}  # one lock file, a byte 
 
 
 class Runtime(Struct):
-    config: Config
+    config: RunConfig
     store: Store
     poll_state: PollState  # each feed's state as last recorded; the poll counters
     poller: Poller
@@ -54,7 +54,7 @@ class Runtime(Struct):
     retention: Retention
     deliverer: Deliverer
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: RunConfig) -> None:
         """Use a reloaded config from now on (the database path stays)."""
         self.config = config
         self.poller.apply_config(config)
@@ -62,7 +62,7 @@ class Runtime(Struct):
         self.retention.apply_config(config)
         self.deliverer.apply_config(config, notifier_for(config))
 
-    async def poll(self, feed: FeedConfig) -> PollOutcome:
+    async def poll(self, feed: RunFeed) -> PollOutcome:
         """Poll one feed, then queue the health notice its state calls for, if any."""
         return self.health.after_poll(feed, await self.poller.poll(feed))
 
@@ -73,12 +73,12 @@ class Runtime(Struct):
         return await self.poller.poll_all(on_done, each=self.poll)
 
 
-def notifier_for(config: Config) -> Notifier:
+def notifier_for(config: RunConfig) -> Notifier:
     return Notifier(config.notify, config.alerts.send_timeout)
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(config: Config, *, clock: Clock = time.time) -> AsyncIterator[Runtime]:
+async def open_runtime(config: RunConfig, *, clock: Clock = time.time) -> AsyncIterator[Runtime]:
     with Store.open(config.database) as store, ParserPool() as parser:
         async with Fetcher(
             user_agent=config.user_agent or USER_AGENT,

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from monitor import __version__
-from monitor.config import parse_listen
 from monitor.errors import ServiceError
 from monitor.models import PollCounters
 from monitor.redact import mask_url
 from monitor.store import DELIVERY_STATES, Store
+from monitor.units import parse_listen
 
 
 def render_metrics(store: Store, counters: PollCounters, configured: Iterable[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,20 @@ def _logging_restored() -> Iterator[None]:
     output streams; no test leaves that behind for the next."""
     with logging_kept():
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Nothing the tests run, module fixtures included, caches configs in ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CACHE_DIRECTORY", raising=False)
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _own_config_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test caches loaded configs (monitor.config_load) in its own directory, never
+    in the user's ~/.cache, and starts with none."""
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))

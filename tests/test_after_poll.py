@@ -14,6 +14,7 @@ from monitor.identity import source_keys
 from monitor.models import Entry, PollPlan, PollRecord, PollState, StoryToSave
 from monitor.pipeline import PollOutcome
 from monitor.retention import Retention
+from monitor.run_config import RunConfig, from_config
 from monitor.store import Store
 
 HOUR = 3600.0
@@ -28,14 +29,14 @@ class Clock:
         return self.now
 
 
-def make_config(tmp_path: Path, **extra: object) -> Config:
-    return Config.model_validate({
+def make_config(tmp_path: Path, **extra: object) -> RunConfig:
+    return from_config(Config.model_validate({
         "path": tmp_path / "monitor.yaml", "database": str(tmp_path / "monitor.db"),
         "feeds": [{"url": "https://e.org/f", "name": "Wire"}],
         "watchlists": [{"name": "w", "keywords": ["S-400"]}],
         "notify": [{"url": "json://localhost:9/", "tags": ["ops"]}],
         **extra,
-    })  # fmt: skip
+    }))  # fmt: skip
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from monitor.concurrency import CEILING, Headroom, PollLimit, next_limit
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from monitor.runtime import open_runtime
 from tests.helpers import rss, write_config
 from tests.servers import QuietHandler, serving

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.config import format_duration, parse_duration
-from monitor.config_file import _read_yaml, load_config, resolve_config_path
+from monitor.config_file import _read_yaml, validate_config
+from monitor.config_load import load_config, resolve_config_path
 from monitor.errors import ConfigError
+from monitor.units import format_duration, parse_duration
 from tests.helpers import REPO, cli, write_config
 
 VALID = """\
@@ -58,10 +59,10 @@ def test_the_contract_example_loads(tmp_path: Path) -> None:
     assert [config.feed_interval(feed) for feed in config.feeds] == [600, 900]
     assert config.feeds[0].name == "Example"
     watchlist = config.watchlists[0]
-    assert watchlist.keywords == ["S-400", "CAATSA", "F-35"]
-    assert watchlist.require == ["Turkey"] and watchlist.exclude == ["video game"]
+    assert watchlist.keywords == ("S-400", "CAATSA", "F-35")
+    assert watchlist.require == ("Turkey",) and watchlist.exclude == ("video game",)
     assert config.notify[0].url.startswith("mailto://user:hunter2@")
-    assert config.notify[0].tags == ["analysts"]
+    assert config.notify[0].tags == ("analysts",)
     assert config.notify[1].url == "tgram://123456789:abcdefghijklmnopqrstuvwxyz/42"
 
 
@@ -188,7 +189,7 @@ def test_shipped_config_is_valid_and_uses_the_console() -> None:
     assert "alerts go to the console" in result.stdout
     config = load_config(REPO / "config" / "monitor.yaml", environ={})
     assert len(config.feeds) >= 5
-    assert config.watchlists[0].keywords == ["S-400", "CAATSA", "F-35"]
+    assert config.watchlists[0].keywords == ("S-400", "CAATSA", "F-35")
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -205,7 +206,7 @@ def test_watchlist_aliases_fields_and_regex_terms(tmp_path: Path) -> None:
         '    aliases: {CAATSA: ["Countering America\'s Adversaries Through Sanctions Act"]}\n',
     )
     config = load_config(write(tmp_path, text), environ=ENV)
-    assert config.watchlists[0].fields == ["title", "link"]
+    assert config.watchlists[0].fields == ("title", "link")
     assert config.watchlists[0].aliases["CAATSA"][0].startswith("Countering")
 
 
@@ -322,7 +323,7 @@ def test_hand_editing_mistakes_in_yaml_are_explained(
 
 
 def test_quiet_hours_load_from_text_and_dump_back_to_it(tmp_path: Path) -> None:
-    config = load_config(
+    config = validate_config(
         write(
             tmp_path,
             "watchlists:\n  - name: w\n    keywords: [S-400]\n    quiet_hours: '22:00-07:30'\n"
@@ -335,7 +336,7 @@ def test_quiet_hours_load_from_text_and_dump_back_to_it(tmp_path: Path) -> None:
     assert dumped["watchlists"][0]["quiet_hours"] == "22:00-07:30"
     assert dumped["notify"][0]["quiet_hours"] == "01:00-06:00"
     # what a dump says loads back to the same spans
-    again = load_config(write(tmp_path, json.dumps(dumped)), environ=ENV, check_notify=False)
+    again = validate_config(write(tmp_path, json.dumps(dumped)), environ=ENV, check_notify=False)
     assert again.watchlists[0].quiet_hours == config.watchlists[0].quiet_hours
     assert again.notify[0].quiet_hours == config.notify[0].quiet_hours
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from monitor.cli import cli
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from monitor.errors import ConfigError
 from tests.helpers import rss
 from tests.servers import AlertSink, FeedServer, alert_sink, feed_server

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import MAX_DURATION, parse_duration
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from monitor.errors import ConfigError
+from monitor.units import MAX_DURATION, parse_duration
 
 BASE = """\
 database: monitor.db

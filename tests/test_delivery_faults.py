@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alert import Notifier
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from monitor.delivery import Deliverer
 from monitor.store import Store
 from tests.helpers import REPO, cli, cli_process, numbered_items, rss, write_config

@@ -159,7 +159,7 @@ class _Watched(Daemon):
 
 
 def test_health_counts_only_the_configured_feeds(tmp_path: Path, feeds: FeedServer) -> None:
-    from monitor.config_file import load_config
+    from monitor.config_load import load_config
 
     good = [feeds.serve(f"/{n}.xml", rss([], title=f"Feed {n}")) for n in ("a", "b")]
     removed = feeds.url("/gone-from-config.xml")  # not served: every poll fails
@@ -301,7 +301,7 @@ def test_check_reports_a_duplicate_name_with_every_other_problem(tmp_path: Path)
 
 
 def _story_ids(config: Path) -> dict[str, int]:
-    from monitor.config_file import load_config
+    from monitor.config_load import load_config
     from monitor.store import Store
 
     with Store.open(load_config(config, need_targets=False).database) as store:
@@ -525,7 +525,7 @@ def test_a_feeds_own_interval_is_kept_and_a_reload_retimes_it_at_once(
     """An ``interval`` set on a feed is what the user asked for: a reload that changes it
     takes effect at once (not after the poll decided under the old one), and adaptive
     scheduling does not stretch it to the feed's publishing rhythm (hourly here)."""
-    from monitor.config_file import load_config
+    from monitor.config_load import load_config
 
     hourly = [{"title": f"Item {n}", "link": f"https://e.org/{n}", "guid": f"g{n}",
                "published": time.time() - 3600 * n} for n in range(5)]  # fmt: skip
@@ -564,7 +564,7 @@ def test_a_feeds_own_interval_is_kept_and_a_reload_retimes_it_at_once(
 def test_a_restart_applies_a_feeds_new_interval(tmp_path: Path, feeds: FeedServer) -> None:
     """Polled under `interval: 1h`, then the file says 2s and the daemon starts: the next
     poll is within 2 s, not an hour after the last."""
-    from monitor.config_file import load_config
+    from monitor.config_load import load_config
 
     url = feeds.serve("/f.xml", rss([{"title": "x", "link": "https://e.org/x", "guid": "x"}]))
     config_path = tmp_path / "monitor.yaml"
@@ -589,7 +589,7 @@ def test_a_restart_applies_a_feeds_new_interval(tmp_path: Path, feeds: FeedServe
 def test_a_reload_retiming_many_feeds_spreads_their_polls(
     tmp_path: Path, feeds: FeedServer
 ) -> None:
-    from monitor.config_file import load_config
+    from monitor.config_load import load_config
 
     urls = [feeds.serve(f"/{n}.xml", rss([], title=f"Feed {n}")) for n in range(20)]
     config_path = tmp_path / "monitor.yaml"
@@ -627,7 +627,7 @@ def test_a_poll_cut_short_by_the_shutdown_deadline_is_no_error(
     import logging
 
     from monitor import daemon as daemon_module
-    from monitor.config_file import load_config
+    from monitor.config_load import load_config
 
     monkeypatch.setattr(daemon_module, "SHUTDOWN_DEADLINE", 0.2)
     url = feeds.serve("/f.xml", rss([]))

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from ruamel.yaml import YAML
 
 from monitor.cli import cli
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from tests.helpers import rss
 from tests.servers import FeedServer
 

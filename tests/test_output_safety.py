@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from monitor.cli import cli, configure_logging
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from monitor.models import PollCounters
 from monitor.store import Store
 from monitor.web import render_metrics

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config_file import load_config
+from monitor.config_load import load_config
 from monitor.errors import FetchError
 from monitor.fetch import Fetcher, RedirectPolicy
 from monitor.models import FetchResult

@@ -88,12 +88,13 @@ def test_feed_update_hints(channel: str, hint: float | None) -> None:
 
 def test_a_configured_interval_is_kept_within_the_floor_and_ceiling_even_when_failing() -> None:
     from monitor.config import Config
+    from monitor.run_config import from_config
 
-    config = Config.model_validate({
+    config = from_config(Config.model_validate({
         "path": "monitor.yaml",
         "defaults": {"interval": "10s", "min_interval": "5m", "max_interval": "1h"},
         "feeds": [{"url": "https://e.org/a"}, {"url": "https://e.org/b", "interval": "2h"}],
-    })  # fmt: skip
+    }))  # fmt: skip
     fast, slow = config.feeds
     assert config.feed_interval(fast) == 300 and config.feed_interval(slow) == 3600
     # Backing off after failures starts from the floor, not from the 10 s asked for.

@@ -1,0 +1,306 @@
+"""The run config (monitor.run_config) and the cache of validated configs (monitor.config_load)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import msgspec
+import pytest
+from pydantic import BaseModel
+
+from monitor import config as models
+from monitor import redact
+from monitor.article import FullTextRule
+from monitor.config_load import cache_directory, load_config
+from monitor.errors import ConfigError
+from monitor.run_config import (
+    RunAlerts,
+    RunConfig,
+    RunDefaults,
+    RunEvents,
+    RunFeed,
+    RunHealth,
+    RunHTTP,
+    RunRetention,
+    RunTarget,
+    RunTemplates,
+    RunWatchlist,
+    to_document,
+)
+from monitor.scrape import ScrapeRule
+
+# Each model of the config contract and the struct the program runs on, with the fields
+# only the struct has (facts about the load, not keys of the file).
+MIRRORS: list[tuple[type[BaseModel], type[msgspec.Struct], set[str]]] = [
+    (models.Config, RunConfig, {"targets_ready", "concurrency_set"}),
+    (models.Defaults, RunDefaults, set()),
+    (models.Retention, RunRetention, set()),
+    (models.FeedConfig, RunFeed, set()),
+    (models.Watchlist, RunWatchlist, set()),
+    (models.NotifyTarget, RunTarget, {"line"}),
+    (models.Templates, RunTemplates, set()),
+    (models.AlertSettings, RunAlerts, set()),
+    (models.HTTPSettings, RunHTTP, set()),
+    (models.HealthSettings, RunHealth, set()),
+    (models.EventSettings, RunEvents, set()),
+    (models.FullTextSettings, FullTextRule, set()),
+    (models.ScrapeSettings, ScrapeRule, set()),
+]
+
+FULL = """\
+database: data/m.db
+concurrency: 8
+defaults: {interval: 10m, full_text: never}
+retention: {story_text: 30d}
+timezone: Europe/Berlin
+alerts: {burst_limit: 3, templates: {title: "[$watchlist] $title"}}
+http: {listen: "127.0.0.1:9999"}
+health: {notify: [ops]}
+events: {follow_up_at: 3}
+feeds:
+  - url: https://user:${FEED_PW}@wire.example/feed
+    name: Wire
+    interval: 5m
+    full_text: {mode: always, select: article}
+  - url: https://page.example/news
+    scrape: {item: li.story}
+watchlists:
+  - name: turkey
+    keywords: [S-400, CAATSA]
+    aliases: {S-400: [S400]}
+    require: [Turkey]
+    exclude: [video game]
+    fields: [title, summary]
+    notify: [ops]
+    every: 1h
+    quiet_hours: 22:00-07:00
+notify:
+  - url: json://127.0.0.1:9/hook/${credential:hook-token}
+    tags: [ops]
+    format: markdown
+    quiet_hours: 23:00-06:00
+"""
+FEED_PW = "Feed-Password-7731"
+HOOK_TOKEN = "Hook-Token-4410"
+
+
+def test_every_key_of_the_config_reaches_the_run_config() -> None:
+    """A key added to a model and not to its struct would be validated and then dropped."""
+    for model, struct, extra in MIRRORS:
+        fields = {field.name for field in msgspec.structs.fields(struct)}
+        assert set(model.model_fields) | extra == fields, (model.__name__, struct.__name__)
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "hook-token").write_text(HOOK_TOKEN + "\n")
+    config = tmp_path / "monitor.yaml"
+    config.write_text(FULL)
+    environ = {
+        "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "FEED_PW": FEED_PW,
+        "CREDENTIALS_DIRECTORY": str(credentials),
+    }
+    return config, environ
+
+
+def cache_files(environ: dict[str, str]) -> list[Path]:
+    directory = cache_directory(environ)
+    assert directory is not None
+    return sorted(directory.glob("*.json")) if directory.exists() else []
+
+
+def test_a_cached_config_is_the_config_validation_gives(desk: tuple[Path, dict[str, str]]) -> None:
+    path, environ = desk
+    validated = load_config(path, environ, check_notify=False)
+    assert len(cache_files(environ)) == 1
+    cached = load_config(path, environ, check_notify=False)
+    assert cached == validated
+    assert to_document(cached) == to_document(validated)
+    # Every part of the file is there, secrets filled in
+    assert cached.feeds[0].url == f"https://user:{FEED_PW}@wire.example/feed"
+    assert cached.notify[0].url == f"json://127.0.0.1:9/hook/{HOOK_TOKEN}"
+    assert cached.notify[0].line == 28 and cached.concurrency_set
+    assert cached.watchlists[0].digest_schedule is not None
+    assert cached.delivery_policy() == validated.delivery_policy()
+    assert cached.cadence(cached.feeds[1]) == validated.cadence(validated.feeds[1])
+
+
+def test_the_cache_file_holds_no_secret_and_only_its_owner_reads_it(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    path, environ = desk
+    load_config(path, environ, check_notify=False)
+    [file] = cache_files(environ)
+    data = file.read_bytes()
+    assert FEED_PW.encode() not in data and HOOK_TOKEN.encode() not in data
+    assert FEED_PW.lower().encode() not in data.lower()
+    assert file.stat().st_mode & 0o777 == 0o600
+    assert file.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_config_read_from_the_cache_masks_its_secrets_as_validation_does(
+    desk: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, environ = desk
+    load_config(path, environ, check_notify=False)
+    monkeypatch.setattr(redact, "_secrets", ())  # a new process knows no secret yet
+    load_config(path, environ, check_notify=False)
+    shown = redact.redact_text(f"failed: {FEED_PW} {HOOK_TOKEN}")
+    assert FEED_PW not in shown and HOOK_TOKEN not in shown
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["file", "secret", "credential", "home", "how"],
+)
+def test_any_changed_input_is_validated_again(
+    desk: tuple[Path, dict[str, str]], change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, environ = desk
+    first = load_config(path, environ, check_notify=False)
+    check_notify = False
+    if change == "file":
+        path.write_text(FULL.replace("interval: 5m", "interval: 7m"))
+    elif change == "secret":
+        environ["FEED_PW"] = "Other-Password-1"
+    elif change == "credential":
+        (Path(environ["CREDENTIALS_DIRECTORY"]) / "hook-token").write_text("Other-Token-2")
+    elif change == "home":
+        monkeypatch.setenv("HOME", str(path.parent))
+        path.write_text(FULL.replace("data/m.db", "~/m.db"))
+        load_config(path, environ, check_notify=False)
+        monkeypatch.setenv("HOME", str(path.parent / "elsewhere"))
+    else:
+        check_notify = True
+    again = load_config(path, environ, check_notify=check_notify)
+    expected = {
+        "file": lambda c: c.feeds[0].interval == 420,
+        "secret": lambda c: "Other-Password-1" in c.feeds[0].url,
+        "credential": lambda c: c.notify[0].url.endswith("/Other-Token-2"),
+        "home": lambda c: c.database == path.parent / "elsewhere" / "m.db",
+        "how": lambda c: c == first,
+    }
+    assert expected[change](again)
+    if change == "how":  # each way of loading has its own file: they do not take turns
+        assert len(cache_files(environ)) == 2
+
+
+def test_a_config_made_invalid_is_refused_however_often_it_loaded(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    path, environ = desk
+    load_config(path, environ, check_notify=False)
+    load_config(path, environ, check_notify=False)
+    path.write_text(FULL.replace("concurrency: 8", "concurrency: lots"))
+    with pytest.raises(ConfigError, match=r"monitor.yaml:2: concurrency"):
+        load_config(path, environ, check_notify=False)
+    del environ["FEED_PW"]  # and a secret that is gone is missed, not taken from the cache
+    path.write_text(FULL)
+    with pytest.raises(ConfigError, match="FEED_PW is not set"):
+        load_config(path, environ, check_notify=False)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"{", b"[1, 2]", b'{"key": "x", "salt": "y", "secrets": [], "config": {}}', b"\xff\xfe"],
+)
+def test_a_damaged_cache_file_is_ignored_and_replaced(
+    desk: tuple[Path, dict[str, str]], damage: bytes
+) -> None:
+    path, environ = desk
+    validated = load_config(path, environ, check_notify=False)
+    [file] = cache_files(environ)
+    file.write_bytes(damage)
+    assert load_config(path, environ, check_notify=False) == validated
+    assert file.read_bytes() != damage
+
+
+def test_a_cache_file_for_other_inputs_is_not_used(desk: tuple[Path, dict[str, str]]) -> None:
+    """Its key is checked, not only its name: a file copied from another config, or
+    forged, is validated again."""
+    path, environ = desk
+    load_config(path, environ, check_notify=False)
+    [file] = cache_files(environ)
+    stored = json.loads(file.read_bytes())
+    stored["config"]["concurrency"] = 99
+    file.write_text(json.dumps(stored))
+    assert load_config(path, environ, check_notify=False).concurrency == 99  # same key: used
+    stored["key"] = "0" * 64
+    file.write_text(json.dumps(stored))
+    assert load_config(path, environ, check_notify=False).concurrency == 8
+
+
+def test_a_secret_that_validation_respells_is_not_cached(tmp_path: Path) -> None:
+    """A secret parsed into another form (here a time span) could not be hidden by a
+    marker: such a config is validated every time instead."""
+    path = tmp_path / "monitor.yaml"
+    path.write_text("notify:\n  - url: json://127.0.0.1:9/\n    quiet_hours: ${QUIET}\n")
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "QUIET": "1:00-6:00"}
+    loaded = load_config(path, environ, check_notify=False)
+    assert loaded.notify[0].quiet_hours is not None
+    assert cache_files(environ) == []
+
+
+def test_without_a_usable_cache_directory_the_config_still_loads(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    path, environ = desk
+    blocker = path.parent / "not-a-directory"
+    blocker.write_text("")
+    environ["XDG_CACHE_HOME"] = str(blocker)
+    assert load_config(path, environ, check_notify=False).concurrency == 8
+    assert load_config(path, environ, check_notify=False).concurrency == 8
+    del environ["XDG_CACHE_HOME"], environ["HOME"]
+    assert cache_directory(environ) is None
+    assert load_config(path, environ, check_notify=False).concurrency == 8
+
+
+def test_systemd_cache_directory_is_used_when_set(desk: tuple[Path, dict[str, str]]) -> None:
+    path, environ = desk
+    environ["CACHE_DIRECTORY"] = str(path.parent / "state-cache")
+    load_config(path, environ, check_notify=False)
+    assert [file.parent for file in cache_files(environ)] == [path.parent / "state-cache"]
+
+
+def test_a_run_with_an_unchanged_config_loads_neither_pydantic_nor_yaml(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    """The point of the cache: `once` from cron starts about a quarter faster."""
+    path, environ = desk
+    script = (
+        "import sys; from monitor.config_load import load_config\n"
+        "from monitor.run_config import to_document; import json\n"
+        "config = load_config(sys.argv[1], check_notify=False)\n"
+        "print(json.dumps([sorted({m.split('.')[0] for m in sys.modules}),"
+        " to_document(config)], default=str))"
+    )
+    env = {**os.environ, **environ}
+
+    def run() -> tuple[list[str], typing.Any]:
+        out = subprocess.run([sys.executable, "-c", script, str(path)], env=env,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        modules, document = json.loads(out)
+        return modules, document
+
+    first_modules, first = run()
+    again_modules, again = run()
+    assert {"pydantic", "yaml"} <= set(first_modules)
+    assert not {"pydantic", "yaml", "pydantic_core"} & set(again_modules)
+    assert again == first
+
+
+def test_the_command_line_loads_neither_pydantic_nor_yaml_until_it_validates() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, monitor.cli; print(' '.join(sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert not [name for name in loaded if name.split(".")[0] in ("pydantic", "yaml")]

@@ -26,12 +26,14 @@ owner only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -254,8 +256,23 @@ class _Cache:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.replace(temp, self.file)
+            _prune(self.file.parent)
         except OSError as exc:
             log.debug("config not cached in %s: %s", self.file, exc)
+
+
+STALE_AFTER = 30 * 86400  # a cache file not written for this long is deleted
+
+
+def _prune(directory: Path) -> None:
+    """Delete cache files of configs not loaded for a month (a config moved or deleted
+    leaves its file behind; one still in use is written again on its next load)."""
+    now = time.time()
+    for entry in os.scandir(directory):
+        if entry.name.startswith("config-") and ".json" in entry.name:
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > STALE_AFTER:
+                    os.unlink(entry.path)
 
 
 class _Stored(msgspec.Struct):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -304,3 +305,19 @@ def test_the_command_line_loads_neither_pydantic_nor_yaml_until_it_validates() -
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert not [name for name in loaded if name.split(".")[0] in ("pydantic", "yaml")]
+
+
+def test_cache_files_of_configs_not_loaded_for_a_month_are_deleted(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    path, environ = desk
+    load_config(path, environ, check_notify=False)
+    [kept] = cache_files(environ)
+    gone = kept.with_name("config-0123456789abcdef0123-01.json")
+    gone.write_text("{}")
+    month_ago = time.time() - 31 * 86400
+    os.utime(gone, (month_ago, month_ago))
+    other = path.with_name("other.yaml")
+    other.write_text(FULL)
+    load_config(other, environ, check_notify=False)  # a write prunes
+    assert not gone.exists() and kept.exists() and len(cache_files(environ)) == 2

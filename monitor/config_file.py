@@ -98,15 +98,8 @@ def validate_config(
     raw: bytes | None = None,
 ) -> Config:
     """Read, expand and validate the config file, or raise ``ConfigError`` listing every
-    problem. ``raw`` is the file's content when the caller has read it already.
-
-    ``check_notify=False`` leaves asking Apprise about the notify URLs to
-    ``check_notify_urls``, for a run that may have nothing to send.
-
-    ``need_targets=False`` is for commands that send nothing (status, search, alerts...):
-    the notify URLs are left as written, ``${VAR}`` and all, so their secrets need not be
-    set (nor systemd credentials be readable). Such a config cannot deliver:
-    ``Config.targets_ready`` is False and ``delivery_policy`` refuses.
+    problem. ``raw`` is the file's content when the caller has read it already. The flags
+    are ``monitor.config_load.load_config``'s, which explains them.
     """
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ

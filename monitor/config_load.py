@@ -17,11 +17,19 @@ reported from the file, every time.
 
 Secrets stay out of the cache file: the values filled in from the environment or from
 credentials are stored as markers and filled in again on reading (the key proves they
-are the same values). A config whose secrets validation changed (a lowercased host, say)
-is not cached. The key mixes a random salt with the secrets, so it tells nothing about
-them. Cache files live in ``$CACHE_DIRECTORY`` (systemd's ``CacheDirectory=``), else
-``$XDG_CACHE_HOME/feed-monitor``, else ``~/.cache/feed-monitor``, readable by the
-owner only.
+are the same values). A config is not cached when that cannot be done safely: a secret
+validation changed (parsed, trimmed, lowercased), a placeholder YAML spelled so that
+only validation sees it (``"\\x24{VAR}"``), a credential written literally in a URL.
+The key is a salted hash over the secrets among the other inputs: whoever can read the
+cache file could test guesses of a weak secret against it, so it is its owner's alone
+(0600 in a 0700 directory), like the environment the secrets come from. A cache file
+is used only if it is a regular file of this user's, in a directory no one else may
+write to, and its key covers what it holds; anything else about it (damaged, a link,
+too large) makes it a miss.
+
+Cache files live in ``$CACHE_DIRECTORY`` (systemd's ``CacheDirectory=``), else
+``$XDG_CACHE_HOME/feed-monitor``, else ``~/.cache/feed-monitor``; one not used for a
+month is deleted.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +51,7 @@ import msgspec
 
 from monitor import __version__
 from monitor.errors import ConfigError
-from monitor.redact import remember_credentials, remember_secret
+from monitor.redact import credentials_in, remember_credentials, remember_secret
 from monitor.run_config import RunConfig, from_document, to_document
 
 log = logging.getLogger(__name__)
@@ -155,12 +164,16 @@ def _program_fingerprint() -> list[Any]:
     module or an installed package changes it."""
     here = Path(__file__).parent
     modules = sorted(
-        (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-        for entry in os.scandir(here)
+        (os.path.relpath(entry.path, here), entry.stat().st_mtime_ns, entry.stat().st_size)
+        for directory in (here, here / "store")
+        for entry in os.scandir(directory)
         if entry.name.endswith((".py", ".json"))
     )
     site_packages = Path(msgspec.__file__).parent.parent
     return [__version__, str(here), modules, site_packages.stat().st_mtime_ns]
+
+
+MAX_CACHE_BYTES = 4 * MAX_CONFIG_BYTES  # a cache file is about the size of its config
 
 
 class _Cache:
@@ -183,6 +196,9 @@ class _Cache:
             else directory / f"config-{hashlib.sha256(where).hexdigest()[:20]}"
             f"-{int(check_notify)}{int(need_targets)}.json"
         )
+        # The secrets the file names as written. (YAML can spell a placeholder so that
+        # this does not see it, "\x24{VAR}": validation then fills in a name not here,
+        # and such a config is not cached.)
         text = raw.decode("utf-8", "replace")
         names = sorted({m.group(1) for m in ENV_RE.finditer(text)})
         self.values = {name: secret_value(name, environ) for name in names}
@@ -193,19 +209,27 @@ class _Cache:
             default=str,
         ).encode("utf-8", "surrogateescape")  # fmt: skip
 
-    def _key(self, salt: str) -> str:
-        return hashlib.sha256(salt.encode() + self._material).hexdigest()
+    def _key(self, salt: str, document: str) -> str:
+        material = salt.encode() + self._material + document.encode("utf-8", "surrogateescape")
+        return hashlib.sha256(material).hexdigest()
 
     def read(self) -> RunConfig | None:
+        """The cached config, if the file holds one for exactly these inputs."""
         if self.file is None:
             return None
         try:
-            stored = msgspec.json.decode(self.file.read_bytes(), type=_Stored)
-            if stored.key != self._key(stored.salt):
+            data = _read_private_file(self.file)
+            if data is None:
+                return None
+            stored = msgspec.json.decode(data, type=_Stored)
+            if stored.key != self._key(stored.salt, stored.config):
                 return None
             secrets_in = [self.values.get(name) or "" for name in stored.secrets]
-            config = from_document(_walk_strings(stored.config, _unmarker(secrets_in)))
-        except (OSError, msgspec.MsgspecError, IndexError, ValueError) as exc:
+            document = _walk_strings(msgspec.json.decode(stored.config), _unmarker(secrets_in))
+            config = from_document(document)
+            if time.time() - os.stat(self.file).st_mtime > 86400:
+                os.utime(self.file)  # in use: not pruned (``_prune``)
+        except Exception as exc:  # whatever is wrong with it, validation is the answer
             log.debug("config cache %s not used: %s", self.file, exc)
             return None
         # What validation remembers as secrets, remembered again (monitor.redact).
@@ -218,68 +242,119 @@ class _Cache:
         return config
 
     def write(self, config: RunConfig, secret_names: frozenset[str]) -> None:
-        """Cache ``config``, whose strings hold the values of ``secret_names``."""
+        """Cache ``config``, whose strings hold the values of ``secret_names``; or do
+        nothing, if it cannot be cached safely or the file cannot be written."""
         if self.file is None:
             return
+        try:
+            stored = self._stored(config, secret_names)
+            if stored is not None:
+                _write_private_file(self.file, msgspec.json.encode(stored))
+                _prune(self.file.parent)
+        except Exception as exc:  # a cache is an optimization: never a reason to fail
+            log.debug("config not cached in %s: %s", self.file, exc)
+
+    def _stored(self, config: RunConfig, secret_names: frozenset[str]) -> _Stored | None:
+        if not secret_names <= self.values.keys():
+            log.debug("config not cached: it names a secret in a way the cache cannot see")
+            return None
         names = sorted(name for name in secret_names if self.values.get(name))
         values = [self.values[name] or "" for name in names]
         # Plain JSON types only (no tuples), so that every string below is seen.
         document = msgspec.json.decode(msgspec.json.encode(to_document(config)))
         if values:
             if _any_string(document, lambda s: "\x00" in s):
-                return  # a marker could not be told from the text
+                return None  # a marker could not be told from the text
 
-            # Each secret must be found as it was given, and nowhere else in another
-            # spelling: else validation changed it (parsed it, lowercased it) and the
-            # cache would hold what the markers do not hide.
+            # Each secret must be found as it was given: else validation changed it
+            # (parsed, trimmed or lowercased it) and a marker could not hide it...
             def kept(value: str) -> bool:
                 return _any_string(document, lambda s: value in s)
 
             if not all(map(kept, values)):
                 log.debug("config not cached: a secret is not kept as given")
-                return
+                return None
             number = {value: n for n, value in enumerate(values)}
             pattern = re.compile("|".join(map(re.escape, sorted(number, key=len, reverse=True))))
             document = _walk_strings(
                 document, lambda s: pattern.sub(lambda m: f"\x00{number[m.group()]}\x00", s)
             )
-            variants = {v for value in values for v in (value, value.lower(), value.upper())}
+            # ...nor anywhere in another spelling.
+            variants = {
+                variant
+                for value in values
+                for spelling in (value, value.strip())
+                for variant in (spelling, spelling.lower(), spelling.upper())
+                if variant
+            }
             if _any_string(document, lambda s: any(v in s for v in variants)):
                 log.debug("config not cached: a secret is not kept as given")
-                return
+                return None
+        # Credentials written in the file itself (a password in a feed URL) would be
+        # copied to a place less guarded than the config: such a config is not cached.
+        urls = [*((feed["url"], False) for feed in document["feeds"]),
+                *((target["url"], True) for target in document["notify"])]  # fmt: skip
+        for url, target in urls:
+            if any("\x00" not in piece for piece in credentials_in(url, target=target)):
+                log.debug("config not cached: it holds a credential written in a URL")
+                return None
+        text = msgspec.json.encode(document).decode()
         salt = secrets.token_hex(16)
-        data = msgspec.json.encode(_Stored(self._key(salt), salt, names, document))
-        try:
-            self.file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            temp = self.file.with_name(f"{self.file.name}.{secrets.token_hex(4)}.tmp")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(temp, self.file)
-            _prune(self.file.parent)
-        except OSError as exc:
-            log.debug("config not cached in %s: %s", self.file, exc)
+        return _Stored(self._key(salt, text), salt, names, text)
 
 
-STALE_AFTER = 30 * 86400  # a cache file not written for this long is deleted
+class _Stored(msgspec.Struct):
+    key: str  # over the inputs, the salt and ``config``: a changed byte is a miss
+    salt: str
+    secrets: list[str]  # the names of the secrets the config holds; marker n is the n-th
+    config: str  # a RunConfig as JSON text, secrets replaced by markers
+
+
+def _read_private_file(path: Path) -> bytes | None:
+    """The content of the cache file ``path``, or None unless it is this user's own
+    regular file, of a sane size, in a directory no one else may write to."""
+    directory = os.stat(path.parent)
+    if directory.st_uid != os.getuid() or directory.st_mode & 0o022:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid():
+            return None
+        if status.st_size > MAX_CACHE_BYTES:
+            return None
+        return file.read(MAX_CACHE_BYTES)
+
+
+def _write_private_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` at once, readable by this user only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+STALE_AFTER = 30 * 86400  # a cache file not used for this long is deleted
 
 
 def _prune(directory: Path) -> None:
     """Delete cache files of configs not loaded for a month (a config moved or deleted
-    leaves its file behind; one still in use is written again on its next load)."""
+    leaves its file behind; one in use is touched at least daily when read)."""
     now = time.time()
     for entry in os.scandir(directory):
         if entry.name.startswith("config-") and ".json" in entry.name:
             with contextlib.suppress(OSError):
-                if now - entry.stat().st_mtime > STALE_AFTER:
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER:
                     os.unlink(entry.path)
-
-
-class _Stored(msgspec.Struct):
-    key: str
-    salt: str
-    secrets: list[str]  # the names of the secrets the config holds; marker n is the n-th
-    config: Any  # a RunConfig as JSON, secrets replaced by markers
 
 
 def _unmarker(values: list[str]) -> Callable[[str], str]:

@@ -83,7 +83,14 @@ def remember_secret(value: str) -> None:
 
 
 def remember_credentials(url: str, *, target: bool = False) -> None:
-    """Record the credentials written literally in a URL of the config.
+    """Record the credentials written literally in a URL of the config
+    (``credentials_in``): they are never shown."""
+    for piece in credentials_in(url, target=target):
+        remember_secret(piece)
+
+
+def credentials_in(url: str, *, target: bool = False) -> set[str]:
+    """The credentials written literally in a URL of the config.
 
     Libraries log the requests they make by path and query alone (urllib3: ``"POST
     /hook?apikey=... HTTP/1.1"``), where nothing shows a URL is there to mask, so the
@@ -92,11 +99,11 @@ def remember_credentials(url: str, *, target: bool = False) -> None:
     token-like part of it (Apprise URLs carry their tokens in the host and path:
     ``tgram://123:AAH.../``)."""
     if not target and "@" not in url and "=" not in url:
-        return  # most feed URLs: nothing to look at (this runs for every feed at load)
+        return set()  # most feed URLs: nothing to look at (this runs for every feed at load)
     try:
         parts = urlsplit(url.strip())
     except ValueError:
-        return
+        return set()
     # Masked wherever it appears, so only what cannot be an ordinary word or number:
     # `?session=2024` must not blank out every year in the output (inside a URL, mask_url
     # masks such a value anyway).
@@ -111,9 +118,7 @@ def remember_credentials(url: str, *, target: bool = False) -> None:
         found |= _url_secret_parts(url)
         netloc = parts.netloc.rpartition("@")[2]
         found |= {piece for piece in re.split(r"[:@]", netloc) if _token_like(piece)}
-    for piece in found:
-        if len(piece) >= MIN_SECRET_LENGTH:
-            remember_secret(piece)
+    return {piece for piece in found if len(piece) >= MIN_SECRET_LENGTH}
 
 
 def _secret_name(name: str) -> bool:

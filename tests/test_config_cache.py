@@ -225,19 +225,111 @@ def test_a_damaged_cache_file_is_ignored_and_replaced(
     assert file.read_bytes() != damage
 
 
-def test_a_cache_file_for_other_inputs_is_not_used(desk: tuple[Path, dict[str, str]]) -> None:
-    """Its key is checked, not only its name: a file copied from another config, or
-    forged, is validated again."""
+def test_a_cache_file_changed_or_made_for_other_inputs_is_not_used(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    """Its key covers the inputs and what is stored: a changed setting (a flipped bit, an
+    edit) or a file copied from another config is validated again, never run."""
     path, environ = desk
     load_config(path, environ, check_notify=False)
     [file] = cache_files(environ)
     stored = json.loads(file.read_bytes())
-    stored["config"]["concurrency"] = 99
-    file.write_text(json.dumps(stored))
-    assert load_config(path, environ, check_notify=False).concurrency == 99  # same key: used
-    stored["key"] = "0" * 64
+    stored["config"] = stored["config"].replace('"concurrency":8', '"concurrency":0')
     file.write_text(json.dumps(stored))
     assert load_config(path, environ, check_notify=False).concurrency == 8
+    other = path.with_name("other.yaml")
+    other.write_text(FULL.replace("concurrency: 8", "concurrency: 9"))
+    load_config(other, environ, check_notify=False)
+    for copied in cache_files(environ):
+        if copied != file:
+            file.write_bytes(copied.read_bytes())
+    assert load_config(path, environ, check_notify=False).concurrency == 8
+
+
+def test_a_cache_directory_others_may_write_to_is_not_read(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    path, environ = desk
+    load_config(path, environ, check_notify=False)
+    [file] = cache_files(environ)
+    stored = json.loads(file.read_bytes())
+    file.parent.chmod(0o777)
+    # A file planted there with a right key would still be refused: it is not looked at.
+    stored["config"] = "{}"
+    file.write_text(json.dumps(stored))
+    assert load_config(path, environ, check_notify=False).concurrency == 8
+
+
+@pytest.mark.parametrize("kind", ["deep", "fifo", "endless", "directory", "huge"])
+def test_a_cache_file_that_is_no_file_of_ours_is_passed_over(
+    desk: tuple[Path, dict[str, str]], kind: str
+) -> None:
+    """Never a traceback, a hang or a read without end: the config is validated instead."""
+    path, environ = desk
+    validated = load_config(path, environ, check_notify=False)
+    [file] = cache_files(environ)
+    file.unlink()
+    if kind == "deep":
+        file.write_text('{"key": "k", "salt": "s", "secrets": [], "config": ' + "[" * 100_000)
+    elif kind == "fifo":
+        os.mkfifo(file)
+    elif kind == "endless":
+        file.symlink_to("/dev/zero")
+    elif kind == "directory":
+        file.mkdir()
+    else:
+        with file.open("wb") as out:
+            out.truncate(100 * 2**20)  # sparse: 100 MB that take no disk
+    assert load_config(path, environ, check_notify=False) == validated
+    assert load_config(path, environ, check_notify=False) == validated
+    assert not list(file.parent.glob("*.tmp"))  # nothing left behind by failed writes
+
+
+def test_a_config_holding_a_credential_written_in_a_url_is_not_cached(tmp_path: Path) -> None:
+    """The password would be copied from /etc/feed-monitor to a less guarded place."""
+    path = tmp_path / "monitor.yaml"
+    path.write_text("feeds:\n  - url: https://bob:Literal-Pw-8812@news.example/feed\n")
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert load_config(path, environ).feeds[0].url.startswith("https://bob:")
+    assert cache_files(environ) == []
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ['"https://news.example/feed/\\x24{FEED_TOKEN}/rss"',  # YAML's escapes: a ${ that
+     '"https://news.example/feed/$\\x7bFEED_TOKEN}/rss"'],  # only validation sees
+)  # fmt: skip
+def test_a_secret_named_where_only_validation_sees_it_is_not_cached(
+    tmp_path: Path, spelling: str
+) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(f"feeds:\n  - url: {spelling}\n")
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FEED_TOKEN": "Tok-AAAA-1111"}
+    assert load_config(path, environ).feeds[0].url.endswith("/Tok-AAAA-1111/rss")
+    assert cache_files(environ) == []
+    environ["FEED_TOKEN"] = "Tok-BBBB-2222"  # a rotated token is used at once
+    assert load_config(path, environ).feeds[0].url.endswith("/Tok-BBBB-2222/rss")
+    del environ["FEED_TOKEN"]
+    with pytest.raises(ConfigError, match="FEED_TOKEN is not set"):
+        load_config(path, environ)
+
+
+def test_a_secret_validation_trims_is_not_cached(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text("feeds:\n  - url: https://news.example/f?key=${TOK}\n    name: ${TOK}\n")
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "TOK": "Sekr3t-Value "}
+    assert load_config(path, environ).feeds[0].url.endswith("?key=Sekr3t-Value")
+    assert cache_files(environ) == []
+
+
+def test_a_value_that_cannot_be_written_as_utf8_is_loaded_uncached(tmp_path: Path) -> None:
+    """An environment value with bytes that are not UTF-8 (Python keeps them as lone
+    surrogates): `check` accepts the config, so every command must run on it."""
+    path = tmp_path / "monitor.yaml"
+    path.write_text("feeds:\n  - url: https://news.example/f\n    name: ${NAME}\n")
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "NAME": "ab\udcffcd"}
+    assert load_config(path, environ).feeds[0].name == "ab\udcffcd"
+    assert load_config(path, environ).feeds[0].name == "ab\udcffcd"
 
 
 def test_a_secret_that_validation_respells_is_not_cached(tmp_path: Path) -> None:
@@ -307,7 +399,7 @@ def test_the_command_line_loads_neither_pydantic_nor_yaml_until_it_validates() -
     assert not [name for name in loaded if name.split(".")[0] in ("pydantic", "yaml")]
 
 
-def test_cache_files_of_configs_not_loaded_for_a_month_are_deleted(
+def test_cache_files_of_configs_not_used_for_a_month_are_deleted(
     desk: tuple[Path, dict[str, str]],
 ) -> None:
     path, environ = desk
@@ -317,6 +409,9 @@ def test_cache_files_of_configs_not_loaded_for_a_month_are_deleted(
     gone.write_text("{}")
     month_ago = time.time() - 31 * 86400
     os.utime(gone, (month_ago, month_ago))
+    # One read every day keeps a file in use: a hit touches it when it is a day old.
+    os.utime(kept, (month_ago, month_ago))
+    load_config(path, environ, check_notify=False)
     other = path.with_name("other.yaml")
     other.write_text(FULL)
     load_config(other, environ, check_notify=False)  # a write prunes

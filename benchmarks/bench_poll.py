@@ -19,8 +19,10 @@ PYTHONDONTWRITEBYTECODE is set, as on these machines, Python would otherwise com
 feed-monitor's 40 modules from source on every start: 80 ms of each warm run).
 
 Cold: empty databases, every feed new. Warm: the same databases again, every feed
-answering 304 Not Modified. 5 cold runs and 15 warm runs each, the contenders taking turns;
-times are medians, ratios the median of each run over the neighbouring run of the other.
+answering 304 Not Modified. 5 cold runs and 15 warm runs each, the contenders taking turns
+(in reverse order every other turn); times are medians, ratios the median of each run over
+the neighbouring run of the other. A cold run is feed-monitor's first with its config: the
+config is validated (a later run reads it from the cache, ``monitor.config_load``).
 """
 
 from __future__ import annotations
@@ -266,18 +268,24 @@ def main() -> None:
         "warm": [sys.executable, "-c", FLOOR_SCRIPT,
                  *(f"{url} {tag}" for url, tag in zip(urls, sites.tags, strict=True))],
     }  # fmt: skip
-    for _ in range(RUNS):
+    for run in range(RUNS):
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
             config = feed_monitor_config(directory, urls, sites.alert_url)
             reader = [str(READER_PYTHON), "-c", READER_SCRIPT, str(directory / "reader.db")]
+            commands = {
+                "feed-monitor": ([*monitor, str(config)], {"cwd": ROOT}),
+                "reader": ([*reader, *urls], {}),
+            }
             # A warm run changes nothing, so it is repeated: short runs are the noisy ones.
             # The three contenders take turns, so that the machine's changing speed (it
-            # varies by a third here within minutes) falls on all of them alike.
-            for phase in ("cold", *["warm"] * WARM_REPEATS):
-                results["feed-monitor"][phase].append(timed([*monitor, str(config)], cwd=ROOT))
-                results["reader"][phase].append(timed([*reader, *urls]))
-                results["floor"][phase].append(timed(floor[phase]))
+            # varies by a third here within minutes) falls on all of them alike; and they
+            # swap places every other turn, so that a drift during a turn does too.
+            for turn, phase in enumerate(("cold", *["warm"] * WARM_REPEATS)):
+                order = ["feed-monitor", "reader", "floor"]
+                for name in order if (run + turn) % 2 == 0 else reversed(order):
+                    command, options = commands.get(name, (floor[phase], {}))
+                    results[name][phase].append(timed(command, **options))
             shutil.rmtree(directory, ignore_errors=True)
 
     def median(name: str, phase: str) -> float:

@@ -35,6 +35,7 @@ month is deleted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -46,12 +47,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
 from monitor import __version__
 from monitor.errors import ConfigError
-from monitor.redact import credentials_in, remember_credentials, remember_secret
+from monitor.redact import remember_credentials, remember_secret, secret_param_name, token_like
 from monitor.run_config import RunConfig, from_document, to_document
 
 log = logging.getLogger(__name__)
@@ -83,16 +85,36 @@ def read_at_most(path: Path, limit: int) -> bytes | None:
 
 
 def secret_value(name: str, environ: dict[str, str]) -> str | None:
-    """An environment variable's value, or a systemd credential's (without its newline)."""
+    """An environment variable's value, or a systemd credential's (without its newline;
+    None unless it is a regular file of at most 64 KiB: never a wait on a pipe)."""
     if not name.startswith("credential:"):
         return environ.get(name)
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         return None
     try:
-        return (Path(directory) / name.removeprefix("credential:")).read_text().rstrip("\n")
+        data = _read_regular_file(Path(directory) / name.removeprefix("credential:"), 2**16)
+        return None if data is None else data.decode("utf-8").rstrip("\n")
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def _read_regular_file(path: Path, limit: int, *, follow: bool = True) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else
+    None: never a wait on a pipe, nor a read without end (a link to /dev/zero)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_size > limit:
+            return None
+        if not follow and status.st_uid != os.getuid():
+            return None
+        data = file.read(limit + 1)
+    return None if len(data) > limit else data
 
 
 def load_config(
@@ -159,9 +181,11 @@ def cache_directory(environ: dict[str, str]) -> Path | None:
     return None
 
 
+@functools.cache
 def _program_fingerprint() -> list[Any]:
     """What identifies this program and the packages it runs with, cheaply: a changed
-    module or an installed package changes it."""
+    module or an installed package changes it. Taken once a process, as it starts: a
+    daemon still running the old code after an upgrade writes under the old one."""
     here = Path(__file__).parent
     modules = sorted(
         (os.path.relpath(entry.path, here), entry.stat().st_mtime_ns, entry.stat().st_size)
@@ -209,9 +233,9 @@ class _Cache:
             default=str,
         ).encode("utf-8", "surrogateescape")  # fmt: skip
 
-    def _key(self, salt: str, document: str) -> str:
-        material = salt.encode() + self._material + document.encode("utf-8", "surrogateescape")
-        return hashlib.sha256(material).hexdigest()
+    def _key(self, salt: str, names: list[str], document: str) -> str:
+        stored = json.dumps([names, document]).encode("utf-8", "surrogateescape")
+        return hashlib.sha256(salt.encode() + self._material + stored).hexdigest()
 
     def read(self) -> RunConfig | None:
         """The cached config, if the file holds one for exactly these inputs."""
@@ -222,7 +246,7 @@ class _Cache:
             if data is None:
                 return None
             stored = msgspec.json.decode(data, type=_Stored)
-            if stored.key != self._key(stored.salt, stored.config):
+            if stored.key != self._key(stored.salt, stored.secrets, stored.config):
                 return None
             secrets_in = [self.values.get(name) or "" for name in stored.secrets]
             document = _walk_strings(msgspec.json.decode(stored.config), _unmarker(secrets_in))
@@ -294,44 +318,79 @@ class _Cache:
         # copied to a place less guarded than the config: such a config is not cached.
         urls = [*((feed["url"], False) for feed in document["feeds"]),
                 *((target["url"], True) for target in document["notify"])]  # fmt: skip
-        for url, target in urls:
-            if any("\x00" not in piece for piece in credentials_in(url, target=target)):
-                log.debug("config not cached: it holds a credential written in a URL")
-                return None
+        if any(_written_credential(url, target=target) for url, target in urls):
+            log.debug("config not cached: it holds a credential written in a URL")
+            return None
         text = msgspec.json.encode(document).decode()
         salt = secrets.token_hex(16)
-        return _Stored(self._key(salt, text), salt, names, text)
+        return _Stored(self._key(salt, names, text), salt, names, text)
+
+
+# What stands for a secret in a cached string: a marker, or a ${VAR} left unfilled
+# (``need_targets=False`` leaves the notify URLs as written).
+_STAND_IN_RE = re.compile("\x00[0-9]+\x00|" + r"\$?\$\{[^}]*\}")
+_HOST_NAME_RE = re.compile(
+    r"(?:[a-z0-9-]+\.)+[a-z]{2,}\.?|[0-9.]+|\[[0-9a-f:.]+\]|localhost", re.IGNORECASE
+)
+
+
+def _written_credential(url: str, *, target: bool) -> bool:
+    """Whether ``url`` holds a credential written in the config itself rather than as a
+    ``${VAR}``: a password (or a user without one), the value of a query parameter named
+    like a secret; and in a notify ``target``, whose URL is its credentials, any user,
+    any query value that looks like a token, any part of the path or address of 8
+    characters or more (not a host name). Stricter than masking (``monitor.redact``),
+    which must not blank out ordinary words."""
+
+    def literal(text: str | None) -> str:
+        return _STAND_IN_RE.sub("", text or "")
+
+    try:
+        parts = urlsplit(url.strip())
+        password, username = parts.password, parts.username
+    except ValueError:
+        return True
+    if literal(password) or (literal(username) and (target or password is None)):
+        return True
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if literal(value) and (secret_param_name(name) or (target and token_like(literal(value)))):
+            return True
+    if not target:
+        return False
+    address = [literal(piece) for piece in parts.netloc.rpartition("@")[2].split(":")]
+    path = [literal(piece) for piece in parts.path.split("/")]
+    return any(len(piece) >= 8 and not _HOST_NAME_RE.fullmatch(piece) for piece in address) or any(
+        len(piece) >= 8 for piece in path
+    )
 
 
 class _Stored(msgspec.Struct):
-    key: str  # over the inputs, the salt and ``config``: a changed byte is a miss
+    key: str  # over the inputs, the salt, ``secrets`` and ``config``: a changed byte is a miss
     salt: str
     secrets: list[str]  # the names of the secrets the config holds; marker n is the n-th
     config: str  # a RunConfig as JSON text, secrets replaced by markers
 
 
+def _private_directory(directory: Path) -> bool:
+    """Whether ``directory`` is this user's and no one else may write to it."""
+    status = os.stat(directory)
+    return status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
 def _read_private_file(path: Path) -> bytes | None:
     """The content of the cache file ``path``, or None unless it is this user's own
     regular file, of a sane size, in a directory no one else may write to."""
-    directory = os.stat(path.parent)
-    if directory.st_uid != os.getuid() or directory.st_mode & 0o022:
+    if not _private_directory(path.parent):
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    with os.fdopen(fd, "rb") as file:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid():
-            return None
-        if status.st_size > MAX_CACHE_BYTES:
-            return None
-        return file.read(MAX_CACHE_BYTES)
+    return _read_regular_file(path, MAX_CACHE_BYTES, follow=False)
 
 
 def _write_private_file(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` at once, readable by this user only."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not _private_directory(path.parent):
+        return  # it would never be read (``_read_private_file``)
     temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:

@@ -416,3 +416,93 @@ def test_cache_files_of_configs_not_used_for_a_month_are_deleted(
     other.write_text(FULL)
     load_config(other, environ, check_notify=False)  # a write prunes
     assert not gone.exists() and kept.exists() and len(cache_files(environ)) == 2
+
+
+@pytest.mark.parametrize(
+    ("feed", "target"),
+    [
+        ("https://alice:hunter2@h.example/f", "json://127.0.0.1:9/hook/${HOOK}"),
+        ("https://alice:p4ss@h.example/f", "json://127.0.0.1:9/hook/${HOOK}"),
+        ("https://h.example/f?access_token=super-secret-token", "json://127.0.0.1:9/${HOOK}"),
+        ("https://h.example/f?apikey=abc123", "json://127.0.0.1:9/${HOOK}"),
+        ("https://TOKEN-AS-USER-77@h.example/f", "json://127.0.0.1:9/${HOOK}"),
+        ("https://h.example/f", "json://h.example/hook/sunshinesecret"),
+        ("https://h.example/f", "mailtos://alice:sunshine@mail.example"),
+        ("https://h.example/f", "tgram://123456789:AAHtokentoken/12345"),
+        ("https://h.example/f", "json://h.example/hook?token=abc"),
+    ],
+)
+def test_a_credential_written_in_a_url_keeps_a_config_out_of_the_cache(
+    tmp_path: Path, feed: str, target: str
+) -> None:
+    """The file would copy it from /etc/feed-monitor to a less guarded place: stricter
+    than masking, which lets short and plain-word values be shown."""
+    path = tmp_path / "monitor.yaml"
+    path.write_text(f"feeds:\n  - url: {feed}\nnotify:\n  - {target}\n")
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "HOOK": "Hook-Token-1"}
+    for need_targets in (True, False):
+        load_config(path, environ, check_notify=False, need_targets=need_targets)
+    assert cache_files(environ) == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["json://127.0.0.1:9/hook/${HOOK_TOKEN}", "json://h.example/hook/${credential:hook-token}",
+     "tgram://${BOT}/${CHAT}", "slack://${A}/${B}/${C}?format=markdown", "ntfy://ntfy.sh/${T}"],
+)  # fmt: skip
+def test_targets_whose_secrets_are_placeholders_are_cached_for_every_command(
+    desk: tuple[Path, dict[str, str]], target: str
+) -> None:
+    """Read-only commands leave the notify URLs as written, ${VAR} and all: no credential."""
+    path, environ = desk
+    path.write_text(f"feeds:\n  - url: https://h.example/f\nnotify:\n  - {target}\n")
+    environ |= {"HOOK_TOKEN": "Hook-Token-12", "BOT": "123:AAH-bot-99", "CHAT": "-1001234",
+                "A": "T0001", "B": "B0001", "C": "Slack-Token-7",
+                "T": "topic-Secret-3"}  # fmt: skip
+    for need_targets in (True, False):
+        load_config(path, environ, check_notify=False, need_targets=need_targets)
+    assert len(cache_files(environ)) == 2
+
+
+def test_swapping_the_secrets_of_a_cache_file_makes_it_a_miss(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    """Else the hook's token could be filled into the feed's URL and sent to its host."""
+    path, environ = desk
+    validated = load_config(path, environ, check_notify=False)
+    [file] = cache_files(environ)
+    stored = json.loads(file.read_bytes())
+    assert len(stored["secrets"]) == 2
+    stored["secrets"].reverse()
+    file.write_text(json.dumps(stored))
+    assert load_config(path, environ, check_notify=False) == validated
+
+
+@pytest.mark.parametrize("kind", ["fifo", "endless", "huge"])
+def test_a_credential_that_is_no_regular_file_is_missing_not_waited_for(
+    desk: tuple[Path, dict[str, str]], kind: str
+) -> None:
+    path, environ = desk
+    credential = Path(environ["CREDENTIALS_DIRECTORY"]) / "hook-token"
+    credential.unlink()
+    if kind == "fifo":
+        os.mkfifo(credential)
+    elif kind == "endless":
+        credential.symlink_to("/dev/zero")
+    else:
+        credential.write_bytes(b"x" * (2**16 + 1))
+    assert load_config(path, environ, check_notify=False, need_targets=False).feeds
+    with pytest.raises(ConfigError, match="credential hook-token is not in"):
+        load_config(path, environ, check_notify=False)
+
+
+def test_a_cache_directory_others_may_write_to_is_not_written_either(
+    desk: tuple[Path, dict[str, str]],
+) -> None:
+    path, environ = desk
+    directory = cache_directory(environ)
+    assert directory is not None
+    directory.mkdir(parents=True, mode=0o775)
+    directory.chmod(0o775)
+    load_config(path, environ, check_notify=False)
+    assert cache_files(environ) == []

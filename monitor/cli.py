@@ -48,7 +48,7 @@ from monitor.render import Rendered, count_of, format_interval, format_time, sho
 from monitor.run_config import CONSOLE_TARGET, RunConfig, from_config
 from monitor.runtime import notifier_for, open_runtime, process_lock
 from monitor.service import LogFormat, log_handler
-from monitor.store import DELIVERY_STATES, Store, StoredStory
+from monitor.store import DELIVERY_STATES, Store, StoredStory, database_problem
 from monitor.text import safe_link
 from monitor.units import format_duration, parse_duration
 
@@ -125,9 +125,9 @@ def _parse_since(ctx: click.Context, param: click.Parameter, value: str) -> floa
         raise click.BadParameter(str(exc)) from None
 
 
-def _duration(value: str) -> float:
+def _duration(value: str, floor: float = 0.0) -> float:
     try:
-        return parse_duration(value)
+        return parse_duration(value, floor)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -229,11 +229,13 @@ def cli(ctx: click.Context, verbose: int, log_format: LogFormat) -> None:
 def check(config_path: Path | None, as_json: bool) -> None:
     """Validate the config and print a summary."""
     # Validated from the file every time (no cache): check is how a config is judged.
-    from monitor.config_file import interval_warnings, notify_lines, validate_config
+    from monitor.config_file import interval_warnings, line_of, notify_lines, validate_config
 
     path = resolve_config_path(config_path)
     validated = validate_config(path)
     config = from_config(validated, target_lines=notify_lines(validated))
+    if problem := database_problem(config.database):
+        raise ConfigError([f"{path}:{line_of(validated, 'database')}: database: {problem}"])
     warnings = [warning for w in config.watchlists for warning in lint_watchlist(w.spec())]
     warnings += interval_warnings(validated)
     targets = notifier_for(config).describe()
@@ -536,8 +538,9 @@ def events(config_path: Path | None, since: float, as_json: bool) -> None:
     "deadline",
     default="30m",
     show_default=True,
-    callback=lambda ctx, param, value: _duration(value),
-    help="Stop after this long, whatever is still running (what is done is kept).",
+    # At least a second, as every duration the daemon waits for (monitor.config).
+    callback=lambda ctx, param, value: _duration(value, floor=1.0),
+    help="Stop after this long (at least 1s), whatever is still running (what is done is kept).",
 )
 @_json_option
 def once(config_path: Path | None, deadline: float, as_json: bool) -> None:

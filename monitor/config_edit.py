@@ -46,7 +46,7 @@ def add_feeds(
     listed, but leave the file as it is (``feeds add`` asks before it fetches anything).
     """
     document, yaml = _read(path)
-    listed = _feed_list(document)
+    listed = _feed_list(path, document)
     known = {_url_of(item) for item in listed}
     added, skipped = [], []
     for feed in feeds:
@@ -79,7 +79,7 @@ def remove_feed(path: Path, url: str) -> bool:
     """Remove the feed with this URL (False: none is listed); its stored stories stay in
     the database."""
     document, yaml = _read(path)
-    listed = _feed_list(document)
+    listed = _feed_list(path, document)
     for index, item in enumerate(listed):
         if _url_of(item) in (url, escape_placeholders(url)):
             del listed[index]
@@ -120,8 +120,14 @@ def _indentation(text: str) -> tuple[int, int, int]:
     return 2, offset + 2, offset
 
 
-def _feed_list(document: CommentedMap) -> CommentedSeq:
+def _feed_list(path: Path, document: CommentedMap) -> CommentedSeq:
     feeds = document.get("feeds")
+    if feeds is not None and not isinstance(feeds, list):
+        # Edited as a list it would become one feed per character (`feeds: abc`).
+        line = document.lc.key("feeds")[0] + 1
+        raise ConfigError(
+            [f"{path}:{line}: feeds: must be a list of feeds (- url: ...); fix it by hand"]
+        )
     if not isinstance(feeds, CommentedSeq) or (feeds.fa.flow_style() and not feeds):
         fresh = CommentedSeq(list(feeds or []))
         document["feeds"] = fresh

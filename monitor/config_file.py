@@ -450,4 +450,9 @@ def interval_warnings(config: Config) -> list[str]:
 
 def notify_lines(config: Config) -> dict[int, int]:
     """The line of each notify target's URL, by index, for messages about it."""
-    return {i: _locate(config._lines, ("notify", i, "url")) for i in range(len(config.notify))}
+    return {i: line_of(config, "notify", i, "url") for i in range(len(config.notify))}
+
+
+def line_of(config: Config, *loc: str | int) -> int:
+    """The line of the key at ``loc`` (or of its nearest parent the file has)."""
+    return _locate(config._lines, loc)

@@ -682,3 +682,57 @@ def test_out_of_range_numbers_and_bad_destinations_are_usage_errors(
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output, args
     assert Path("/dev/null").is_char_device()
+
+
+def test_once_refuses_a_timeout_under_a_second(tmp_path: Path) -> None:
+    config = write_config(tmp_path, feeds=[])
+    result = invoke("once", "--timeout", "0.0000001s", "-c", config)
+    assert result.exit_code == 2
+    assert "--timeout" in result.output and "must be at least 1s" in result.output
+
+
+@pytest.mark.parametrize("kind", ["directory", "not sqlite", "parent is a file", "device"])
+def test_check_refuses_a_database_path_no_command_could_use(tmp_path: Path, kind: str) -> None:
+    """`check` said OK, and then every command that opens the database failed."""
+    database = tmp_path / "monitor.db"
+    if kind == "directory":
+        database.mkdir()
+    elif kind == "not sqlite":
+        database.write_text("these are my notes\n")
+    elif kind == "parent is a file":
+        (tmp_path / "data").write_text("")
+        database = tmp_path / "data" / "monitor.db"
+    else:
+        database = Path("/dev/null")
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"feeds: []\ndatabase: {database}\n")
+    result = invoke("check", "-c", config)
+    assert result.exit_code == 2, result.output
+    assert f"{config}:2: database: " in result.output
+    assert "Traceback" not in result.output
+
+
+def test_check_accepts_a_new_or_existing_database(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("feeds: []\ndatabase: data/new/monitor.db\n")
+    assert invoke("check", "-c", config).exit_code == 0
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    config.write_text(f"feeds: []\ndatabase: {empty}\n")
+    assert invoke("check", "-c", config).exit_code == 0
+    sqlite3.connect(tmp_path / "real.db").execute("CREATE TABLE t (x)").connection.close()
+    config.write_text(f"feeds: []\ndatabase: {tmp_path / 'real.db'}\n")
+    assert invoke("check", "-c", config).exit_code == 0
+
+
+def test_feeds_add_to_a_feed_list_that_is_no_list_names_the_problem_once(
+    tmp_path: Path,
+) -> None:
+    """It listed one error for each character of `feeds: abc...`, at the wrong lines."""
+    config = tmp_path / "monitor.yaml"
+    config.write_text("database: m.db\nfeeds: https://example.org/feed.xml\n")
+    result = invoke("feeds", "add", "https://example.org/other.xml", "--no-check", "-c", config)
+    assert result.exit_code == 2, result.output
+    assert f"{config}:2: feeds: must be a list" in result.output
+    assert result.output.count("\n") <= 3
+    assert config.read_text() == "database: m.db\nfeeds: https://example.org/feed.xml\n"

@@ -22,7 +22,7 @@ of ``Store`` over the connection in ``base``::
 
 from __future__ import annotations
 
-from monitor.store.base import damage
+from monitor.store.base import damage, database_problem
 from monitor.store.feeds import FeedsMixin
 from monitor.store.outbox import OutboxMixin
 from monitor.store.rows import (
@@ -63,5 +63,6 @@ __all__ = [
     "StoredStory",
     "StoryDelivery",
     "damage",
+    "database_problem",
     "migrations",
 ]

@@ -265,6 +265,36 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def database_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the database, or None (``check`` asks before any run does):
+    a directory, something that is not a regular file, a file that is not SQLite, a
+    parent that is not a directory. A missing file is fine: the first run creates it."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        return None if parent.is_dir() else f"{parent} is not a directory"
+    except OSError as exc:
+        return f"cannot use {path}: {exc.strerror}"
+    if path.is_dir():
+        return f"{path} is a directory, not a database file"
+    if not path.is_file():
+        return f"{path} is not a regular file"
+    if status.st_size == 0:
+        return None  # SQLite makes an empty file a database
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    return None if head == _SQLITE_HEADER else f"{path} is not an SQLite database"
+
+
 # SQLite's primary result codes that mean the file's content cannot be trusted.
 _DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 # Python's sqlite3 reports a TEXT value that is not UTF-8 this way, with no result code.

@@ -54,7 +54,7 @@ import msgspec
 from monitor import __version__
 from monitor.errors import ConfigError
 from monitor.redact import remember_credentials, remember_secret, secret_param_name, token_like
-from monitor.run_config import RunConfig, from_document, to_document
+from monitor.run_config import RunConfig, from_document, from_json, to_document, to_json
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +233,11 @@ class _Cache:
             default=str,
         ).encode("utf-8", "surrogateescape")  # fmt: skip
 
-    def _key(self, salt: str, names: list[str], document: str) -> str:
-        stored = json.dumps([names, document]).encode("utf-8", "surrogateescape")
-        return hashlib.sha256(salt.encode() + self._material + stored).hexdigest()
+    def _key(self, salt: str, names: list[str], document: bytes) -> str:
+        key = hashlib.sha256(salt.encode() + self._material)
+        key.update(json.dumps(names).encode())
+        key.update(document)
+        return key.hexdigest()
 
     def read(self) -> RunConfig | None:
         """The cached config, if the file holds one for exactly these inputs."""
@@ -246,11 +248,15 @@ class _Cache:
             if data is None:
                 return None
             stored = msgspec.json.decode(data, type=_Stored)
-            if stored.key != self._key(stored.salt, stored.secrets, stored.config):
+            document = bytes(stored.config)
+            if stored.key != self._key(stored.salt, stored.secrets, document):
                 return None
             secrets_in = [self.values.get(name) or "" for name in stored.secrets]
-            document = _walk_strings(msgspec.json.decode(stored.config), _unmarker(secrets_in))
-            config = from_document(document)
+            if secrets_in:
+                filled = _walk_strings(msgspec.json.decode(document), _unmarker(secrets_in))
+                config = from_document(filled)
+            else:
+                config = from_json(document)
             if time.time() - os.stat(self.file).st_mtime > 86400:
                 os.utime(self.file)  # in use: not pruned (``_prune``)
         except Exception as exc:  # whatever is wrong with it, validation is the answer
@@ -284,46 +290,57 @@ class _Cache:
             return None
         names = sorted(name for name in secret_names if self.values.get(name))
         values = [self.values[name] or "" for name in names]
-        # Plain JSON types only (no tuples), so that every string below is seen.
-        document = msgspec.json.decode(msgspec.json.encode(to_document(config)))
         if values:
-            if _any_string(document, lambda s: "\x00" in s):
-                return None  # a marker could not be told from the text
-
-            # Each secret must be found as it was given: else validation changed it
-            # (parsed, trimmed or lowercased it) and a marker could not hide it...
-            def kept(value: str) -> bool:
-                return _any_string(document, lambda s: value in s)
-
-            if not all(map(kept, values)):
-                log.debug("config not cached: a secret is not kept as given")
+            document = _masked(to_document(config), values)
+            if document is None:
                 return None
-            number = {value: n for n, value in enumerate(values)}
-            pattern = re.compile("|".join(map(re.escape, sorted(number, key=len, reverse=True))))
-            document = _walk_strings(
-                document, lambda s: pattern.sub(lambda m: f"\x00{number[m.group()]}\x00", s)
-            )
-            # ...nor anywhere in another spelling.
-            variants = {
-                variant
-                for value in values
-                for spelling in (value, value.strip())
-                for variant in (spelling, spelling.lower(), spelling.upper())
-                if variant
-            }
-            if _any_string(document, lambda s: any(v in s for v in variants)):
-                log.debug("config not cached: a secret is not kept as given")
-                return None
+            urls = [*((feed["url"], False) for feed in document["feeds"]),
+                    *((target["url"], True) for target in document["notify"])]  # fmt: skip
+            data = msgspec.json.encode(document)
+        else:  # most configs, and the largest: no copy of the whole as dicts
+            urls = [*((feed.url, False) for feed in config.feeds),
+                    *((target.url, True) for target in config.notify)]  # fmt: skip
+            data = to_json(config)
         # Credentials written in the file itself (a password in a feed URL) would be
         # copied to a place less guarded than the config: such a config is not cached.
-        urls = [*((feed["url"], False) for feed in document["feeds"]),
-                *((target["url"], True) for target in document["notify"])]  # fmt: skip
         if any(_written_credential(url, target=target) for url, target in urls):
             log.debug("config not cached: it holds a credential written in a URL")
             return None
-        text = msgspec.json.encode(document).decode()
         salt = secrets.token_hex(16)
-        return _Stored(self._key(salt, names, text), salt, names, text)
+        return _Stored(self._key(salt, names, data), salt, names, msgspec.Raw(data))
+
+
+def _masked(document: Any, values: list[str]) -> Any:
+    """``document`` with each of the secret ``values`` replaced by its marker, or None if
+    that cannot hide them."""
+    if _any_string(document, lambda s: "\x00" in s):
+        return None  # a marker could not be told from the text
+
+    # Each secret must be found as it was given: else validation changed it (parsed,
+    # trimmed or lowercased it) and a marker could not hide it...
+    def kept(value: str) -> bool:
+        return _any_string(document, lambda s: value in s)
+
+    if not all(map(kept, values)):
+        log.debug("config not cached: a secret is not kept as given")
+        return None
+    number = {value: n for n, value in enumerate(values)}
+    pattern = re.compile("|".join(map(re.escape, sorted(number, key=len, reverse=True))))
+    masked = _walk_strings(
+        document, lambda s: pattern.sub(lambda m: f"\x00{number[m.group()]}\x00", s)
+    )
+    # ...nor anywhere in another spelling.
+    variants = {
+        variant
+        for value in values
+        for spelling in (value, value.strip())
+        for variant in (spelling, spelling.lower(), spelling.upper())
+        if variant
+    }
+    if _any_string(masked, lambda s: any(v in s for v in variants)):
+        log.debug("config not cached: a secret is not kept as given")
+        return None
+    return masked
 
 
 # What stands for a secret in a cached string: a marker, or a ${VAR} left unfilled
@@ -369,7 +386,7 @@ class _Stored(msgspec.Struct):
     key: str  # over the inputs, the salt, ``secrets`` and ``config``: a changed byte is a miss
     salt: str
     secrets: list[str]  # the names of the secrets the config holds; marker n is the n-th
-    config: str  # a RunConfig as JSON text, secrets replaced by markers
+    config: msgspec.Raw  # a RunConfig as JSON, secrets replaced by markers
 
 
 def _private_directory(directory: Path) -> bool:

@@ -244,3 +244,14 @@ def from_document(document: Any) -> RunConfig:
     """A ``RunConfig`` from ``to_document``'s data; ``msgspec.ValidationError`` if it is
     not one (an older version's, say)."""
     return msgspec.convert(document, RunConfig, dec_hook=_as_path)
+
+
+def to_json(config: RunConfig) -> bytes:
+    """``config`` as JSON, which ``from_json`` reads back."""
+    return msgspec.json.encode(config, enc_hook=str)
+
+
+def from_json(data: bytes) -> RunConfig:
+    """A ``RunConfig`` from ``to_json``'s bytes; ``msgspec.ValidationError`` or
+    ``msgspec.DecodeError`` if they are not one."""
+    return msgspec.json.decode(data, type=RunConfig, dec_hook=_as_path)

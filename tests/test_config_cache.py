@@ -233,9 +233,9 @@ def test_a_cache_file_changed_or_made_for_other_inputs_is_not_used(
     path, environ = desk
     load_config(path, environ, check_notify=False)
     [file] = cache_files(environ)
-    stored = json.loads(file.read_bytes())
-    stored["config"] = stored["config"].replace('"concurrency":8', '"concurrency":0')
-    file.write_text(json.dumps(stored))
+    data = file.read_bytes()
+    assert b'"concurrency":8' in data
+    file.write_bytes(data.replace(b'"concurrency":8', b'"concurrency":0', 1))
     assert load_config(path, environ, check_notify=False).concurrency == 8
     other = path.with_name("other.yaml")
     other.write_text(FULL.replace("concurrency: 8", "concurrency: 9"))
@@ -471,10 +471,16 @@ def test_swapping_the_secrets_of_a_cache_file_makes_it_a_miss(
     path, environ = desk
     validated = load_config(path, environ, check_notify=False)
     [file] = cache_files(environ)
-    stored = json.loads(file.read_bytes())
-    assert len(stored["secrets"]) == 2
-    stored["secrets"].reverse()
-    file.write_text(json.dumps(stored))
+    data = file.read_bytes()
+    names = json.loads(data)["secrets"]
+    assert len(names) == 2
+    compact = {"separators": (",", ":")}
+    swapped = data.replace(
+        json.dumps(names, **compact).encode(),  # type: ignore[arg-type]
+        json.dumps(names[::-1], **compact).encode(),
+    )  # type: ignore[arg-type]
+    assert swapped != data
+    file.write_bytes(swapped)
     assert load_config(path, environ, check_notify=False) == validated
 
 

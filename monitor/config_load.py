@@ -54,7 +54,14 @@ import msgspec
 from monitor import __version__
 from monitor.errors import ConfigError
 from monitor.redact import remember_credentials, remember_secret, secret_param_name, token_like
-from monitor.run_config import RunConfig, from_document, from_json, to_document, to_json
+from monitor.run_config import (
+    RunConfig,
+    from_config,
+    from_document,
+    from_json,
+    to_document,
+    to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +156,6 @@ def load_config(
     config = validate_config(
         path, environ, check_notify=check_notify, need_targets=need_targets, raw=raw
     )
-    from monitor.run_config import from_config
-
     run = from_config(config, target_lines=notify_lines(config))
     if cache is not None:
         cache.write(run, config.secret_names)

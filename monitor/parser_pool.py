@@ -105,8 +105,18 @@ class ParserPool:
     def _stop_idle(self) -> None:
         self._idle_timer = None
         if self._parsing == 0 and self._pool is not None:
-            pool, self._pool = self._pool, None
             log.debug("parser workers idle for %.0f s: stopped", self.idle_exit_after)
+            self.release()
+
+    def release(self) -> None:
+        """Let the workers exit now, without waiting for them (``close`` waits): for a
+        run that has parsed all it will, so that they leave while it does the rest.
+        A later ``parse`` starts new ones."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
             pool.shutdown(wait=False)
 
     def worker_pids(self) -> list[int]:

@@ -69,8 +69,12 @@ class Runtime(Struct):
     async def poll_all(
         self, on_done: Callable[[PollOutcome], None] | None = None
     ) -> list[PollOutcome]:
-        """Every configured feed once, concurrently, as ``poll``; ``on_done`` hears of each."""
-        return await self.poller.poll_all(on_done, each=self.poll)
+        """Every configured feed once, concurrently, as ``poll``; ``on_done`` hears of each.
+        The parser workers are let go at the end: they exit while alerts are delivered."""
+        try:
+            return await self.poller.poll_all(on_done, each=self.poll)
+        finally:
+            self.poller.parser.release()
 
 
 def notifier_for(config: RunConfig) -> Notifier:

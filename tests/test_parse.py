@@ -10,7 +10,7 @@ import pytest
 from monitor.errors import ParseError
 from monitor.parse import parse_feed, safe_link, sane_timestamp, strip_internal_dtd
 from monitor.text import html_to_text, normalize_text
-from tests.helpers import rss
+from tests.helpers import rss, write_config
 from tests.servers import FeedServer
 
 NOW = 1_790_000_000.0  # a fixed "now" in 2026
@@ -236,28 +236,55 @@ def test_an_entity_value_hiding_the_subsets_end_does_not_smuggle_a_big_entity_in
     assert all("x" * 8000 not in entry.summary for entry in parsed.entries)
 
 
-def test_parser_workers_stop_when_idle_and_start_again_on_the_next_feed() -> None:
-    import asyncio
+def exited(pids: list[int], timeout: float) -> bool:
+    """Whether every process in ``pids`` ends within ``timeout`` (waits on pidfds)."""
     import os
     import select
+
+    fds = [os.pidfd_open(pid) for pid in pids]
+    try:
+        deadline = time.monotonic() + timeout
+        waiting = list(fds)
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select(waiting, [], [], left)
+            waiting = [fd for fd in waiting if fd not in ready]
+        return not waiting
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_parser_workers_released_exit_at_once_and_start_again_on_the_next_feed() -> None:
+    """`once` lets the workers go when its polls are done (Runtime.poll_all), so they
+    exit while it delivers instead of being waited for at the end."""
+    import asyncio
 
     from monitor.parser_pool import ParserPool
 
     feed = rss([{"title": "S-400", "link": "https://e.org/1"}]).encode()
 
-    def exited(pids: list[int], timeout: float) -> bool:
-        """Whether every process in ``pids`` ends within ``timeout`` (waits on pidfds)."""
-        fds = [os.pidfd_open(pid) for pid in pids]
-        try:
-            deadline = time.monotonic() + timeout
-            waiting = list(fds)
-            while waiting and (left := deadline - time.monotonic()) > 0:
-                ready, _, _ = select.select(waiting, [], [], left)
-                waiting = [fd for fd in waiting if fd not in ready]
-            return not waiting
-        finally:
-            for fd in fds:
-                os.close(fd)
+    async def run(pool: ParserPool) -> tuple[list[int], list[int]]:
+        await pool.parse(feed, url="https://e.org/f", content_type=None, now=NOW)
+        first = pool.worker_pids()
+        pool.release()
+        assert pool.worker_pids() == []
+        assert await asyncio.to_thread(exited, first, 15)
+        parsed = await pool.parse(feed, url="https://e.org/f", content_type=None, now=NOW)
+        assert [entry.title for entry in parsed.entries] == ["S-400"]
+        return first, pool.worker_pids()
+
+    # Idle exit far away: only the release stops them.
+    with ParserPool(workers=1, idle_exit_after=3600) as pool:
+        first, second = asyncio.run(run(pool))
+    assert len(first) == 1 and len(second) == 1 and second != first
+
+
+def test_parser_workers_stop_when_idle_and_start_again_on_the_next_feed() -> None:
+    import asyncio
+
+    from monitor.parser_pool import ParserPool
+
+    feed = rss([{"title": "S-400", "link": "https://e.org/1"}]).encode()
 
     async def run(pool: ParserPool) -> tuple[list[int], bool, list[int], bool]:
         await pool.parse(feed, url="https://e.org/f", content_type=None, now=NOW)
@@ -292,3 +319,27 @@ def test_parser_workers_stay_while_feeds_keep_coming() -> None:
     # A timer far away: the same worker parses every feed.
     with ParserPool(workers=1, idle_exit_after=3600) as pool:
         assert len(asyncio.run(run(pool))) == 1
+
+
+def test_a_run_of_every_feed_lets_its_parser_workers_go_when_polling_is_done(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    import asyncio
+
+    from monitor.config_load import load_config
+    from monitor.runtime import open_runtime
+
+    url = feeds.serve("/f.xml", rss([{"title": "S-400", "link": "https://e.org/1"}]))
+    config = load_config(write_config(tmp_path, feeds=[url]))
+
+    async def run() -> tuple[list[int], list[int]]:
+        async with open_runtime(config) as runtime:
+            parser = runtime.poller.parser
+            seen: list[int] = []
+            outcomes = await runtime.poll_all(lambda outcome: seen.extend(parser.worker_pids()))
+            assert [outcome.new_stories for outcome in outcomes] == [1]
+            return seen, parser.worker_pids()
+
+    during, after = asyncio.run(run())
+    assert during and after == []
+    assert exited(during, 15)

@@ -238,6 +238,8 @@ def check(config_path: Path | None, as_json: bool) -> None:
         raise ConfigError([f"{path}:{line_of(validated, 'database')}: database: {problem}"])
     warnings = [warning for w in config.watchlists for warning in lint_watchlist(w.spec())]
     warnings += interval_warnings(validated)
+    if not config.feeds:
+        warnings.append(f"{path}: no feeds to poll: add one with `feed-monitor feeds add URL`")
     targets = notifier_for(config).describe()
     if as_json:
         _say_json({

@@ -53,7 +53,7 @@ import msgspec
 
 from monitor import __version__
 from monitor.errors import ConfigError
-from monitor.redact import remember_credentials, remember_secret, secret_param_name, token_like
+from monitor.redact import remember_credentials, remember_secret, secret_param_name
 from monitor.run_config import (
     RunConfig,
     from_config,
@@ -179,7 +179,8 @@ def cache_directory(environ: dict[str, str]) -> Path | None:
     """Where cached configs are kept (see the module's docstring), or None if nowhere."""
     if systemd := environ.get("CACHE_DIRECTORY"):
         return Path(systemd.split(":")[0])
-    if xdg := environ.get("XDG_CACHE_HOME"):
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec: a relative path is to be ignored
         return Path(xdg) / "feed-monitor"
     if home := environ.get("HOME"):
         return Path(home) / ".cache" / "feed-monitor"
@@ -359,10 +360,10 @@ _HOST_NAME_RE = re.compile(
 def _written_credential(url: str, *, target: bool) -> bool:
     """Whether ``url`` holds a credential written in the config itself rather than as a
     ``${VAR}``: a password (or a user without one), the value of a query parameter named
-    like a secret; and in a notify ``target``, whose URL is its credentials, any user,
-    any query value that looks like a token, any part of the path or address of 8
-    characters or more (not a host name). Stricter than masking (``monitor.redact``),
-    which must not blank out ordinary words."""
+    like a secret (of any length); and in a notify ``target``, whose URL is its
+    credentials (Apprise puts tokens in the address and path: ``tgram://123:AAH.../``),
+    any part of the path or address of 8 characters or more that is not a host name.
+    Stricter than masking (``monitor.redact``), which must not blank out ordinary words."""
 
     def literal(text: str | None) -> str:
         return _STAND_IN_RE.sub("", text or "")
@@ -372,11 +373,11 @@ def _written_credential(url: str, *, target: bool) -> bool:
         password, username = parts.password, parts.username
     except ValueError:
         return True
-    if literal(password) or (literal(username) and (target or password is None)):
-        return True
+    if literal(password) or (literal(username) and password is None):
+        return True  # a user with a ${VAR} password is a name: `mailto://desk:${PW}@...`
     for pair in parts.query.split("&"):
         name, _, value = pair.partition("=")
-        if literal(value) and (secret_param_name(name) or (target and token_like(literal(value)))):
+        if literal(value) and secret_param_name(name):
             return True
     if not target:
         return False
@@ -412,7 +413,9 @@ def _write_private_file(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` at once, readable by this user only."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not _private_directory(path.parent):
-        return  # it would never be read (``_read_private_file``)
+        # It would never be read (``_read_private_file``).
+        log.debug("config not cached: others may write to %s", path.parent)
+        return
     temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:

@@ -107,17 +107,17 @@ def credentials_in(url: str, *, target: bool = False) -> set[str]:
     # Masked wherever it appears, so only what cannot be an ordinary word or number:
     # `?session=2024` must not blank out every year in the output (inside a URL, mask_url
     # masks such a value anyway).
-    found = {parts.password} if parts.password and token_like(parts.password) else set()
-    if parts.username and not parts.password and token_like(parts.username):
+    found = {parts.password} if parts.password and _token_like(parts.password) else set()
+    if parts.username and not parts.password and _token_like(parts.username):
         found.add(parts.username)
     for pair in parts.query.split("&"):
         name, _, value = pair.partition("=")
-        if secret_param_name(name) and token_like(unquote(value)):
+        if secret_param_name(name) and _token_like(unquote(value)):
             found |= {unquote(value), value}  # as printed too: %20 in "Bearer%20..."
     if target:
         found |= _url_secret_parts(url)
         netloc = parts.netloc.rpartition("@")[2]
-        found |= {piece for piece in re.split(r"[:@]", netloc) if token_like(piece)}
+        found |= {piece for piece in re.split(r"[:@]", netloc) if _token_like(piece)}
     return {piece for piece in found if len(piece) >= MIN_SECRET_LENGTH}
 
 
@@ -130,7 +130,7 @@ def secret_param_name(name: str) -> bool:
     )
 
 
-def token_like(piece: str) -> bool:
+def _token_like(piece: str) -> bool:
     """Whether a part of a URL looks like a token rather than a name or an address."""
     return len(piece) >= 8 and not _PLAIN_WORD_RE.fullmatch(piece) and not _HOST_RE.fullmatch(piece)
 

@@ -448,7 +448,10 @@ def test_a_credential_written_in_a_url_keeps_a_config_out_of_the_cache(
 @pytest.mark.parametrize(
     "target",
     ["json://127.0.0.1:9/hook/${HOOK_TOKEN}", "json://h.example/hook/${credential:hook-token}",
-     "tgram://${BOT}/${CHAT}", "slack://${A}/${B}/${C}?format=markdown", "ntfy://ntfy.sh/${T}"],
+     "tgram://${BOT}/${CHAT}", "slack://${A}/${B}/${C}?format=markdown", "ntfy://ntfy.sh/${T}",
+     # A user name with a ${VAR} password is no credential (the README's own example).
+     "mailto://desk:${T}@smtp.example.org?to=desk@example.org",
+     "json://desk:${HOOK_TOKEN}@127.0.0.1:8766/alerts"],
 )  # fmt: skip
 def test_targets_whose_secrets_are_placeholders_are_cached_for_every_command(
     desk: tuple[Path, dict[str, str]], target: str
@@ -512,3 +515,10 @@ def test_a_cache_directory_others_may_write_to_is_not_written_either(
     directory.chmod(0o775)
     load_config(path, environ, check_notify=False)
     assert cache_files(environ) == []
+
+
+def test_a_relative_xdg_cache_home_is_ignored(tmp_path: Path) -> None:
+    """As the XDG spec says: it would be relative to wherever a command runs."""
+    assert cache_directory({"XDG_CACHE_HOME": "relcache", "HOME": str(tmp_path)}) == (
+        tmp_path / ".cache" / "feed-monitor"
+    )

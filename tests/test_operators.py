@@ -736,3 +736,11 @@ def test_feeds_add_to_a_feed_list_that_is_no_list_names_the_problem_once(
     assert f"{config}:2: feeds: must be a list" in result.output
     assert result.output.count("\n") <= 3
     assert config.read_text() == "database: m.db\nfeeds: https://example.org/feed.xml\n"
+
+
+def test_check_warns_of_a_config_with_no_feeds(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("database: m.db\n")
+    result = invoke("check", "-c", config)
+    assert result.exit_code == 0
+    assert "no feeds to poll" in result.output

@@ -159,18 +159,19 @@ def validate_config(
     # Checks across entries (a name given twice, an unknown tag) read the document as
     # written, so they are reported with every other problem, not only once the rest is
     # fixed (the model's own cross-checks run only on an otherwise valid config).
-    problems = [
-        f"{path}:{_locate(lines, loc)}: {_dotted(loc)}: {message}"
-        for loc, message in _cross_problems(data)
-    ]
+    problems = list(_cross_problems(data))
     try:
         config = Config.model_validate(
             {**data, "path": path}, context={"check_notify": check_notify}
         )
     except ValidationError as exc:
-        problems += _explain(exc, lines, path)
+        problems += _explain(exc)
     if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))  # each once, in order
+        # Each once, in the order of the file's lines (the order someone fixes them in).
+        located = sorted((_locate(lines, loc), _dotted(loc), message) for loc, message in problems)
+        raise ConfigError(
+            list(dict.fromkeys(f"{path}:{line}: {key}: {msg}" for line, key, msg in located))
+        )
 
     database = Path(os.path.expanduser(config.database))
     if not database.is_absolute():
@@ -400,8 +401,9 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _explain(exc: ValidationError, lines: dict[Loc, int], path: Path) -> list[str]:
-    problems: list[str] = []
+def _explain(exc: ValidationError) -> list[tuple[Loc, str]]:
+    """Each of pydantic's errors as the key it is about and a message for people."""
+    problems: list[tuple[Loc, str]] = []
     for error in exc.errors(include_input=False, include_url=False):
         loc = tuple(error["loc"])
         cause = (error.get("ctx") or {}).get("error")
@@ -417,7 +419,7 @@ def _explain(exc: ValidationError, lines: dict[Loc, int], path: Path) -> list[st
             message = "this key is required"
         else:
             message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{path}:{_locate(lines, loc)}: {_dotted(loc)}: {message}")
+        problems.append((loc, message))
     return problems
 
 

@@ -289,12 +289,13 @@ def test_check_reports_a_duplicate_name_with_every_other_problem(tmp_path: Path)
     result = invoke("check", "-c", config)
     assert result.exit_code == 2, result.output
     problems = result.stderr.splitlines()[1:]
+    # In the order of the file's lines, the order someone fixes them in.
     assert problems == [
         f"  {config}:3: feeds[1].url: this feed is listed twice",
-        f"  {config}:9: watchlists[1].name: another watchlist has this name",
+        f"  {config}:4: feeds[1].intervall: unknown key; did you mean 'interval'?",
         f"  {config}:8: watchlists[0].notify: unknown tag 'nosuch': no notify target has it "
         "(known tags: none are defined)",
-        f"  {config}:4: feeds[1].intervall: unknown key; did you mean 'interval'?",
+        f"  {config}:9: watchlists[1].name: another watchlist has this name",
         f"  {config}:10: watchlists[1].keywords: List should have at least 1 item after "
         "validation, not 0",
     ]

@@ -193,3 +193,24 @@ def test_syncing_the_same_feeds_again_writes_nothing(tmp_path: Path) -> None:
     renamed = [(url, "Renamed" if url == "https://e1.org/f" else name) for url, name in feeds]
     assert store.sync_feeds(renamed, NOW + 120)["https://e1.org/f"].name == "Renamed"
     assert store.db.conn.total_changes == writes + 1
+
+
+def test_a_new_database_and_its_backup_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """They hold the feed URLs as configured, credentials included: a checkout's
+    `make run` under umask 022 made data/monitor.db world-readable."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        with Store.open(tmp_path / "data" / "monitor.db") as store:
+            store.sync_feeds([("https://bob:Feed-Pw-1@e.org/f", None)], 1.0)
+            store.backup(tmp_path / "copy.db")
+            modes = {
+                path.name: stat.S_IMODE(path.stat().st_mode)
+                for path in [*(tmp_path / "data").glob("monitor.db*"), tmp_path / "copy.db"]
+            }
+    finally:
+        os.umask(previous)
+    assert set(modes) >= {"monitor.db", "monitor.db-wal", "copy.db"}
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes

@@ -8,6 +8,7 @@ module; sqlite-utils is imported only when the database needs a migration (schem
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 import time
@@ -106,6 +107,7 @@ class StoreBase:
         """Open (creating if needed) and migrate the database at ``path``."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             db = Connection.connect(path, timeout=30)
             db.execute("PRAGMA busy_timeout = 30000")
             db.execute("PRAGMA journal_mode = WAL")
@@ -136,6 +138,7 @@ class StoreBase:
         replaces ``destination`` atomically."""
         partial = destination.with_name(f".{destination.name}.partial")
         try:
+            _create_private(partial)
             copy = sqlite3.connect(str(partial))
             try:
                 self.db.conn.backup(copy)
@@ -254,6 +257,14 @@ class StoreBase:
             raise StoreError(f"database write failed: {exc}") from exc
         finally:
             self._depth -= 1
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty, readable by its owner only, unless it exists. The database
+    holds the feed URLs as configured, credentials included; SQLite gives its -wal and
+    -shm files the database file's mode."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

@@ -29,6 +29,7 @@ from monitor.config_load import (
     load_config,
     read_at_most,
     resolve_config_path,
+    secret_value,
 )
 from monitor.delivery import send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
@@ -240,6 +241,9 @@ def check(config_path: Path | None, as_json: bool) -> None:
     warnings += interval_warnings(validated)
     if not config.feeds:
         warnings.append(f"{path}: no feeds to poll: add one with `feed-monitor feeds add URL`")
+    # An empty value is mostly a line `TOKEN=` left unfinished in an environment file.
+    warnings += [f"{path}: ${{{name}}} is empty" for name in sorted(validated.secret_names)
+                 if not secret_value(name, dict(os.environ))]  # fmt: skip
     targets = notifier_for(config).describe()
     if as_json:
         _say_json({
@@ -276,8 +280,10 @@ def check(config_path: Path | None, as_json: bool) -> None:
             _say(f"      {explanation}")
     for warning in warnings:
         _say(f"warning: {warning}", err=True)
-    label = "" if config.notify else " (no targets configured: alerts go to the console)"
-    _say(f"notify:     {len(targets)}{label}")
+    if not config.notify:
+        _say("notify:     none configured: alerts are printed on the console")
+        return
+    _say(f"notify:     {len(targets)}")
     for target in targets:
         _say(f"  - {target}")
 

@@ -186,7 +186,7 @@ def test_check_summarizes_and_redacts_secrets(tmp_path: Path) -> None:
 def test_shipped_config_is_valid_and_uses_the_console() -> None:
     result = cli("check", "--config", REPO / "config" / "monitor.yaml")
     assert result.returncode == 0, result.stderr
-    assert "alerts go to the console" in result.stdout
+    assert "alerts are printed on the console" in result.stdout
     config = load_config(REPO / "config" / "monitor.yaml", environ={})
     assert len(config.feeds) >= 5
     assert config.watchlists[0].keywords == ("S-400", "CAATSA", "F-35")

@@ -745,3 +745,19 @@ def test_check_warns_of_a_config_with_no_feeds(tmp_path: Path) -> None:
     result = invoke("check", "-c", config)
     assert result.exit_code == 0
     assert "no feeds to poll" in result.output
+
+
+def test_check_warns_of_an_empty_secret_and_names_the_console_when_no_target_is_set(
+    tmp_path: Path,
+) -> None:
+    """`TOKEN=` left unfinished in an environment file sent `desk:` as the password."""
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "database: m.db\nfeeds:\n  - url: https://e.org/f?key=${FEED_KEY}\n", encoding="utf-8"
+    )
+    result = invoke("check", "-c", config, env={"FEED_KEY": ""})
+    assert result.exit_code == 0, result.output
+    assert "${FEED_KEY} is empty" in result.stderr
+    assert "notify:     none configured: alerts are printed on the console" in result.stdout
+    filled = invoke("check", "-c", config, env={"FEED_KEY": "Feed-Key-77"})
+    assert filled.exit_code == 0 and "is empty" not in filled.stderr

@@ -74,7 +74,8 @@ def remember_secret(value: str) -> None:
     log the URL they actually request, rewritten (``json://`` becomes ``http://``), and
     a webhook's secret lives in its path."""
     global _secrets
-    pieces = {value, *_url_secret_parts(value)}
+    # Lowercased too: a secret in a host name is shown as URL parsing leaves it, lowercase.
+    pieces = {value, value.lower(), *_url_secret_parts(value)}
     pieces = {piece for piece in pieces if len(piece) >= MIN_SECRET_LENGTH}
     if pieces <= set(_secrets):
         return

@@ -87,3 +87,10 @@ def test_safe_json_masks_secrets_in_keys_too() -> None:
     text = safe_json({"wKeyed-Sekrit-9931": ["Keyed-Sekrit-9931"], "plain": 1})
     assert "Keyed-Sekrit-9931" not in text
     assert '"plain": 1' in text
+
+
+def test_a_secret_is_masked_lowercased_too_as_a_host_name_shows_it() -> None:
+    """`https://${TENANT}.example.com/feed` is listed with its host lowercased."""
+    remember_secret("Tenant-Secret-X9")
+    shown = redact_text("polled https://tenant-secret-x9.example.com/feed")
+    assert "tenant-secret-x9" not in shown.lower()

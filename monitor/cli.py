@@ -242,8 +242,9 @@ def check(config_path: Path | None, as_json: bool) -> None:
     if not config.feeds:
         warnings.append(f"{path}: no feeds to poll: add one with `feed-monitor feeds add URL`")
     # An empty value is mostly a line `TOKEN=` left unfinished in an environment file.
+    environ = dict(os.environ)
     warnings += [f"{path}: ${{{name}}} is empty" for name in sorted(validated.secret_names)
-                 if not secret_value(name, dict(os.environ))]  # fmt: skip
+                 if not secret_value(name, environ)]  # fmt: skip
     targets = notifier_for(config).describe()
     if as_json:
         _say_json({

@@ -35,7 +35,7 @@ from monitor.config_load import (
     secret_value,
 )
 from monitor.errors import ConfigError
-from monitor.redact import remember_credentials, remember_secret
+from monitor.redact import remember_config_credentials, remember_secret
 from monitor.units import format_duration
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -177,11 +177,7 @@ def validate_config(
     if not database.is_absolute():
         database = Path(os.path.normpath(path.parent / database))
     config = config.model_copy(update={"database": database})
-    # Credentials written literally in a URL are secrets as much as ${VAR} values are.
-    for feed in config.feeds:
-        remember_credentials(feed.url)
-    for target in config.notify:
-        remember_credentials(target.url, target=True)
+    remember_config_credentials((f.url for f in config.feeds), (t.url for t in config.notify))
     config._lines = lines
     config._targets_expanded = need_targets
     config._filled = frozenset(filled)

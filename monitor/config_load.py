@@ -53,7 +53,12 @@ import msgspec
 
 from monitor import __version__
 from monitor.errors import ConfigError
-from monitor.redact import remember_credentials, remember_secret, secret_param_name
+from monitor.redact import (
+    host_name,
+    remember_config_credentials,
+    remember_secret,
+    secret_param_name,
+)
 from monitor.run_config import (
     RunConfig,
     from_config,
@@ -271,10 +276,7 @@ class _Cache:
         # What validation remembers as secrets, remembered again (monitor.redact).
         for value in secrets_in:
             remember_secret(value)
-        for feed in config.feeds:
-            remember_credentials(feed.url)
-        for target in config.notify:
-            remember_credentials(target.url, target=True)
+        remember_config_credentials((f.url for f in config.feeds), (t.url for t in config.notify))
         return config
 
     def write(self, config: RunConfig, secret_names: frozenset[str]) -> None:
@@ -352,9 +354,6 @@ def _masked(document: Any, values: list[str]) -> Any:
 # What stands for a secret in a cached string: a marker, or a ${VAR} left unfilled
 # (``need_targets=False`` leaves the notify URLs as written).
 _STAND_IN_RE = re.compile("\x00[0-9]+\x00|" + r"\$?\$\{[^}]*\}")
-_HOST_NAME_RE = re.compile(
-    r"(?:[a-z0-9-]+\.)+[a-z]{2,}\.?|[0-9.]+|\[[0-9a-f:.]+\]|localhost", re.IGNORECASE
-)
 
 
 def _written_credential(url: str, *, target: bool) -> bool:
@@ -383,9 +382,9 @@ def _written_credential(url: str, *, target: bool) -> bool:
         return False
     address = [literal(piece) for piece in parts.netloc.rpartition("@")[2].split(":")]
     path = [literal(piece) for piece in parts.path.split("/")]
-    return any(len(piece) >= 8 and not _HOST_NAME_RE.fullmatch(piece) for piece in address) or any(
-        len(piece) >= 8 for piece in path
-    )
+    return any(
+        len(piece) >= 8 and not host_name(piece.removesuffix(".")) for piece in address
+    ) or any(len(piece) >= 8 for piece in path)
 
 
 class _Stored(msgspec.Struct):

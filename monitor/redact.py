@@ -26,6 +26,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -58,7 +59,7 @@ _JSON_UNSAFE_RE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]
 
 _PLAIN_WORD_RE = re.compile(r"[a-z]+(?:[-_.][a-z]+)*", re.IGNORECASE)
 # A host name or an IP address: a URL's part that names where, not a token.
-_HOST_RE = re.compile(r"(?:[\w-]+\.)+[a-z]{2,}|[\d.]+|\[[0-9a-f:.]+\]", re.IGNORECASE)
+_HOST_RE = re.compile(r"(?:[\w-]+\.)+[a-z]{2,}|[\d.]+|\[[0-9a-f:.]+\]|localhost", re.IGNORECASE)
 _USERINFO_RE = re.compile(r"//[^/?#@\s]*@")
 # A query parameter in free text (a logged request line has no scheme to find it by).
 _PARAM_IN_TEXT_RE = re.compile(r"(?<=[?&])[^=&\s\"'<>]+=[^&\s\"'<>#]*[^&\s\"'<>#).,;:!?]")
@@ -88,6 +89,20 @@ def remember_credentials(url: str, *, target: bool = False) -> None:
     (``credentials_in``): they are never shown."""
     for piece in credentials_in(url, target=target):
         remember_secret(piece)
+
+
+def remember_config_credentials(feed_urls: Iterable[str], target_urls: Iterable[str]) -> None:
+    """``remember_credentials`` for every feed and notify URL of a loaded config: written
+    literally in a URL, they are secrets as much as ``${VAR}`` values are."""
+    for url in feed_urls:
+        remember_credentials(url)
+    for url in target_urls:
+        remember_credentials(url, target=True)
+
+
+def host_name(piece: str) -> bool:
+    """Whether a part of a URL is a host name or an IP address (a place, not a token)."""
+    return _HOST_RE.fullmatch(piece) is not None
 
 
 def credentials_in(url: str, *, target: bool = False) -> set[str]:
@@ -133,7 +148,7 @@ def secret_param_name(name: str) -> bool:
 
 def _token_like(piece: str) -> bool:
     """Whether a part of a URL looks like a token rather than a name or an address."""
-    return len(piece) >= 8 and not _PLAIN_WORD_RE.fullmatch(piece) and not _HOST_RE.fullmatch(piece)
+    return len(piece) >= 8 and not _PLAIN_WORD_RE.fullmatch(piece) and not host_name(piece)
 
 
 def _url_secret_parts(value: str) -> set[str]:

@@ -32,6 +32,7 @@ from msgspec import Struct, field
 from msgspec.structs import replace
 
 from monitor.models import Entry
+from monitor.text import fold_whitespace
 
 # Query parameters that only track where a click came from. Documented in the README.
 TRACKING_PARAMS = frozenset(
@@ -63,7 +64,6 @@ TITLE_WINDOW = 3 * 86400.0
 # " - Reuters", " | Defense News", " — BBC News": a trailing name after a separator.
 _SUFFIX_RE = re.compile(r"\s+[-–—|:]\s+([^-–—|]{1,80})$")
 _PUNCTUATION_RE = re.compile(r"[^\w\s]+")
-_SPACE_RE = re.compile(r"\s+")
 _NOT_ALNUM_RE = re.compile(r"[\W_]+")
 # A feed title's own parts: "BBC News - World" is published by "BBC News".
 _TITLE_PARTS_RE = re.compile(r"\s+[-–—|:]\s+")
@@ -167,7 +167,7 @@ def publisher_names(name: str | None, url: str | None) -> frozenset[str]:
 def _plain(title: str) -> str:
     """A title without case, punctuation and spacing differences."""
     text = _PUNCTUATION_RE.sub(" ", unicodedata.normalize("NFKC", title).casefold())
-    return _SPACE_RE.sub(" ", text).strip()
+    return fold_whitespace(text)
 
 
 def title_key(title: str, publishers: frozenset[str] = frozenset()) -> str:

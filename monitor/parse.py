@@ -28,6 +28,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urljoin
 
@@ -356,11 +357,38 @@ def buffer_character_data() -> None:
     expatreader.ExpatParser.reset = reset  # type: ignore[method-assign]
 
 
+def copy_content_params_shallowly() -> None:
+    """Make feedparser copy a text element's parameters with ``dict.copy``, not
+    ``copy.deepcopy``.
+
+    For every title, summary and content it parses, feedparser stores a copy of the
+    element's parameters (``type``, ``language``, ``base``, ``src``, ``mode``,
+    ``base64``: strings and numbers). ``deepcopy`` of its dict subclass goes through
+    pickling's reduce protocol and took 8 % of a parser worker's time; a copy of a dict
+    whose values are immutable is the same thing (checked on every file of the
+    real-world and feedparser corpora). Only feedparser's ``mixin`` module sees the
+    change, installed in the parser workers only; idempotent."""
+    import copy
+
+    import feedparser.mixin
+    from feedparser.util import FeedParserDict
+
+    def deepcopy(value: Any) -> Any:
+        if type(value) is FeedParserDict and all(
+            isinstance(item, str | int | None) for item in value.values()
+        ):
+            return FeedParserDict(value)
+        return copy.deepcopy(value)
+
+    feedparser.mixin.copy = SimpleNamespace(deepcopy=deepcopy)
+
+
 def start_worker(parent_pid: int, memory_limit: int) -> None:
     """Set up a parser worker: it dies with the daemon, ignores Ctrl-C, has a memory cap,
-    and has expat buffer text (``buffer_character_data``)."""
+    and parses faster (``buffer_character_data``, ``copy_content_params_shallowly``)."""
     die_with_parent(parent_pid)
     buffer_character_data()
+    copy_content_params_shallowly()
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when
     # workers stop (and a worker's KeyboardInterrupt traceback would only be noise).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -343,3 +343,20 @@ def test_a_run_of_every_feed_lets_its_parser_workers_go_when_polling_is_done(
     during, after = asyncio.run(run())
     assert during and after == []
     assert exited(during, 15)
+
+
+def test_whitespace_is_folded_as_a_regex_would_fold_it() -> None:
+    """``fold_whitespace`` (split and join) treats exactly the characters ``\\s`` matches
+    as whitespace, every one of them in Unicode, and folds runs as ``\\s+`` would."""
+    import re
+    import sys
+
+    from monitor.text import fold_whitespace
+
+    space = re.compile(r"\s")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        expected = "a b" if space.fullmatch(char) else f"a{char}b"
+        assert fold_whitespace(f"a{char}b") == expected, hex(code)
+    text = " \u2003 S-400\t\n\u00a0deal \u3000 signed\r\n "
+    assert fold_whitespace(text) == re.sub(r"\s+", " ", text).strip() == "S-400 deal signed"

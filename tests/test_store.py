@@ -214,3 +214,32 @@ def test_a_new_database_and_its_backup_are_readable_by_their_owner_only(tmp_path
         os.umask(previous)
     assert set(modes) >= {"monitor.db", "monitor.db-wal", "copy.db"}
     assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+
+
+def test_a_batch_commits_many_polls_at_once_each_all_or_nothing(tmp_path: Path) -> None:
+    """``batching`` (bulk runs): polls share a transaction, committed when it ends; a poll
+    whose save fails is undone alone; meanwhile SQLite's temporary data (each savepoint's
+    journal) is kept in memory, and the connection is as before afterwards."""
+    store = Store.open(tmp_path / "m.db")
+    feeds = store.sync_feeds([("https://a.example/feed", None)], NOW)
+    feed_id = feeds["https://a.example/feed"].id
+    other = sqlite3.connect(tmp_path / "m.db")
+
+    def stored() -> int:
+        return int(other.execute("SELECT count(*) FROM stories").fetchone()[0])
+
+    assert store.db.execute("PRAGMA temp_store").fetchone() == (0,)
+    with store.batching(seconds=3600):
+        assert store.db.execute("PRAGMA temp_store").fetchone() == (2,)
+        first = plan(store, feed_id, entries("S-400 one", "two"))
+        store.save_poll(feed_id, PollRecord(NOW, NOW + 60), first)
+        failing = plan(store, feed_id, entries("three"))
+        with pytest.raises(RuntimeError), store.transaction():
+            store.save_poll(feed_id, PollRecord(NOW, NOW + 60), failing)
+            raise RuntimeError("the poll fails after writing")
+        assert stored() == 0  # nothing committed yet
+    assert stored() == 2  # the first poll's stories; the failed one's are gone
+    titles = {title for (title,) in other.execute("SELECT title FROM stories")}
+    assert titles == {"S-400 one", "two"}
+    assert store.db.execute("PRAGMA temp_store").fetchone() == (0,)
+    assert not store.db.conn.in_transaction

@@ -206,13 +206,28 @@ class StoreBase:
         ``seconds`` of polls, and loses nothing for good: their feed state (validators
         included) is lost with them, so the next run fetches and stores them again, and
         nothing they queued was delivered, since delivery calls ``flush`` first.
+
+        Meanwhile SQLite keeps its temporary data in memory: a savepoint saves the pages
+        it changes to a journal of its own, which would otherwise be a file, and a cold
+        run of 400 feeds wrote 216 MB to it, 4 KB a system call (the journal of one
+        savepoint is the size of one poll's changes).
         """
         self._batch_seconds = seconds
+        self._temp_store("MEMORY")
         try:
             yield
         finally:
-            self.flush()
-            self._batch_seconds = None
+            try:
+                self.flush()
+            finally:
+                self._batch_seconds = None
+                self._temp_store("DEFAULT")
+
+    def _temp_store(self, where: str) -> None:
+        # SQLite refuses the change within a transaction (a failed commit can leave one
+        # open): then it stays as it is, which is only slower or larger, never wrong.
+        if not self.db.conn.in_transaction:
+            self.db.execute(f"PRAGMA temp_store = {where}")
 
     def flush(self) -> None:
         """Commit what ``batching`` has written so far."""

@@ -47,18 +47,24 @@ def test_every_corpus_feed_parses_or_is_refused_cleanly() -> None:
 def test_the_workers_speed_ups_parse_every_corpus_file_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The parser workers let expat buffer text (``buffer_character_data``) and have
-    feedparser copy text parameters shallowly (``copy_content_params_shallowly``): the
-    same entries, titles and texts as without, for every file of both corpora; and
+    """The parser workers let expat buffer text (``buffer_character_data``), have
+    feedparser copy text parameters shallowly (``copy_content_params_shallowly``) and
+    take expat without looking for libxml2 (``parse_with_expat_only``): the same
+    entries, titles and texts as without, for every file of both corpora; and
     feedparser's own result, every ``*_detail`` included, is the same too."""
     import copy
     import io
     import xml.sax.expatreader
 
     import feedparser
+    import feedparser.api
     import feedparser.mixin
 
-    from monitor.parse import buffer_character_data, copy_content_params_shallowly
+    from monitor.parse import (
+        buffer_character_data,
+        copy_content_params_shallowly,
+        parse_with_expat_only,
+    )
 
     roots = [CORPUS, CORPUS.parent / "realworld"]
     files = [path for root in roots if root.is_dir() for path in sorted(root.rglob("*"))
@@ -88,9 +94,12 @@ def test_the_workers_speed_ups_parse_every_corpus_file_the_same(
     expat = xml.sax.expatreader.ExpatParser
     monkeypatch.setattr(expat, "reset", expat.reset)
     monkeypatch.setattr(feedparser.mixin, "copy", feedparser.mixin.copy)
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
     for _ in range(2):  # idempotent
         buffer_character_data()
         copy_content_params_shallowly()
+        parse_with_expat_only()
     assert feedparser.mixin.copy is not copy
+    assert feedparser.api.PREFERRED_XML_PARSERS == []
     assert parse_all() == plain
     assert feedparser_all() == plain_raw

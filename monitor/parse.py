@@ -97,6 +97,7 @@ def parse_feed(
     headers = {"content-type": content_type} if content_type else {}
     import feedparser  # here, not at the top: a run whose feeds are all unchanged never parses
 
+    parse_with_expat_only()
     try:
         parsed = feedparser.parse(
             io.BytesIO(strip_internal_dtd(body)),
@@ -390,8 +391,8 @@ def parse_with_expat_only() -> None:
     ``PREFERRED_XML_PARSERS``); where that module is not installed, the import fails
     after a search of ``sys.path``, again for every feed: 0.6 ms each, 240 ms of CPU
     for 400 feeds. expat is what it then takes, and what ``buffer_character_data``
-    tunes; nor is a module of that name found lying on the path ever imported.
-    Installed in the parser workers only; idempotent."""
+    tunes; nor is a module of that name lying on the path (a working directory) ever
+    run. Done by ``parse_feed``, in whatever process parses; idempotent."""
     import feedparser.api
 
     feedparser.api.PREFERRED_XML_PARSERS = []
@@ -399,12 +400,10 @@ def parse_with_expat_only() -> None:
 
 def start_worker(parent_pid: int, memory_limit: int) -> None:
     """Set up a parser worker: it dies with the daemon, ignores Ctrl-C, has a memory cap,
-    and parses faster (``buffer_character_data``, ``copy_content_params_shallowly``,
-    ``parse_with_expat_only``)."""
+    and parses faster (``buffer_character_data``, ``copy_content_params_shallowly``)."""
     die_with_parent(parent_pid)
     buffer_character_data()
     copy_content_params_shallowly()
-    parse_with_expat_only()
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when
     # workers stop (and a worker's KeyboardInterrupt traceback would only be noise).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -47,11 +47,12 @@ def test_every_corpus_feed_parses_or_is_refused_cleanly() -> None:
 def test_the_workers_speed_ups_parse_every_corpus_file_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The parser workers let expat buffer text (``buffer_character_data``), have
-    feedparser copy text parameters shallowly (``copy_content_params_shallowly``) and
-    take expat without looking for libxml2 (``parse_with_expat_only``): the same
-    entries, titles and texts as without, for every file of both corpora; and
-    feedparser's own result, every ``*_detail`` included, is the same too."""
+    """The parser workers let expat buffer text (``buffer_character_data``) and have
+    feedparser copy text parameters shallowly (``copy_content_params_shallowly``), and
+    every parse takes expat without looking for libxml2 (``parse_with_expat_only``):
+    the same entries, titles and texts as feedparser as it comes, for every file of
+    both corpora; and feedparser's own result, every ``*_detail`` included, is the same
+    too."""
     import copy
     import io
     import xml.sax.expatreader
@@ -89,17 +90,21 @@ def test_the_workers_speed_ups_parse_every_corpus_file_the_same(
             for path in files
         ]  # fmt: skip
 
-    plain, plain_raw = parse_all(), feedparser_all()
-    # Restored after the test: the patches are meant for worker processes alone.
+    # feedparser as it comes first (parse_feed would set it again).
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
+    plain_raw = feedparser_all()
+    parse_with_expat_only()
+    parse_with_expat_only()  # idempotent
+    assert feedparser.api.PREFERRED_XML_PARSERS == []
+    assert feedparser_all() == plain_raw
+    plain = parse_all()
+    # Restored after the test: these patches are meant for worker processes alone.
     expat = xml.sax.expatreader.ExpatParser
     monkeypatch.setattr(expat, "reset", expat.reset)
     monkeypatch.setattr(feedparser.mixin, "copy", feedparser.mixin.copy)
-    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
     for _ in range(2):  # idempotent
         buffer_character_data()
         copy_content_params_shallowly()
-        parse_with_expat_only()
     assert feedparser.mixin.copy is not copy
-    assert feedparser.api.PREFERRED_XML_PARSERS == []
     assert parse_all() == plain
     assert feedparser_all() == plain_raw

@@ -362,28 +362,27 @@ def test_whitespace_is_folded_as_a_regex_would_fold_it() -> None:
     assert fold_whitespace(text) == re.sub(r"\s+", " ", text).strip() == "S-400 deal signed"
 
 
-def test_a_parser_worker_never_imports_a_sax_driver_lying_on_the_path(
+def test_parsing_never_imports_a_sax_driver_lying_on_the_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """feedparser asks for libxml2's SAX driver by module name first; a worker takes
-    expat without that import (``parse_with_expat_only``), so a ``drv_libxml2.py`` found
-    on the path (a working directory) is never run, and no parse pays for the search."""
+    """feedparser asks for libxml2's SAX driver by module name first; ``parse_feed``
+    has it take expat without that import (``parse_with_expat_only``), so a
+    ``drv_libxml2.py`` lying on the path (a working directory) is never run, and no
+    parse pays for the search."""
     import sys
 
+    import feedparser
     import feedparser.api
-
-    from monitor.parse import parse_with_expat_only
 
     (tmp_path / "drv_libxml2.py").write_text("def create_parser():\n    raise ImportError\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "drv_libxml2", raising=False)
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
     feed = b"<rss><channel><item><title>S-400</title><guid>a</guid></item></channel></rss>"
 
-    with pytest.raises(ParseError):  # feedparser as it comes: the module is run, and fails
-        parse_feed(feed, url="https://example.org/feed")
+    with pytest.raises(ImportError):  # feedparser as it comes: the module is run, and fails
+        feedparser.parse(feed)
     del sys.modules["drv_libxml2"]
 
-    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
-    parse_with_expat_only()
     assert [e.title for e in parse_feed(feed, url="https://example.org/feed").entries] == ["S-400"]
     assert "drv_libxml2" not in sys.modules

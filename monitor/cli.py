@@ -31,7 +31,7 @@ from monitor.config_load import (
     resolve_config_path,
     secret_value,
 )
-from monitor.delivery import send_with_deadline, stuck_sends
+from monitor.delivery import DeliverySummary, send_with_deadline, stuck_sends
 from monitor.errors import ConfigError, MonitorError
 from monitor.explain import explain_story, not_alerted_reason
 from monitor.match import Matcher, explain_terms, lint_watchlist, search_query
@@ -568,30 +568,39 @@ def once(config_path: Path | None, deadline: float, as_json: bool) -> None:
 
 async def _once(config: RunConfig, as_json: bool) -> None:
     async with open_runtime(config) as runtime:
-        store = runtime.store
+        store, deliverer = runtime.store, runtime.deliverer
         # The notify URLs are checked (by Apprise, which takes a while to load) only when
         # something is to be sent: from the first poll that queues an alert, in a thread,
-        # while the other feeds are polled.
-        notify_checked: asyncio.Future[None] | None = None
+        # while the other feeds are polled. Then alerts are sent as polls queue them.
+        polling: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sending: asyncio.Task[DeliverySummary] | None = None
+
+        async def send_while_polling() -> DeliverySummary:
+            await asyncio.to_thread(check_notify_urls, config)
+            return await deliverer.deliver_while(polling)
 
         def polled(outcome: PollOutcome) -> None:
-            nonlocal notify_checked
+            nonlocal sending
             step()
-            if outcome.alerts_queued and notify_checked is None:
-                notify_checked = asyncio.ensure_future(asyncio.to_thread(check_notify_urls, config))
+            if outcome.alerts_queued:
+                if sending is None:
+                    sending = asyncio.create_task(send_while_polling())
+                deliverer.nudge()
 
         try:
             with store.batching(), _progress(len(config.feeds), "polling feeds") as step:
                 outcomes = await runtime.poll_all(polled)
+                polling.set_result(None)
+                # A bad notify URL is a ConfigError, as load_config would say.
+                delivered = DeliverySummary() if sending is None else await sending
         except BaseException:
-            if notify_checked is not None:
-                notify_checked.cancel()  # its outcome no longer matters
+            if sending is not None:
+                sending.cancel()  # a send cut short keeps its claim: retried after its lease
             raise
-        if notify_checked is not None:
-            await notify_checked  # a bad URL is a ConfigError, as load_config would say
-        elif store.has_undelivered():
+        if sending is None and store.has_undelivered():
             check_notify_urls(config)  # alerts queued by an earlier run
-        delivered = await runtime.deliverer.deliver_due(ignore_backoff=True)
+        # What is left: alerts queued since the last pass, retries, earlier runs' backlog.
+        delivered.add(await deliverer.deliver_due(ignore_backoff=True, skip=delivered.attempted))
         runtime.retention.run()
         store.index_pending()
     failed = [outcome for outcome in outcomes if not outcome.ok]  # each already logged

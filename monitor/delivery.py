@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from msgspec import Struct, field
 
@@ -81,18 +81,20 @@ def owner_is_dead(owner: str) -> bool:
 
 
 class DeliverySummary(Struct):
-    """What one call of ``deliver_due`` did."""
+    """What one call of ``deliver_due`` did (or several, ``add``-ed up)."""
 
     sent: int = 0
     failed: int = 0
     unrecorded: int = 0  # sent, but the database would not take the record (yet)
     recorded_late: int = 0  # outcomes of earlier sends recorded now
+    attempted: list[int] = field(default_factory=list)  # the deliveries tried, by id
 
     def add(self, other: DeliverySummary) -> None:
         self.sent += other.sent
         self.failed += other.failed
         self.unrecorded += other.unrecorded
         self.recorded_late += other.recorded_late
+        self.attempted += other.attempted
 
 
 class _Unrecorded(Struct, frozen=True):
@@ -166,6 +168,20 @@ class Deliverer:
                 await asyncio.wait_for(self._nudged.wait(), every)
             self._nudged.clear()
 
+    async def deliver_while(self, polling: asyncio.Future[None]) -> DeliverySummary:
+        """``once``'s deliveries while it polls: a pass each time a poll queues alerts
+        (``nudge``), until ``polling`` is done; what they did. An alert is sent as soon
+        as it is found, not after the slowest feed (nor lost to ``--timeout``). A failed
+        send waits for its retry time here: ``once``'s last pass does not retry it."""
+        summary = DeliverySummary()
+        polling.add_done_callback(lambda _: self._nudged.set())
+        while True:
+            await self._nudged.wait()
+            self._nudged.clear()
+            if polling.done():
+                return summary
+            summary.add(await self.deliver_due(skip=summary.attempted))
+
     async def close(self, deadline: float) -> None:
         """Stop: let sends in flight finish within ``deadline`` seconds, then cancel them.
         A send cancelled here keeps its claim; it is retried once the lease runs out."""
@@ -188,12 +204,13 @@ class Deliverer:
     # Passes ----------------------------------------------------------------
 
     async def deliver_due(
-        self, *, ignore_backoff: bool = False, wait: bool = True
+        self, *, ignore_backoff: bool = False, wait: bool = True, skip: Sequence[int] = ()
     ) -> DeliverySummary:
         """Route new alerts, release held ones whose time has come, and start sending every
         due delivery, one task per target. With ``wait`` (``once``), return when every
         target has nothing more due; without (the daemon), return at once.
-        ``ignore_backoff`` sends failed ones now instead of at their retry time."""
+        ``ignore_backoff`` sends failed ones now instead of at their retry time; ``skip``
+        lists deliveries not to try (tried already in this run)."""
         self.store.flush()  # never deliver an alert that is not committed
         summary = DeliverySummary()
         summary.recorded_late += self._record_late()
@@ -208,7 +225,7 @@ class Deliverer:
         for target in self.store.due_targets(math.inf if ignore_backoff else now):
             if self._busy(target) or target in self._workers:
                 continue
-            task = asyncio.create_task(self._drain(target, due_by), name=f"deliver {target}")
+            task = asyncio.create_task(self._drain(target, due_by, skip), name=f"deliver {target}")
             self._workers[target] = task
             task.add_done_callback(functools.partial(self._worker_done, target))
             started.append(task)
@@ -234,18 +251,20 @@ class Deliverer:
         with self.store.transaction():
             self.store.save_releases(release(self.store.held_due(now), policy, now), now)
 
-    async def _drain(self, target: str, due_by: float | None) -> DeliverySummary:
+    async def _drain(
+        self, target: str, due_by: float | None, skip: Sequence[int] = ()
+    ) -> DeliverySummary:
         """Send ``target``'s due deliveries one after another until none is left, its
         send gets stuck, or the component closes."""
         summary = DeliverySummary()
-        attempted: list[int] = []  # once per pass: a failure waits for its retry time
+        attempted = summary.attempted  # once per pass: a failure waits for its retry time
         channel = self.notifier.channels.get(target)
         templates = self.config.alerts.templates.overrides()
         while not self._closing:
             try:
                 claimed = self.store.claim_due(
                     target, now=self.clock(), owner=self.owner, lease=self.lease,
-                    due_by=due_by, skip=[*self._unrecorded, *attempted],
+                    due_by=due_by, skip=[*self._unrecorded, *skip, *attempted],
                 )  # fmt: skip
             except StoreError as exc:
                 log.error("delivery to %s paused: %s", target, exc)

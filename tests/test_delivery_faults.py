@@ -13,6 +13,7 @@ import json
 import resource
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -355,3 +356,77 @@ def _dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_once_sends_an_alert_while_a_slow_feed_is_still_answering(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink
+) -> None:
+    """``once`` sends each alert as soon as a poll queues it: a feed that answers only
+    once the alert has arrived (or after 10 s) does not hold it back, nor would a
+    ``--timeout`` that ended the run before the slowest feed."""
+    answered: list[bool] = []  # for each request of the slow feed: had the alert arrived?
+
+    class SlowFeed(QuietHandler):
+        def do_GET(self) -> None:
+            with sink._cond:
+                arrived = sink._cond.wait_for(lambda: sink.received, timeout=10)
+            answered.append(bool(arrived))
+            self.reply(200, rss([]).encode(), {"Content-Type": "application/rss+xml"})
+
+    story = {"title": "S-400 deal signed", "guid": "a", "link": "https://e.org/a",
+             "published": time.time()}  # fmt: skip
+    fast = feeds.serve("/fast.xml", rss([story]))
+    with serving(SlowFeed) as port:
+        config = write_config(
+            tmp_path, feeds=[fast, f"http://127.0.0.1:{port}/slow.xml"], notify=[sink.url]
+        )
+        result = cli("once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "1 alert queued, 1 sent" in result.stdout
+    assert answered == [True]
+    assert [alert["title"] for alert in sink.received] == ["[turkey-air-defense] S-400 deal signed"]
+
+
+def test_once_tries_each_delivery_once_however_many_passes(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    """Alerts are sent while polls go on, and by a pass after them: a delivery that
+    failed in one pass is not tried again by a later pass of the same run (it waits for
+    its retry time), so every failure is attempted and counted once."""
+    posts = threading.Condition()
+    posted: list[bytes] = []
+
+    class FailingReceiver(QuietHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with posts:
+                posted.append(body)
+                posts.notify_all()
+            self.reply(500)
+
+    class SlowFeed(QuietHandler):  # answers once the first sends have failed
+        def do_GET(self) -> None:
+            with posts:
+                posts.wait_for(lambda: posted, timeout=10)
+            items = numbered_items("F-35 late {n}", 2, key="late-")
+            self.reply(200, rss(items).encode(), {"Content-Type": "application/rss+xml"})
+
+    urls = [
+        feeds.serve(f"/{n}.xml", rss(numbered_items(f"F-35 report {n}.{{n}}", 2, key=f"{n}-")))
+        for n in range(2)
+    ]
+    with serving(FailingReceiver) as receiver, serving(SlowFeed) as slow:
+        config = write_config(
+            tmp_path,
+            feeds=[*urls, f"http://127.0.0.1:{slow}/slow.xml"],
+            notify=[f"json://127.0.0.1:{receiver}/alerts"],
+        )
+        result = cli("once", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "6 alerts queued, 0 sent, 6 failed deliveries" in result.stdout, result.stdout
+    assert len(posted) == 6
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        tries = db.execute("SELECT delivery_id, count(*) FROM attempts GROUP BY 1").fetchall()
+        assert len(tries) == 6 and {count for _, count in tries} == {1}
+        statuses = db.execute("SELECT DISTINCT status FROM deliveries").fetchall()
+        assert statuses == [("pending",)]  # each tried again later, at its retry time

@@ -243,3 +243,26 @@ def test_a_batch_commits_many_polls_at_once_each_all_or_nothing(tmp_path: Path) 
     assert titles == {"S-400 one", "two"}
     assert store.db.execute("PRAGMA temp_store").fetchone() == (0,)
     assert not store.db.conn.in_transaction
+
+
+def test_a_send_is_recorded_at_once_even_within_a_batch(tmp_path: Path) -> None:
+    """``once`` sends while its polls are batched: the claim before a send and the record
+    after it are committed when they are written (with the batch's polls before them),
+    never left in a batch that a crash a moment later would lose, sending it again."""
+    store = Store.open(tmp_path / "m.db")
+    other = sqlite3.connect(tmp_path / "m.db")
+
+    def committed(sql: str) -> object:
+        return other.execute(sql).fetchone()[0]
+
+    store.queue_message("Notice", "body", ["t"], NOW)
+    with store.batching(seconds=3600):
+        store.sync_feeds([("https://a.example/feed", None)], NOW)  # a poll's write
+        assert committed("SELECT count(*) FROM feeds") == 0
+        [delivery] = store.claim_due("t", now=NOW, owner="me", lease=60)
+        assert committed("SELECT claimed_by FROM deliveries") == "me"
+        assert committed("SELECT count(*) FROM feeds") == 1
+        store.sync_feeds([("https://b.example/feed", None)], NOW)
+        store.record_attempt(delivery.id, "t", ok=True, detail="", now=NOW)
+        assert committed("SELECT status FROM deliveries") == "sent"
+        assert committed("SELECT count(*) FROM feeds") == 2

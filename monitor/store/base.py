@@ -245,13 +245,17 @@ class StoreBase:
             yield
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self, *, durable: bool = False) -> Iterator[None]:
         """One transaction (a savepoint within an enclosing one, or within a batch);
         SQLite failures become StoreError.
 
         Transactions begin IMMEDIATE, taking the write lock at once: a deferred one that
         read first and then wrote could fail at once with "database is locked" when
-        another process wrote in between, whatever the busy timeout."""
+        another process wrote in between, whatever the busy timeout.
+
+        A ``durable`` write is committed when it ends even within a batch (with the
+        batch's writes before it): what records a send, before or after it, must
+        survive a crash a moment later, or the alert would be sent again."""
         self.verify_file()
         outermost = self._depth == 0
         self._depth += 1
@@ -262,7 +266,8 @@ class StoreBase:
             with self.db.atomic():
                 yield
             if outermost and (
-                self._batch_seconds is None
+                durable
+                or self._batch_seconds is None
                 or time.monotonic() - self._batch_started > self._batch_seconds
             ):
                 self.db.execute("COMMIT")

@@ -179,8 +179,8 @@ class OutboxMixin(StoreBase):
         claim whose owner died runs out. A claim counts as an attempt, made before the
         send, so a crash between send and record costs one repeat, not endless ones.
         ``due_by`` (default ``now``) lets retries be made early; ``skip`` lists deliveries
-        this process sent but could not record yet."""
-        with self._writing():
+        this process sent but could not record yet. Committed at once, in a batch too."""
+        with self._writing(durable=True):
             rows = self.db.execute(
                 """UPDATE deliveries SET claimed_by = ?, claimed_until = ?,
                        attempts = attempts + 1
@@ -268,8 +268,9 @@ class OutboxMixin(StoreBase):
         retry_at: float | None = None,
     ) -> None:  # fmt: skip
         """Log one attempt (counted when it was claimed) and release the claim; a failure
-        is retried at ``retry_at``, or marked failed if None."""
-        with self._writing():
+        is retried at ``retry_at``, or marked failed if None. Committed at once, in a
+        batch too."""
+        with self._writing(durable=True):
             self.db.execute(
                 "INSERT INTO attempts (delivery_id, at, target, ok, detail) VALUES (?, ?, ?, ?, ?)",
                 [delivery_id, now, target_label, int(ok), detail],
@@ -293,8 +294,9 @@ class OutboxMixin(StoreBase):
         self, delivery_id: int, target_label: str, *, detail: str, now: float
     ) -> bool:
         """A send given up for lost answered after all: it was delivered. Marks it sent
-        unless another sender has claimed it since; returns whether it did."""
-        with self._writing():
+        unless another sender has claimed it since; returns whether it did. Committed
+        at once, in a batch too."""
+        with self._writing(durable=True):
             cursor = self.db.execute(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL "
                 "WHERE id = ? AND status = 'pending' AND claimed_by IS NULL",

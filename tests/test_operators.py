@@ -761,3 +761,34 @@ def test_check_warns_of_an_empty_secret_and_names_the_console_when_no_target_is_
     assert "notify:     none configured: alerts are printed on the console" in result.stdout
     filled = invoke("check", "-c", config, env={"FEED_KEY": "Feed-Key-77"})
     assert filled.exit_code == 0 and "is empty" not in filled.stderr
+
+
+def test_output_reaches_a_pipe_and_a_reader_leaving_early_is_no_error(tmp_path: Path) -> None:
+    """The command line leaves without the interpreter's teardown (``cli._leave``): what
+    it printed, buffered as it is into a pipe, still arrives whole, with its exit code;
+    and a reader that closes the pipe first (``| head``) makes no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    urls = [f"https://e{n}.example/feed" for n in range(3)]
+    config = write_config(tmp_path, feeds=urls)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "FEED_MONITOR_CONFIG")
+    }
+    command = [sys.executable, "-m", "monitor", "feeds", "list", "--config", str(config)]
+    whole = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert whole.returncode == 0, whole.stderr
+    assert [line.split()[0] for line in whole.stdout.splitlines()] == [
+        "e0.example", "e1.example", "e2.example", "3"
+    ]  # fmt: skip
+    bad = subprocess.run([*command[:-1], str(tmp_path / "missing.yaml")], capture_output=True,
+                         text=True, env=env, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "error:" in bad.stderr
+
+    early = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert early.stdout is not None and early.stderr is not None
+    early.stdout.close()  # before it has written anything: its flush meets a closed pipe
+    assert early.wait(timeout=60) == 1  # click's status for output that could not be written
+    assert early.stderr.read() == b""
+    early.stderr.close()

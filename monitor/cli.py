@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 import msgspec
@@ -56,6 +56,7 @@ from monitor.units import format_duration, parse_duration
 F = TypeVar("F", bound=Callable[..., Any])
 EXCERPT_CHARS = 400  # of a story's text, in `story`
 ONCE_LOCK_WAIT = 600.0  # a second `once` waits this long for the first, then gives up
+ONCE_SEND_GRACE = 10.0  # a `once` stopped while sending lets the send in flight end this long
 
 
 class _Group(click.Group):
@@ -595,7 +596,12 @@ async def _once(config: RunConfig, as_json: bool) -> None:
                 delivered = DeliverySummary() if sending is None else await sending
         except BaseException:
             if sending is not None:
-                sending.cancel()  # a send cut short keeps its claim: retried after its lease
+                # Stopped while sending (Ctrl-C, --timeout, an error): no new send starts,
+                # and the one in flight may finish and be recorded, or the next run would
+                # send it again (cut short after the grace, it keeps its claim: retried
+                # after its lease).
+                await asyncio.shield(deliverer.close(min(ONCE_SEND_GRACE, deliverer.send_timeout)))
+                sending.cancel()
             raise
         if sending is None and store.has_undelivered():
             check_notify_urls(config)  # alerts queued by an earlier run
@@ -1058,24 +1064,21 @@ def main() -> None:
     try:
         cli(prog_name="feed-monitor")
     except SystemExit as exit_:
-        code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
         if stuck := stuck_sends():
             # Apprise runs each send in a pool thread that the interpreter would wait for
             # at exit, forever if the target never answers: leave without waiting.
             logging.getLogger(__name__).warning(
                 "exiting with %d sends still waiting for an answer (given up)", stuck
             )
-        _leave(code)
-
-
-def _leave(code: int) -> NoReturn:
-    """Exit now, without the interpreter's teardown. A command has closed what it opened
-    (the database, the parser workers, files written by replacing them); what is left is
-    freeing a thousand modules one by one (Apprise's plugins, numpy, pydantic), 0.1 to
-    0.3 s of every run, and waiting for Apprise's send threads. Output is flushed first;
-    a reader that went away (``| head``) is not an error."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+            code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(code)
+        # Everything alive now lives until exit too: frozen, the interpreter's last
+        # collection skips it (walking the thousand modules a run loaded, Apprise's
+        # plugins, numpy, pydantic, took 0.1 to 0.3 s of every run). Exit handlers still
+        # run as usual (multiprocessing's, logging's).
+        gc.freeze()
+        raise

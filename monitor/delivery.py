@@ -180,7 +180,10 @@ class Deliverer:
             self._nudged.clear()
             if polling.done():
                 return summary
-            summary.add(await self.deliver_due(skip=summary.attempted))
+            try:
+                summary.add(await self.deliver_due(skip=summary.attempted))
+            except StoreError as exc:  # a locked or full database: the next pass tries again
+                log.error("delivery pass failed, trying again after the next poll: %s", exc)
 
     async def close(self, deadline: float) -> None:
         """Stop: let sends in flight finish within ``deadline`` seconds, then cancel them.

@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from monitor.alert import Notifier
 from monitor.config_load import load_config
 from monitor.delivery import Deliverer
+from monitor.errors import StoreError
 from monitor.store import Store
 from tests.helpers import REPO, cli, cli_process, numbered_items, rss, write_config
 from tests.servers import AlertSink, FeedServer, QuietHandler, serving
@@ -430,3 +433,118 @@ def test_once_tries_each_delivery_once_however_many_passes(
         assert len(tries) == 6 and {count for _, count in tries} == {1}
         statuses = db.execute("SELECT DISTINCT status FROM deliveries").fetchall()
         assert statuses == [("pending",)]  # each tried again later, at its retry time
+
+
+def test_a_delivery_pass_that_meets_a_database_error_stops_no_other(
+    tmp_path: Path, feeds: FeedServer, sink: AlertSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass of ``once``'s sending while it polls fails on the database (locked, full):
+    it is logged, and the later passes send everything; the run ends well."""
+    routed_once = threading.Event()
+    route = Deliverer._route
+
+    def failing_once(self: Deliverer, now: float) -> None:
+        if not routed_once.is_set():
+            routed_once.set()
+            raise StoreError("database write failed: database is locked")
+        route(self, now)
+
+    monkeypatch.setattr(Deliverer, "_route", failing_once)
+
+    class SlowFeed(QuietHandler):  # answers once the first pass has failed
+        def do_GET(self) -> None:
+            routed_once.wait(timeout=10)
+            items = numbered_items("CAATSA late {n}", 2, key="late-")
+            self.reply(200, rss(items).encode(), {"Content-Type": "application/rss+xml"})
+
+    fast = feeds.serve("/fast.xml", rss(numbered_items("S-400 early {n}", 2, key="early-")))
+    with serving(SlowFeed) as slow:
+        config = write_config(
+            tmp_path, feeds=[fast, f"http://127.0.0.1:{slow}/slow.xml"], notify=[sink.url]
+        )
+        result = cli("once", "--config", config)
+    assert routed_once.is_set()
+    assert result.returncode == 0, result.stderr
+    assert "4 alerts queued, 4 sent, 0 failed deliveries" in result.stdout
+    assert "delivery pass failed" in result.stderr
+    assert len(sink.wait_for(4)) == 4
+
+
+def test_once_stopped_while_a_send_is_in_flight_lets_it_end_and_sends_it_once(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    """Ctrl-C (or ``--timeout``) while ``once`` polls and sends: the send in flight may
+    finish and is recorded, so the next run does not send it again; no new one starts."""
+    posted: list[bytes] = []
+    arrived, answer = threading.Condition(), threading.Event()
+    polls_may_end = threading.Event()
+
+    class HeldReceiver(QuietHandler):  # answers only when the test says so
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with arrived:
+                posted.append(body)
+                arrived.notify_all()
+            answer.wait(timeout=20)
+            self.reply(200)
+
+    class SlowFeed(QuietHandler):  # keeps the first run polling
+        def do_GET(self) -> None:
+            polls_may_end.wait(timeout=30)
+            self.reply(200, rss([]).encode(), {"Content-Type": "application/rss+xml"})
+
+    fast = feeds.serve("/fast.xml", rss(numbered_items("S-400 deal {n}", 1)))
+    with serving(HeldReceiver) as receiver, serving(SlowFeed) as slow:
+        config = write_config(
+            tmp_path,
+            feeds=[fast, f"http://127.0.0.1:{slow}/slow.xml"],
+            notify=[f"json://127.0.0.1:{receiver}/alerts"],
+        )
+        run = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "once", "--config", str(config)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            with arrived:
+                assert arrived.wait_for(lambda: posted, timeout=30), "nothing was sent"
+            run.send_signal(signal.SIGINT)  # the send is in flight: its answer is held
+            answer.set()
+            _, stderr = run.communicate(timeout=30)
+        finally:
+            run.kill()
+            polls_may_end.set()
+        assert run.returncode == 1 and "Aborted" in stderr, stderr
+        again = cli("once", "--config", config)
+    assert again.returncode == 0, again.stderr
+    assert "0 sent" in again.stdout
+    assert len(posted) == 1
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        assert db.execute("SELECT status, attempts FROM deliveries").fetchall() == [("sent", 1)]
+
+
+def test_a_send_whose_record_fails_within_a_batch_is_recorded_once(tmp_path: Path) -> None:
+    """``once`` records sends while its polls are batched. When the disk fills as a send's
+    record is committed, the failed write is undone with the batch's uncommitted polls
+    (fetched again next run; SQLite undoes a transaction whose commit met a full disk,
+    and the store one that a failed commit left open), never committed later beside the
+    record the deliverer makes once there is room: one attempt, one row."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    store = Store.open(tmp_path / "m.db")
+    store.queue_message("Notice", "body", ["t"], 1000.0)
+    with file_size_limit(), store.batching(seconds=3600):
+        store.sync_feeds([("https://a.example/feed", None)], 1000.0)  # a poll, batched
+        [delivery] = store.claim_due("t", now=1000.0, owner="me", lease=60)  # commits both
+        store.sync_feeds([("https://b.example/feed", None)], 1000.0)
+        wal = tmp_path / "m.db-wal"
+        resource.setrlimit(resource.RLIMIT_FSIZE, (wal.stat().st_size, hard))  # disk full
+        with pytest.raises(StoreError):
+            store.record_attempt(delivery.id, "t", ok=True, detail="", now=1001.0)
+        assert not store.db.conn.in_transaction
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+        store.record_attempt(delivery.id, "t", ok=True, detail="", now=1002.0)
+    other = sqlite3.connect(tmp_path / "m.db")
+    assert other.execute("SELECT at FROM attempts").fetchall() == [(1002.0,)]
+    assert other.execute("SELECT status FROM deliveries").fetchall() == [("sent",)]
+    feeds = [url for (url,) in other.execute("SELECT url FROM feeds ORDER BY url")]
+    assert feeds == ["https://a.example/feed"]  # b's poll: undone, polled again next run
+    store.close()

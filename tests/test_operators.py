@@ -763,32 +763,41 @@ def test_check_warns_of_an_empty_secret_and_names_the_console_when_no_target_is_
     assert filled.exit_code == 0 and "is empty" not in filled.stderr
 
 
-def test_output_reaches_a_pipe_and_a_reader_leaving_early_is_no_error(tmp_path: Path) -> None:
-    """The command line leaves without the interpreter's teardown (``cli._leave``): what
-    it printed, buffered as it is into a pipe, still arrives whole, with its exit code;
-    and a reader that closes the pipe first (``| head``) makes no traceback."""
+def test_commands_end_cleanly_through_the_real_entry_point(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    """``python -m monitor`` as cron or systemd runs it, output into pipes: a ``once``
+    that parses (its parser workers started and stopped) prints its summary and nothing
+    on stderr (no helper process complaining of leaked semaphores: a run's exit
+    handlers run); exit codes are kept; and a reader that closes the pipe first
+    (``| head``) makes no traceback."""
     import os
     import subprocess
     import sys
 
-    urls = [f"https://e{n}.example/feed" for n in range(3)]
+    urls = [feeds.serve(f"/{n}.xml", rss([{"title": f"Story {n}", "guid": f"g{n}"}]))
+            for n in range(3)]  # fmt: skip
     config = write_config(tmp_path, feeds=urls)
     env = {
         k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "FEED_MONITOR_CONFIG")
     }
-    command = [sys.executable, "-m", "monitor", "feeds", "list", "--config", str(config)]
-    whole = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
-    assert whole.returncode == 0, whole.stderr
-    assert [line.split()[0] for line in whole.stdout.splitlines()] == [
-        "e0.example", "e1.example", "e2.example", "3"
-    ]  # fmt: skip
-    bad = subprocess.run([*command[:-1], str(tmp_path / "missing.yaml")], capture_output=True,
-                         text=True, env=env, timeout=60)  # fmt: skip
-    assert bad.returncode == 2 and "error:" in bad.stderr
 
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "monitor", *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+    once = run("once", "--config", config)
+    assert once.returncode == 0 and once.stderr == ""
+    assert once.stdout.startswith("polled 3 feeds (3 ok, 0 failed, 0 unchanged), 3 new stories")
+    listed = run("feeds", "list", "--config", config)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 4
+    missing = run("feeds", "list", "--config", tmp_path / "missing.yaml")
+    assert missing.returncode == 2 and missing.stderr.startswith("error:")
+
+    command = [sys.executable, "-m", "monitor", "feeds", "list", "--config", str(config)]
     early = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert early.stdout is not None and early.stderr is not None
-    early.stdout.close()  # before it has written anything: its flush meets a closed pipe
+    early.stdout.close()  # before it has written anything: its output meets a closed pipe
     assert early.wait(timeout=60) == 1  # click's status for output that could not be written
     assert early.stderr.read() == b""
     early.stderr.close()

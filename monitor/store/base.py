@@ -255,7 +255,9 @@ class StoreBase:
 
         A ``durable`` write is committed when it ends even within a batch (with the
         batch's writes before it): what records a send, before or after it, must
-        survive a crash a moment later, or the alert would be sent again."""
+        survive a crash of the process a moment later, or the alert would be sent again.
+        (Of the process, not of the machine: ``synchronous = NORMAL`` lets a power cut
+        lose the last commits, which costs that one repeat.)"""
         self.verify_file()
         outermost = self._depth == 0
         self._depth += 1
@@ -272,7 +274,15 @@ class StoreBase:
             ):
                 self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if outermost and self._batch_seconds is None and self.db.conn.in_transaction:
+            # A failed commit can leave the transaction open: undone here, or the failed
+            # write would be committed later with the next one. Within a batch only a
+            # durable write's is (with the batch's polls since its last commit: their
+            # feeds are fetched again by the next run, and nothing of theirs was sent).
+            if (
+                outermost
+                and (durable or self._batch_seconds is None)
+                and (self.db.conn.in_transaction)
+            ):
                 self.db.execute("ROLLBACK")
             raise StoreError(f"database write failed: {exc}") from exc
         finally:

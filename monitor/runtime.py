@@ -104,7 +104,7 @@ def process_lock(database: Path, role: Role, *, wait: float = 0.0) -> Iterator[N
     ``StoreBusyError``. The lock dies with its process, however it ends."""
     path = database.with_name(database.name + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait
         told = False

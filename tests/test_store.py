@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,3 +267,30 @@ def test_a_send_is_recorded_at_once_even_within_a_batch(tmp_path: Path) -> None:
         store.record_attempt(delivery.id, "t", ok=True, detail="", now=NOW)
         assert committed("SELECT status FROM deliveries") == "sent"
         assert committed("SELECT count(*) FROM feeds") == 2
+
+
+def _open_at(path: str, start: Any) -> str:
+    """In a process of its own: wait for the others, then open the database."""
+    start.wait(timeout=30)
+    try:
+        Store.open(Path(path)).close()
+    except StoreError as exc:
+        return str(exc)
+    return "ok"
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """The daemon and a `once` started together on a database that does not exist yet
+    both find it to set up: one does while the other waits, then finds nothing left to
+    do (both did, and one failed: "duplicate column name", "database is locked")."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(4):
+        path = tmp_path / f"new{attempt}.db"
+        start = context.Manager().Barrier(4)
+        with context.Pool(4) as pool:
+            results = pool.starmap(_open_at, [(str(path), start)] * 4)
+        assert results == ["ok"] * 4
+        with Store.open(path) as store:
+            assert store.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -8,6 +8,7 @@ module; sqlite-utils is imported only when the database needs a migration (schem
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import sqlite3
@@ -108,15 +109,19 @@ class StoreBase:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _create_private(path)
-            db = Connection.connect(path, timeout=30)
-            db.execute("PRAGMA busy_timeout = 30000")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            # Checkpoint the WAL every ~40 MB instead of 4 MB: index pages written by many
-            # polls in a row reach the database file once. Measured by bench_store.py.
-            db.execute("PRAGMA wal_autocheckpoint = 10000")
-            db.execute("PRAGMA foreign_keys = ON")
-            migrate(db.conn)
+            # Two processes opening a new (or older) database at once, the daemon and a
+            # `once`, would both set it up: one failed on the other's WAL switch or
+            # tables. One at a time; the second finds nothing left to do.
+            with _setting_up(path):
+                db = Connection.connect(path, timeout=30)
+                db.execute("PRAGMA busy_timeout = 30000")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                # Checkpoint the WAL every ~40 MB instead of 4 MB: index pages written by
+                # many polls in a row reach the database file once (bench_store.py).
+                db.execute("PRAGMA wal_autocheckpoint = 10000")
+                db.execute("PRAGMA foreign_keys = ON")
+                migrate(db.conn)
             store = cls(db, path)  # the file surely exists now: remember which it is
         except (sqlite3.Error, OSError) as exc:
             fault = damage(exc, path)
@@ -287,6 +292,30 @@ class StoreBase:
             raise StoreError(f"database write failed: {exc}") from exc
         finally:
             self._depth -= 1
+
+
+@contextlib.contextmanager
+def _setting_up(database: Path) -> Iterator[None]:
+    """Hold the database's set-up lock (a byte of ``<database>.lock``, the file whose
+    first bytes ``runtime.process_lock`` uses for its roles), waiting for a process that
+    holds it; it dies with its process. Where the lock file cannot be made (a directory
+    this user cannot write), neither can a database be set up: go on without it."""
+    lock = database.with_name(database.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, _SET_UP_LOCK_BYTE)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+_SET_UP_LOCK_BYTE = 2  # runtime.process_lock: 0 the daemon, 1 `once`
 
 
 def _create_private(path: Path) -> None:

@@ -37,6 +37,7 @@ from monitor.pipeline import Poller, PollOutcome
 from monitor.retention import Retention
 from monitor.run_config import RunConfig, RunFeed
 from monitor.store import Store
+from monitor.store.base import lock_file
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def process_lock(database: Path, role: Role, *, wait: float = 0.0) -> Iterator[N
 
     Taken by another process: wait up to ``wait`` seconds for it, then raise
     ``StoreBusyError``. The lock dies with its process, however it ends."""
-    path = database.with_name(database.name + ".lock")
+    path = lock_file(database)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -300,9 +300,8 @@ def _setting_up(database: Path) -> Iterator[None]:
     first bytes ``runtime.process_lock`` uses for its roles), waiting for a process that
     holds it; it dies with its process. Where the lock file cannot be made (a directory
     this user cannot write), neither can a database be set up: go on without it."""
-    lock = database.with_name(database.name + ".lock")
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock_file(database), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         fd = None
     if fd is None:
@@ -316,6 +315,12 @@ def _setting_up(database: Path) -> Iterator[None]:
 
 
 _SET_UP_LOCK_BYTE = 2  # runtime.process_lock: 0 the daemon, 1 `once`
+
+
+def lock_file(database: Path) -> Path:
+    """``<database>.lock``: the file whose bytes the processes on ``database`` lock
+    (``runtime.process_lock``, ``_setting_up``)."""
+    return database.with_name(database.name + ".lock")
 
 
 def _create_private(path: Path) -> None:
